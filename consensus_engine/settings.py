@@ -1,0 +1,163 @@
+"""Configuration: one typed class read from the environment and ``.env``.
+
+Nothing else in the project reads ``os.environ``; every component receives a
+:class:`Settings` (or the few values it needs) from its caller.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Temperature = Annotated[float, Field(ge=0.0, le=2.0)]
+
+
+class SettingsError(ValueError):
+    """A configuration value is wrong; the message is one line naming the variable."""
+
+
+class Settings(BaseSettings):
+    """Every setting of the API, the worker and the CLI.
+
+    Field names are the environment variables, lower-cased; the README's table
+    lists them all (a test keeps the two in sync).
+    """
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        validate_default=True,
+    )
+
+    # Environment
+    env: Literal["development", "production", "testing"] = "development"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] | None = None
+
+    # LLM
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str | None = None
+    llm_api_mode: Literal["auto", "responses", "chat", "chat_json_object"] = "auto"
+    llm_timeout_seconds: float = Field(default=120.0, gt=0, le=900)
+    llm_sdk_max_retries: int = Field(default=0, ge=0, le=5)
+    llm_repair_attempts: int = Field(default=1, ge=0, le=3)
+    llm_max_output_tokens: int = Field(default=4096, ge=256, le=128_000)
+    llm_prices_json: str | None = None
+    expand_model: str = Field(default="gpt-4.1-mini", min_length=1)
+    expand_temperature: Temperature | None = 0.7
+    review_model: str = Field(default="gpt-4.1-mini", min_length=1)
+    review_temperature: Temperature | None = 0.2
+
+    # Database
+    database_url: SecretStr | None = None
+    db_instance_connection_name: str | None = None
+    db_name: str = "consensus_engine"
+    db_user: str = "postgres"
+    db_password: SecretStr | None = None
+    db_host: str = "localhost"
+    db_port: int = Field(default=5432, ge=1, le=65535)
+    db_iam_auth: bool = False
+    use_cloud_sql_connector: bool = False
+    db_pool_size: int = Field(default=5, ge=1, le=100)
+    db_max_overflow: int = Field(default=10, ge=0, le=100)
+    db_pool_timeout: float = Field(default=30.0, gt=0, le=600)
+    db_pool_recycle: int = Field(default=3600, ge=60, le=7200)
+
+    # Pub/Sub
+    pubsub_project_id: str = "local-project"
+    pubsub_topic: str = "consensus-engine-jobs"
+    pubsub_subscription: str = "consensus-engine-jobs-sub"
+    pubsub_emulator_host: str | None = None
+    pubsub_use_mock: bool = False
+
+    # Worker
+    worker_max_concurrency: int = Field(default=10, ge=1, le=1000)
+    worker_ack_deadline_seconds: int = Field(default=600, ge=10, le=600)
+    worker_step_timeout_seconds: int = Field(default=300, ge=10, le=1800)
+    worker_job_timeout_seconds: int = Field(default=1800, ge=60, le=7200)
+    max_retries_per_persona: int = Field(default=3, ge=0, le=10)
+    retry_initial_backoff_seconds: float = Field(default=1.0, ge=0.1, le=60)
+    retry_backoff_multiplier: float = Field(default=2.0, ge=1.0, le=10)
+
+    # Consensus
+    personas_file: Path | None = None
+    approve_threshold: float = Field(default=0.80, gt=0.0, le=1.0)
+    revise_threshold: float = Field(default=0.60, ge=0.0, lt=1.0)
+
+    # Input limits (enforced by the API and the domain)
+    max_idea_length: int = Field(default=10_000, ge=1, le=1_000_000)
+    max_extra_context_length: int = Field(default=50_000, ge=0, le=1_000_000)
+    max_edited_proposal_length: int = Field(default=100_000, ge=1, le=1_000_000)
+    max_edit_notes_length: int = Field(default=10_000, ge=1, le=1_000_000)
+    min_persona_count: int = Field(default=1, ge=1, le=50)
+    max_persona_count: int = Field(default=10, ge=1, le=50)
+
+    @field_validator("openai_api_key")
+    @classmethod
+    def _reject_placeholder_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        raw = value.get_secret_value().strip()
+        if not raw:
+            return None
+        lowered = raw.lower()
+        if "your_api_key" in lowered or "placeholder" in lowered:
+            raise ValueError("looks like a placeholder, not a real key")
+        return SecretStr(raw)
+
+    @model_validator(mode="after")
+    def _check_relations(self) -> Settings:
+        if self.revise_threshold >= self.approve_threshold:
+            raise ValueError(
+                "REVISE_THRESHOLD must be lower than APPROVE_THRESHOLD "
+                f"(got {self.revise_threshold} and {self.approve_threshold})"
+            )
+        if self.min_persona_count > self.max_persona_count:
+            raise ValueError("MIN_PERSONA_COUNT must not exceed MAX_PERSONA_COUNT")
+        if self.use_cloud_sql_connector and not self.db_instance_connection_name:
+            raise ValueError(
+                "DB_INSTANCE_CONNECTION_NAME is required when USE_CLOUD_SQL_CONNECTOR=true"
+            )
+        return self
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def effective_log_level(self) -> str:
+        """Explicit ``LOG_LEVEL`` wins; otherwise chatty in development, terse in production."""
+        if self.log_level:
+            return self.log_level
+        return {"development": "DEBUG", "testing": "INFO", "production": "INFO"}[self.env]
+
+
+def _describe(error: ValidationError) -> str:
+    """One line naming the variable and the problem, never echoing the value of a secret."""
+    first = error.errors()[0]
+    loc = [str(part) for part in first.get("loc", ())]
+    message = first.get("msg", "invalid value").removeprefix("Value error, ")
+    if not loc:
+        return f"invalid configuration: {message}"
+    name = loc[0].upper()
+    extra = f" (and {len(error.errors()) - 1} more)" if len(error.errors()) > 1 else ""
+    return f"invalid configuration: {name}: {message}{extra}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings, turning pydantic's report into a :class:`SettingsError`."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        raise SettingsError(_describe(error)) from None
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return load_settings()
