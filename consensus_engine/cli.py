@@ -1,0 +1,76 @@
+"""The ``consensus-engine`` command: a thin layer that parses arguments and delegates.
+
+Each subcommand imports what it needs when it runs, so ``--help`` stays fast and a
+missing optional service never breaks an unrelated command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from consensus_engine.settings import SettingsError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _fake_llm(args: argparse.Namespace) -> int:
+    from consensus_engine.llm.offline import serve_from_args
+
+    serve_from_args(args)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from consensus_engine.demo import run_demo
+
+    return run_demo(idea=args.idea)
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from consensus_engine.db.migrations import upgrade_head
+
+    upgrade_head()
+    print("database schema is at head")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from consensus_engine.llm.offline import add_cli_arguments as add_offline_arguments
+
+    parser = argparse.ArgumentParser(
+        prog="consensus-engine",
+        description="Turn a rough idea into a reviewed decision.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    fake = commands.add_parser(
+        "fake-llm", help="serve the offline OpenAI-compatible LLM on 127.0.0.1"
+    )
+    add_offline_arguments(fake)
+    fake.set_defaults(handler=_fake_llm)
+
+    demo = commands.add_parser("demo", help="run one sample idea end to end")
+    demo.add_argument("--idea", default=None, help="the idea to review (a sample by default)")
+    demo.set_defaults(handler=_demo)
+
+    migrate = commands.add_parser("migrate", help="upgrade the database schema to the latest")
+    migrate.set_defaults(handler=_migrate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except SettingsError as error:
+        print(f"consensus-engine: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

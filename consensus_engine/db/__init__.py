@@ -1,0 +1,1 @@
+"""Persistence: the models, engines and sessions, and the queries built on them."""

@@ -1,0 +1,320 @@
+"""The tables, as SQLAlchemy 2.0 typed models.
+
+Every rule the data must obey is a constraint the database enforces (CHECKs,
+UNIQUEs, foreign keys), so a bug in one writer cannot leave rows another
+reader chokes on. ``alembic/versions`` must describe exactly these tables; a
+test compares the two.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from consensus_engine.db.types import JSONType, UTCDateTime, str_enum, utcnow
+from consensus_engine.domain.runs import Priority, RunStatus, RunType, StepStatus
+from consensus_engine.domain.schemas import DecisionLabel
+
+NAMING_CONVENTION: dict[str, str] = {
+    "pk": "pk_%(table_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+}
+"""Deterministic constraint names, so migrations can drop or alter them by name."""
+
+MONEY = sa.Numeric(12, 6)
+"""US dollars: cents are too coarse for one LLM call."""
+
+
+class ProposalSource(StrEnum):
+    """Where a stored proposal came from."""
+
+    EXPANDED = "expanded"  # written by the expand stage
+    EDITED = "edited"  # a user's edited proposal, stored verbatim
+    REVISED = "revised"  # re-expanded from the parent's proposal plus edit notes
+
+
+class LlmCallOutcome(StrEnum):
+    """How one LLM request ended; one row per attempt."""
+
+    SUCCESS = "success"
+    REPAIRED = "repaired"
+    INVALID_OUTPUT = "invalid_output"
+    RATE_LIMITED = "rate_limited"
+    SERVER_ERROR = "server_error"
+    TIMEOUT = "timeout"
+    CONNECTION_ERROR = "connection_error"
+    AUTH_ERROR = "auth_error"
+    BAD_REQUEST = "bad_request"
+    ERROR = "error"
+
+
+class Base(DeclarativeBase):
+    """Shared metadata (with the naming convention) and the default column types."""
+
+    metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {
+        uuid.UUID: sa.Uuid(),
+        datetime: UTCDateTime(),
+        float: sa.Double(),
+    }
+
+
+def _check(sql: str, name: str) -> sa.CheckConstraint:
+    return sa.CheckConstraint(sql, name=name)
+
+
+def _non_negative(*columns: str) -> list[sa.CheckConstraint]:
+    return [_check(f"{column} >= 0", f"{column}_non_negative") for column in columns]
+
+
+def _unit_interval(column: str) -> sa.CheckConstraint:
+    return _check(f"{column} >= 0 AND {column} <= 1", f"{column}_range")
+
+
+def _temperature(column: str) -> sa.CheckConstraint:
+    return _check(f"{column} >= 0 AND {column} <= 2", f"{column}_range")
+
+
+def _created_at() -> Mapped[datetime]:
+    return mapped_column(default=utcnow, server_default=sa.func.now())
+
+
+def _updated_at() -> Mapped[datetime]:
+    return mapped_column(default=utcnow, onupdate=utcnow, server_default=sa.func.now())
+
+
+def _owner_fk(*, nullable: bool = False, unique: bool = False) -> Mapped[Any]:
+    """The run a row belongs to; deleting the run deletes the row."""
+    return mapped_column(
+        sa.ForeignKey("runs.id", ondelete="CASCADE"), nullable=nullable, unique=unique
+    )
+
+
+class Run(Base):
+    """One request to turn an idea (or an edited proposal) into a decision."""
+
+    __tablename__ = "runs"
+    __table_args__ = (
+        sa.UniqueConstraint("tenant", "idempotency_key"),
+        sa.Index("ix_runs_tenant_created_at_id", "tenant", "created_at", "id"),
+        sa.Index("ix_runs_status_last_enqueued_at", "status", "last_enqueued_at"),
+        _temperature("expand_temperature"),
+        _temperature("review_temperature"),
+        _unit_interval("overall_score"),
+        *_non_negative("input_tokens", "output_tokens", "cost_usd", "attempts"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    tenant: Mapped[str] = mapped_column(sa.String(200), default="default", server_default="default")
+    status: Mapped[RunStatus] = mapped_column(
+        str_enum(RunStatus, name="status"), default=RunStatus.QUEUED, index=True
+    )
+    run_type: Mapped[RunType] = mapped_column(
+        str_enum(RunType, name="run_type"), default=RunType.INITIAL, index=True
+    )
+    priority: Mapped[Priority] = mapped_column(
+        str_enum(Priority, name="priority"), default=Priority.NORMAL
+    )
+    parent_run_id: Mapped[uuid.UUID | None] = mapped_column(
+        sa.ForeignKey("runs.id", ondelete="SET NULL"), index=True
+    )
+    idempotency_key: Mapped[str | None] = mapped_column(sa.String(200))
+
+    idea: Mapped[str] = mapped_column(sa.Text)
+    extra_context: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    edited_proposal: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    edit_notes: Mapped[str | None] = mapped_column(sa.Text)
+
+    expand_model: Mapped[str] = mapped_column(sa.String(200))
+    expand_temperature: Mapped[float | None]
+    review_model: Mapped[str] = mapped_column(sa.String(200))
+    review_temperature: Mapped[float | None]
+    personas: Mapped[list[dict[str, Any]]] = mapped_column(JSONType)
+    schema_version: Mapped[str] = mapped_column(sa.String(40))
+    prompt_set_version: Mapped[str] = mapped_column(sa.String(40))
+    parameters: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+
+    overall_score: Mapped[float | None] = mapped_column(index=True)
+    decision: Mapped[DecisionLabel | None] = mapped_column(
+        str_enum(DecisionLabel, name="decision"), index=True
+    )
+
+    input_tokens: Mapped[int] = mapped_column(default=0, server_default="0")
+    output_tokens: Mapped[int] = mapped_column(default=0, server_default="0")
+    cost_usd: Mapped[Decimal] = mapped_column(MONEY, default=Decimal(0), server_default="0")
+    attempts: Mapped[int] = mapped_column(default=0, server_default="0")
+    error_code: Mapped[str | None] = mapped_column(sa.String(100))
+    error: Mapped[str | None] = mapped_column(sa.Text)
+
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = _updated_at()
+    queued_at: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]
+    completed_at: Mapped[datetime | None]
+    last_enqueued_at: Mapped[datetime | None]
+    deadline_at: Mapped[datetime | None]
+
+    # A child outlives its parent (the FK sets NULL), so no delete cascade here.
+    parent: Mapped[Run | None] = relationship(remote_side=[id], back_populates="children")
+    children: Mapped[list[Run]] = relationship(back_populates="parent", passive_deletes=True)
+
+    # Everything below belongs to this run alone and goes with it.
+    steps: Mapped[list[StepProgress]] = relationship(
+        back_populates="run",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="StepProgress.step_order",
+    )
+    proposal: Mapped[ProposalVersion | None] = relationship(
+        back_populates="run", cascade="all, delete-orphan", passive_deletes=True
+    )
+    reviews: Mapped[list[PersonaReview]] = relationship(
+        back_populates="run",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        foreign_keys="PersonaReview.run_id",
+        order_by="PersonaReview.persona_id",
+    )
+    decision_record: Mapped[DecisionRecord | None] = relationship(
+        back_populates="run", cascade="all, delete-orphan", passive_deletes=True
+    )
+    llm_calls: Mapped[list[LlmCall]] = relationship(
+        back_populates="run",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="LlmCall.created_at",
+    )
+
+
+class StepProgress(Base):
+    """One stage of a run (expand, one review per persona, aggregate) and who holds it."""
+
+    __tablename__ = "step_progress"
+    __table_args__ = (
+        sa.UniqueConstraint("run_id", "step_name"),
+        sa.Index("ix_step_progress_status_updated_at", "status", "updated_at"),
+        *_non_negative("step_order", "attempts"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    run_id: Mapped[uuid.UUID] = _owner_fk()
+    step_name: Mapped[str] = mapped_column(sa.String(120))
+    step_order: Mapped[int]
+    status: Mapped[StepStatus] = mapped_column(
+        str_enum(StepStatus, name="status"), default=StepStatus.PENDING
+    )
+    attempts: Mapped[int] = mapped_column(default=0, server_default="0")
+    claimed_by: Mapped[str | None] = mapped_column(sa.String(200))
+    started_at: Mapped[datetime | None]
+    completed_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = _updated_at()
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    step_metadata: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType, default=dict)
+
+    run: Mapped[Run] = relationship(back_populates="steps")
+
+
+class ProposalVersion(Base):
+    """The proposal a run's personas reviewed: expanded, edited or revised."""
+
+    __tablename__ = "proposal_versions"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    run_id: Mapped[uuid.UUID] = _owner_fk(unique=True)
+    proposal: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    diff: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    edit_notes: Mapped[str | None] = mapped_column(sa.Text)
+    source: Mapped[ProposalSource] = mapped_column(str_enum(ProposalSource, name="source"))
+    created_at: Mapped[datetime] = _created_at()
+
+    run: Mapped[Run] = relationship(back_populates="proposal")
+
+
+class PersonaReview(Base):
+    """One persona's review of a run's proposal, fresh or reused from the parent run."""
+
+    __tablename__ = "persona_reviews"
+    __table_args__ = (
+        sa.UniqueConstraint("run_id", "persona_id"),
+        _check("weight > 0 AND weight <= 1", "weight_range"),
+        _unit_interval("confidence_score"),
+        _temperature("temperature"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    run_id: Mapped[uuid.UUID] = _owner_fk()
+    persona_id: Mapped[str] = mapped_column(sa.String(100))
+    persona_name: Mapped[str] = mapped_column(sa.String(200))
+    weight: Mapped[float]
+    review: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    confidence_score: Mapped[float]
+    blocking_issues_present: Mapped[bool]
+    security_concerns_present: Mapped[bool]
+    reused: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    source_run_id: Mapped[uuid.UUID | None] = mapped_column(
+        sa.ForeignKey("runs.id", ondelete="SET NULL"), index=True
+    )
+    model: Mapped[str] = mapped_column(sa.String(200))
+    temperature: Mapped[float | None]
+    prompt_set_version: Mapped[str] = mapped_column(sa.String(40))
+    created_at: Mapped[datetime] = _created_at()
+
+    run: Mapped[Run] = relationship(back_populates="reviews", foreign_keys=[run_id])
+    source_run: Mapped[Run | None] = relationship(foreign_keys=[source_run_id])
+
+
+class DecisionRecord(Base):
+    """The aggregated decision of a completed run (table ``decisions``)."""
+
+    __tablename__ = "decisions"
+    __table_args__ = (_unit_interval("overall_score"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    run_id: Mapped[uuid.UUID] = _owner_fk(unique=True)
+    decision: Mapped[DecisionLabel] = mapped_column(str_enum(DecisionLabel, name="decision"))
+    overall_score: Mapped[float] = mapped_column(index=True)
+    decision_json: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = _created_at()
+
+    run: Mapped[Run] = relationship(back_populates="decision_record")
+
+
+class LlmCall(Base):
+    """One request to an LLM: tokens, cost, latency and outcome, for budgets and metrics.
+
+    ``run_id`` is empty for the synchronous endpoints, which have no run.
+    """
+
+    __tablename__ = "llm_calls"
+    __table_args__ = (
+        sa.Index("ix_llm_calls_run_id_step", "run_id", "step"),
+        _check("attempt >= 1", "attempt_positive"),
+        *_non_negative("input_tokens", "output_tokens", "cost_usd", "latency_ms"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    run_id: Mapped[uuid.UUID | None] = _owner_fk(nullable=True)
+    step: Mapped[str] = mapped_column(sa.String(120))
+    model: Mapped[str] = mapped_column(sa.String(200))
+    attempt: Mapped[int] = mapped_column(default=1, server_default="1")
+    input_tokens: Mapped[int] = mapped_column(default=0, server_default="0")
+    output_tokens: Mapped[int] = mapped_column(default=0, server_default="0")
+    cost_usd: Mapped[Decimal] = mapped_column(MONEY, default=Decimal(0), server_default="0")
+    latency_ms: Mapped[int] = mapped_column(default=0, server_default="0")
+    outcome: Mapped[LlmCallOutcome] = mapped_column(str_enum(LlmCallOutcome, name="outcome"))
+    created_at: Mapped[datetime] = _created_at()
+
+    run: Mapped[Run | None] = relationship(back_populates="llm_calls")
+
+
+metadata = Base.metadata
+"""What Alembic compares the migrations against."""

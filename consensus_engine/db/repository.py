@@ -1,0 +1,89 @@
+"""The queries the API and the pipeline stages need.
+
+Functions take the caller's :class:`Session` and never commit: the caller owns
+the transaction, so a use case that writes several things writes all or none.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from consensus_engine.db.models import Run, StepProgress
+from consensus_engine.db.types import utcnow
+from consensus_engine.domain.runs import Priority, RunStatus, RunType, StepStatus
+
+
+def create_run(
+    session: Session,
+    *,
+    idea: str,
+    expand_model: str,
+    review_model: str,
+    personas: list[dict[str, Any]],
+    schema_version: str,
+    prompt_set_version: str,
+    step_names: list[str],
+    tenant: str = "default",
+    run_type: RunType = RunType.INITIAL,
+    priority: Priority = Priority.NORMAL,
+    parent_run_id: uuid.UUID | None = None,
+    idempotency_key: str | None = None,
+    extra_context: dict[str, Any] | None = None,
+    edited_proposal: dict[str, Any] | None = None,
+    edit_notes: str | None = None,
+    expand_temperature: float | None = None,
+    review_temperature: float | None = None,
+    parameters: dict[str, Any] | None = None,
+    deadline_at: datetime | None = None,
+) -> Run:
+    """Add a queued run and one pending step per name (in that order), and flush.
+
+    The rows are written inside a savepoint of the caller's transaction: a
+    constraint violation (a repeated idempotency key, a repeated step name)
+    raises ``IntegrityError`` here and leaves neither the run nor any step
+    behind, while the caller's transaction stays usable, e.g. to look up the
+    run that already holds the idempotency key.
+    """
+    now = utcnow()
+    run = Run(
+        tenant=tenant,
+        status=RunStatus.QUEUED,
+        run_type=run_type,
+        priority=priority,
+        parent_run_id=parent_run_id,
+        idempotency_key=idempotency_key,
+        idea=idea,
+        extra_context=extra_context,
+        edited_proposal=edited_proposal,
+        edit_notes=edit_notes,
+        expand_model=expand_model,
+        expand_temperature=expand_temperature,
+        review_model=review_model,
+        review_temperature=review_temperature,
+        personas=personas,
+        schema_version=schema_version,
+        prompt_set_version=prompt_set_version,
+        parameters=parameters or {},
+        created_at=now,
+        updated_at=now,
+        queued_at=now,
+        deadline_at=deadline_at,
+    )
+    run.steps = [
+        StepProgress(step_name=name, step_order=order, status=StepStatus.PENDING, updated_at=now)
+        for order, name in enumerate(step_names)
+    ]
+    with session.begin_nested():
+        session.add(run)
+        session.flush()
+    return run
+
+
+def get_run(session: Session, run_id: uuid.UUID, *, tenant: str) -> Run | None:
+    """The run if it exists and belongs to ``tenant``; another tenant's run is invisible."""
+    return session.scalar(sa.select(Run).where(Run.id == run_id, Run.tenant == tenant))

@@ -1,0 +1,50 @@
+"""The only place that talks to an LLM.
+
+``LLMClient.generate`` returns a validated pydantic value plus a record of
+every HTTP attempt (tokens, cost, latency, outcome); failures raise
+:class:`LLMError` subclasses that say whether a retry can help. The offline
+server lives in :mod:`consensus_engine.llm.offline` and is not imported here,
+so the worker does not load the web stack it needs.
+"""
+
+from consensus_engine.llm.client import LLMClient
+from consensus_engine.llm.errors import (
+    LLMAuthError,
+    LLMBadRequestError,
+    LLMConfigurationError,
+    LLMConnectionError,
+    LLMError,
+    LLMInvalidOutputError,
+    LLMPermanentError,
+    LLMQuotaError,
+    LLMRateLimitedError,
+    LLMServerError,
+    LLMTimeoutError,
+    LLMTransientError,
+)
+from consensus_engine.llm.pricing import PriceTable, PricingError, cost_usd
+from consensus_engine.llm.records import ApiMode, CallRecord, Generation, Outcome, WireMode
+
+__all__ = [
+    "ApiMode",
+    "CallRecord",
+    "Generation",
+    "LLMAuthError",
+    "LLMBadRequestError",
+    "LLMClient",
+    "LLMConfigurationError",
+    "LLMConnectionError",
+    "LLMError",
+    "LLMInvalidOutputError",
+    "LLMPermanentError",
+    "LLMQuotaError",
+    "LLMRateLimitedError",
+    "LLMServerError",
+    "LLMTimeoutError",
+    "LLMTransientError",
+    "Outcome",
+    "PriceTable",
+    "PricingError",
+    "WireMode",
+    "cost_usd",
+]

@@ -1,0 +1,351 @@
+"""Structured output from an OpenAI-compatible API: one call in, one validated value out.
+
+Policy that lives here: every call has a timeout, the SDK does not retry on its
+own (the pipeline owns retries), the output is always re-validated with
+pydantic, invalid output gets a bounded number of repair calls, and SDK
+exceptions become :mod:`consensus_engine.llm.errors` with every attempt recorded.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import TYPE_CHECKING, TypeVar
+
+import httpx2
+import openai
+from pydantic import BaseModel, ValidationError
+
+from consensus_engine.llm import wire
+from consensus_engine.llm.errors import (
+    LLMAuthError,
+    LLMBadRequestError,
+    LLMConfigurationError,
+    LLMConnectionError,
+    LLMError,
+    LLMInvalidOutputError,
+    LLMPermanentError,
+    LLMQuotaError,
+    LLMRateLimitedError,
+    LLMServerError,
+    LLMTimeoutError,
+)
+from consensus_engine.llm.pricing import PriceTable
+from consensus_engine.llm.records import ApiMode, CallRecord, Generation, Outcome, WireMode
+
+if TYPE_CHECKING:
+    from consensus_engine.settings import Settings
+
+T = TypeVar("T", bound=BaseModel)
+
+OFFICIAL_BASE_URL = "https://api.openai.com/v1"
+_KEYLESS_PLACEHOLDER = "unused-by-local-server"
+_SCHEMA_REJECTION_HINTS = ("response_format", "json_schema", "json_object")
+_KEY_PATTERN = re.compile(r"sk-[A-Za-z0-9_\-*.]{4,}")
+_BAD_OUTPUT_ECHO_CHARS = 4000
+
+logger = logging.getLogger(__name__)
+
+
+class LLMClient:
+    """Thread-safe: one instance (one connection pool) serves every worker thread."""
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None,
+        base_url: str | None = None,
+        mode: ApiMode = "auto",
+        timeout_seconds: float = 120.0,
+        sdk_max_retries: int = 0,
+        repair_attempts: int = 1,
+        max_output_tokens: int = 4096,
+        prices: PriceTable | None = None,
+        http_client: httpx2.Client | None = None,
+    ) -> None:
+        if not api_key and base_url is None:
+            raise LLMConfigurationError(
+                "OPENAI_API_KEY is required unless OPENAI_BASE_URL names a compatible server"
+            )
+        self._mode: ApiMode = mode
+        self._official = base_url is None
+        self._api_key = api_key or _KEYLESS_PLACEHOLDER
+        self._timeout_seconds = timeout_seconds
+        self._repair_attempts = repair_attempts
+        self._max_output_tokens = max_output_tokens
+        self._prices = prices or PriceTable()
+        self._fallback_lock = threading.Lock()
+        self._json_object_fallback = False
+        # base_url is always explicit so the SDK never picks one up from the environment.
+        self._openai = openai.OpenAI(
+            api_key=self._api_key,
+            base_url=base_url or OFFICIAL_BASE_URL,
+            timeout=timeout_seconds,
+            max_retries=sdk_max_retries,
+            http_client=http_client,
+        )
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, http_client: httpx2.Client | None = None
+    ) -> LLMClient:
+        """Raises :class:`LLMConfigurationError` or ``PricingError`` for unusable settings."""
+        key = settings.openai_api_key
+        return cls(
+            api_key=key.get_secret_value() if key else None,
+            base_url=settings.openai_base_url,
+            mode=settings.llm_api_mode,
+            timeout_seconds=settings.llm_timeout_seconds,
+            sdk_max_retries=settings.llm_sdk_max_retries,
+            repair_attempts=settings.llm_repair_attempts,
+            max_output_tokens=settings.llm_max_output_tokens,
+            prices=PriceTable.from_json(settings.llm_prices_json),
+            http_client=http_client,
+        )
+
+    @property
+    def mode(self) -> ApiMode:
+        """The configured mode."""
+        return self._mode
+
+    @property
+    def wire_mode(self) -> WireMode:
+        """The mode the next call will use (``auto`` resolved, fallback included)."""
+        if self._mode != "auto":
+            return self._mode
+        if self._official:
+            return "responses"
+        with self._fallback_lock:
+            return "chat_json_object" if self._json_object_fallback else "chat"
+
+    def generate(
+        self,
+        schema: type[T],
+        *,
+        system: str,
+        user: str,
+        model: str,
+        temperature: float | None,
+        step: str,
+    ) -> Generation[T]:
+        """Ask for one ``schema`` instance; raise :class:`LLMError` with the calls made."""
+        log = _CallLog(step, model, self._prices)
+        turns: list[wire.Turn] = [("user", user)]
+        repairs_left = self._repair_attempts
+        while True:
+            mode = self.wire_mode
+            request = wire.Request(model, system, turns, temperature, self._max_output_tokens)
+            started = time.perf_counter()
+            try:
+                reply = wire.send(self._openai, mode, schema, request, official=self._official)
+            except openai.OpenAIError as exc:
+                latency = _elapsed_ms(started)
+                if self._falls_back(mode, exc):
+                    log.add(mode, "bad_request", latency, error_code="llm_bad_request", exc=exc)
+                    continue
+                error = self._to_error(exc, mode)
+                log.add(mode, error.outcome, latency, error_code=error.code, exc=exc)
+                error.calls = log.calls
+                raise error from exc
+            latency = _elapsed_ms(started)
+            value, problem = _validate(schema, reply)
+            if value is not None:
+                outcome: Outcome = "repaired" if len(turns) > 1 else "success"
+                log.add(mode, outcome, latency, reply)
+                return Generation(value=value, calls=log.calls, mode=mode)
+            log.add(mode, "invalid_output", latency, reply, error_code=LLMInvalidOutputError.code)
+            if repairs_left == 0:
+                raise LLMInvalidOutputError(
+                    f"The model's answer did not match {schema.__name__} after "
+                    f"{len(turns) // 2 + 1} attempt(s): {problem}",
+                    calls=log.calls,
+                )
+            repairs_left -= 1
+            turns = [("user", user), *_repair_turns(reply, problem)]
+
+    def close(self) -> None:
+        self._openai.close()
+
+    def __enter__(self) -> LLMClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _falls_back(self, mode: WireMode, exc: openai.OpenAIError) -> bool:
+        """In auto mode, remember that this server cannot do ``json_schema`` and switch."""
+        if self._mode != "auto" or mode != "chat" or not _rejects_json_schema(exc):
+            return False
+        with self._fallback_lock:
+            if not self._json_object_fallback:
+                logger.warning("LLM server rejects json_schema output; using json_object mode")
+            self._json_object_fallback = True
+        return True
+
+    def _to_error(self, exc: openai.OpenAIError, mode: WireMode) -> LLMError:
+        """Map an SDK exception to our taxonomy with a message safe to show users."""
+        if isinstance(exc, openai.APITimeoutError):
+            return LLMTimeoutError(f"The LLM call timed out after {self._timeout_seconds:g}s.")
+        if isinstance(exc, openai.APIConnectionError):
+            return LLMConnectionError("Could not connect to the LLM provider.")
+        if not isinstance(exc, openai.APIStatusError):
+            return LLMPermanentError("The LLM provider's answer could not be read.")
+        status = exc.status_code
+        if isinstance(exc, openai.RateLimitError):
+            if exc.code == "insufficient_quota":
+                return LLMQuotaError("The LLM account has run out of quota (HTTP 429).")
+            return LLMRateLimitedError(
+                "The LLM provider is rate-limiting requests (HTTP 429).",
+                retry_after=_retry_after(exc.response.headers),
+            )
+        if status in (401, 403):
+            return LLMAuthError(f"The LLM provider rejected the credentials (HTTP {status}).")
+        if status == 408:
+            return LLMTimeoutError("The LLM provider timed out the request (HTTP 408).")
+        if status >= 500 and mode != "chat_json_object" and _rejects_json_schema(exc):
+            return LLMBadRequestError(
+                f"The LLM server does not support json_schema output (HTTP {status}); "
+                "set LLM_API_MODE to chat_json_object or auto."
+            )
+        if status == 409 or status >= 500:
+            return LLMServerError(f"The LLM provider failed (HTTP {status}); try again later.")
+        body = exc.body if isinstance(exc.body, dict) else {}
+        detail = body.get("message")
+        reason = f": {self._redact(detail)}" if isinstance(detail, str) and detail else "."
+        return LLMBadRequestError(f"The LLM provider rejected the request (HTTP {status}){reason}")
+
+    def _redact(self, text: str) -> str:
+        if len(self._api_key) >= 8:  # shorter "keys" are test values; replacing them mangles text
+            text = text.replace(self._api_key, "***")
+        return _clip(_KEY_PATTERN.sub("sk-***", text), 300)
+
+
+@dataclass(slots=True)
+class _CallLog:
+    """The attempts of one ``generate`` call, priced as they are recorded."""
+
+    step: str
+    model: str
+    prices: PriceTable
+    calls: list[CallRecord] = field(default_factory=list)
+
+    def add(
+        self,
+        mode: WireMode,
+        outcome: Outcome,
+        latency_ms: float,
+        reply: wire.Reply | None = None,
+        *,
+        error_code: str | None = None,
+        exc: openai.OpenAIError | None = None,
+    ) -> None:
+        input_tokens = reply.input_tokens if reply else 0
+        output_tokens = reply.output_tokens if reply else 0
+        cost = self.prices.cost(self.model, input_tokens, output_tokens)
+        if reply is not None:
+            request_id = reply.request_id
+        elif isinstance(exc, openai.APIStatusError):
+            request_id = exc.request_id
+        else:
+            request_id = None
+        self.calls.append(
+            CallRecord(
+                step=self.step,
+                model=self.model,
+                mode=mode,
+                attempt=len(self.calls) + 1,
+                outcome=outcome,
+                input_tokens=input_tokens,
+                output_tokens=output_tokens,
+                cost_usd=cost.usd,
+                priced=cost.priced,
+                latency_ms=latency_ms,
+                request_id=request_id,
+                error_code=error_code,
+            )
+        )
+
+
+def _validate(schema: type[T], reply: wire.Reply) -> tuple[T | None, str]:
+    """The value, or a one-line reason it cannot be used."""
+    if reply.refusal:
+        return None, f"the model refused: {_clip(reply.refusal, 200)}"
+    try:
+        return schema.model_validate_json(reply.text), ""
+    except ValidationError as error:
+        if reply.truncated:
+            return None, "the answer was cut off at the output token limit"
+        return None, _summarise(error)
+
+
+def _summarise(error: ValidationError, limit: int = 3) -> str:
+    problems = error.errors(include_url=False)
+    parts = []
+    for problem in problems[:limit]:
+        where = ".".join(str(part) for part in problem["loc"])
+        parts.append(f"{where}: {problem['msg']}" if where else problem["msg"])
+    more = f" (and {len(problems) - limit} more)" if len(problems) > limit else ""
+    return "; ".join(parts) + more
+
+
+def _repair_turns(reply: wire.Reply, problem: str) -> list[wire.Turn]:
+    """Show the model its last answer and what was wrong with it, then ask again."""
+    advice = " Keep every field shorter so the whole object fits." if reply.truncated else ""
+    instruction = (
+        f"Your previous answer could not be used: {problem}.{advice} "
+        "Answer again with exactly one JSON object that satisfies the required schema, "
+        "and nothing else."
+    )
+    return [
+        ("assistant", _clip(reply.text, _BAD_OUTPUT_ECHO_CHARS) or "(empty)"),
+        ("user", instruction),
+    ]
+
+
+def _rejects_json_schema(exc: openai.OpenAIError) -> bool:
+    """A compatible server saying it does not understand ``response_format: json_schema``."""
+    if not isinstance(exc, openai.APIStatusError) or exc.status_code not in (400, 422, 500):
+        return False
+    text = f"{exc.message} {exc.body}".lower()
+    return any(hint in text for hint in _SCHEMA_REJECTION_HINTS)
+
+
+def _retry_after(headers: httpx2.Headers) -> float | None:
+    """Seconds to wait, from ``retry-after-ms`` or ``retry-after`` (seconds or HTTP date)."""
+    milliseconds = headers.get("retry-after-ms")
+    if milliseconds:
+        try:
+            return max(float(milliseconds) / 1000, 0.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max((when - datetime.now(UTC)).total_seconds(), 0.0)
+
+
+def _elapsed_ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 1)
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,94 @@
+"""LLM failures, split by whether retrying later can help.
+
+The pipeline owns the retry policy: it retries :class:`LLMTransientError` and
+fails the step on :class:`LLMPermanentError`. Messages are written for users
+(no key, no provider stack trace); ``code`` is stable for APIs and metrics.
+Every error carries the calls made so far, so their tokens and cost are stored
+even when the step fails.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+from consensus_engine.llm.records import CallRecord, Outcome
+
+
+class LLMConfigurationError(ValueError):
+    """The client cannot be built from the given settings."""
+
+
+class LLMError(Exception):
+    """Base of every failure raised by :class:`~consensus_engine.llm.client.LLMClient`."""
+
+    code: ClassVar[str] = "llm_error"
+    transient: ClassVar[bool] = False
+    outcome: ClassVar[Outcome] = "error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        calls: Sequence[CallRecord] = (),
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.calls: list[CallRecord] = list(calls)
+        self.retry_after = retry_after
+        """Seconds the provider asked us to wait, when it said so."""
+
+
+class LLMTransientError(LLMError):
+    """Worth retrying later: the same request may well succeed."""
+
+    transient = True
+
+
+class LLMPermanentError(LLMError):
+    """Retrying the same request will fail the same way."""
+
+
+class LLMRateLimitedError(LLMTransientError):
+    code = "llm_rate_limited"
+    outcome = "rate_limited"
+
+
+class LLMTimeoutError(LLMTransientError):
+    code = "llm_timeout"
+    outcome = "timeout"
+
+
+class LLMConnectionError(LLMTransientError):
+    code = "llm_connection"
+    outcome = "connection_error"
+
+
+class LLMServerError(LLMTransientError):
+    code = "llm_server_error"
+    outcome = "server_error"
+
+
+class LLMAuthError(LLMPermanentError):
+    code = "llm_auth"
+    outcome = "auth_error"
+
+
+class LLMQuotaError(LLMPermanentError):
+    """A 429 that means "out of credit", which waiting does not fix."""
+
+    code = "llm_quota_exceeded"
+    outcome = "rate_limited"
+
+
+class LLMBadRequestError(LLMPermanentError):
+    code = "llm_bad_request"
+    outcome = "bad_request"
+
+
+class LLMInvalidOutputError(LLMPermanentError):
+    """The model kept answering with something that does not fit the schema."""
+
+    code = "llm_invalid_output"
+    outcome = "invalid_output"

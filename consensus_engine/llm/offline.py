@@ -1,0 +1,223 @@
+"""An offline, OpenAI-compatible LLM server for tests, benchmarks and the demo.
+
+It answers ``/v1/chat/completions``, ``/v1/responses`` and ``/v1/models`` with
+deterministic, schema-valid synthetic content, so code under test drives the
+real openai SDK over real HTTP. Use :class:`OfflineLLMServer` in-process (a
+background thread on a free port) or :func:`serve` from the command line. It
+binds to loopback only: it has no authentication worth the name.
+
+Admin endpoints (no API key needed): ``POST /_offline/faults`` with
+``{"faults": [...]}`` queues faults for the next generation requests (FIFO),
+``DELETE /_offline/faults`` drops them, ``GET /_offline/stats`` reports counts
+by path and outcome, in-flight peaks and recent requests, and ``POST
+/_offline/reset`` clears faults and statistics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import socket
+import threading
+import urllib.request
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any, Unpack
+
+import uvicorn
+
+from consensus_engine.llm.offline_app import (
+    FAULTS,
+    Fault,
+    OfflineOptions,
+    OptionFields,
+    create_app,
+)
+
+__all__ = [
+    "FAULTS",
+    "Fault",
+    "OfflineLLMServer",
+    "OfflineOptions",
+    "OptionFields",
+    "add_cli_arguments",
+    "main",
+    "serve",
+    "serve_from_args",
+]
+
+LOOPBACK = "127.0.0.1"
+DEFAULT_PORT = 8089
+_STARTUP_TIMEOUT_SECONDS = 10.0
+_GRACEFUL_SHUTDOWN_SECONDS = 1
+
+
+class OfflineLLMServer:
+    """The server on a background thread of this process; use it as a context manager.
+
+    The listening socket is bound before the thread starts, so ``base_url`` is
+    valid (connections queue in the backlog) the moment ``start`` returns.
+    """
+
+    def __init__(self, *, port: int = 0, **options: Unpack[OptionFields]) -> None:
+        self.options = OfflineOptions(**options)
+        self._port = port
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        """What to give the openai client (or ``OPENAI_BASE_URL``)."""
+        return f"http://{LOOPBACK}:{self._port}/v1"
+
+    @property
+    def is_running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> OfflineLLMServer:
+        if self._thread is not None:
+            raise RuntimeError("the offline LLM server is already running")
+        # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets that say so, and
+        # without it every keep-alive answer stalls ~40 ms (Nagle against delayed ACKs).
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((LOOPBACK, self._port))
+        sock.listen(2048)
+        self._port = sock.getsockname()[1]
+        ready = threading.Event()
+        config = uvicorn.Config(
+            create_app(self.options, on_startup=ready.set),
+            lifespan="on",
+            log_config=None,
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=_GRACEFUL_SHUTDOWN_SECONDS,
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run,
+            kwargs={"sockets": [sock]},
+            name=f"offline-llm-{self._port}",
+            daemon=True,
+        )
+        self._thread.start()
+        if not ready.wait(_STARTUP_TIMEOUT_SECONDS):
+            self.stop()
+            raise RuntimeError("the offline LLM server did not start")
+        return self
+
+    def stop(self) -> None:
+        """Stop accepting, let running requests end (hung ones are cancelled after 1 s)."""
+        if self._server is None or self._thread is None:
+            return
+        self._server.should_exit = True
+        self._thread.join()
+        self._server = None
+        self._thread = None
+
+    def __enter__(self) -> OfflineLLMServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def push_faults(self, *faults: Fault) -> None:
+        """Make the next ``len(faults)`` generation requests fail in these ways, in order."""
+        self._admin("POST", "faults", {"faults": list(faults)})
+
+    def stats(self) -> dict[str, Any]:
+        return self._admin("GET", "stats")
+
+    def reset(self) -> None:
+        """Drop queued faults and statistics (between tests)."""
+        self._admin("POST", "reset", {})
+
+    def _admin(self, method: str, name: str, body: object = None) -> dict[str, Any]:
+        url = f"http://{LOOPBACK}:{self._port}/_offline/{name}"
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            url, data=data, method=method, headers={"content-type": "application/json"}
+        )
+        # The URL is always http://127.0.0.1, never user input.
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            answer: dict[str, Any] = json.load(response)
+        return answer
+
+
+def serve(host: str = LOOPBACK, port: int = DEFAULT_PORT, **options: Unpack[OptionFields]) -> None:
+    """Run in the foreground until interrupted (the ``fake-llm`` command)."""
+    if not _is_loopback(host):
+        raise ValueError(f"the offline LLM server only binds to loopback, not {host!r}")
+    app = create_app(OfflineOptions(**options))
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="info",
+        timeout_graceful_shutdown=_GRACEFUL_SHUTDOWN_SECONDS,
+    )
+
+
+def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
+    """The command-line options, for whichever CLI hosts the server."""
+    parser.add_argument("--host", default=LOOPBACK, help="loopback address to bind")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="delay on every answer")
+    parser.add_argument("--error-rate", type=float, default=0.0, help="share of 429/500")
+    parser.add_argument(
+        "--invalid-json-rate", type=float, default=0.0, help="share of malformed/truncated JSON"
+    )
+    parser.add_argument("--hang-rate", type=float, default=0.0, help="share that never answer")
+    parser.add_argument("--hang-seconds", type=float, default=600.0)
+    parser.add_argument(
+        "--reject-json-schema",
+        action="store_true",
+        help="answer json_schema response formats with a 500, as llama.cpp does",
+    )
+    parser.add_argument("--no-responses", action="store_true", help="404 on /v1/responses")
+    parser.add_argument("--api-key", default=None, help="require this bearer token")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def serve_from_args(args: argparse.Namespace) -> None:
+    serve(
+        args.host,
+        args.port,
+        latency_ms=args.latency_ms,
+        error_rate=args.error_rate,
+        invalid_json_rate=args.invalid_json_rate,
+        hang_rate=args.hang_rate,
+        hang_seconds=args.hang_seconds,
+        reject_json_schema=args.reject_json_schema,
+        no_responses=args.no_responses,
+        api_key=args.api_key,
+        seed=args.seed,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m consensus_engine.llm.offline",
+        description="Offline OpenAI-compatible server with synthetic, schema-valid answers.",
+    )
+    add_cli_arguments(parser)
+    serve_from_args(parser.parse_args(argv))
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""What one LLM call cost and how it ended, kept so every attempt can be stored and billed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Generic, Literal, TypeVar
+
+ApiMode = Literal["auto", "responses", "chat", "chat_json_object"]
+"""The configured mode; ``auto`` resolves to one of the wire modes per call."""
+
+WireMode = Literal["responses", "chat", "chat_json_object"]
+"""How a request actually went over the wire."""
+
+Outcome = Literal[
+    "success",
+    "repaired",
+    "invalid_output",
+    "rate_limited",
+    "server_error",
+    "timeout",
+    "connection_error",
+    "auth_error",
+    "bad_request",
+    "error",
+]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    """One HTTP attempt: failed attempts are recorded too, because they may still be billed."""
+
+    step: str
+    model: str
+    mode: WireMode
+    attempt: int
+    outcome: Outcome
+    input_tokens: int
+    output_tokens: int
+    cost_usd: Decimal
+    priced: bool
+    latency_ms: float
+    request_id: str | None = None
+    error_code: str | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-ready form (cost as a float) for logs and JSONB columns."""
+        return {
+            "step": self.step,
+            "model": self.model,
+            "mode": self.mode,
+            "attempt": self.attempt,
+            "outcome": self.outcome,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cost_usd": float(self.cost_usd),
+            "priced": self.priced,
+            "latency_ms": self.latency_ms,
+            "request_id": self.request_id,
+            "error_code": self.error_code,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Generation(Generic[T]):
+    """A validated value plus every call it took to get it."""
+
+    value: T
+    calls: list[CallRecord]
+    mode: WireMode
+
+    @property
+    def input_tokens(self) -> int:
+        return sum(call.input_tokens for call in self.calls)
+
+    @property
+    def output_tokens(self) -> int:
+        return sum(call.output_tokens for call in self.calls)
+
+    @property
+    def cost_usd(self) -> Decimal:
+        return sum((call.cost_usd for call in self.calls), Decimal(0))
+
+    @property
+    def latency_ms(self) -> float:
+        return round(sum(call.latency_ms for call in self.calls), 1)
+
+    @property
+    def priced(self) -> bool:
+        """False when some call used a model missing from the price table (its cost counts 0)."""
+        return all(call.priced for call in self.calls)

@@ -1,0 +1,111 @@
+"""A whole review in one process: expand, review with every persona in parallel, aggregate.
+
+The synchronous API endpoints and the early demo use this; the worker runs the same
+steps as separate Dramatiq messages. Nothing here touches the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from consensus_engine.domain.aggregation import aggregate
+from consensus_engine.domain.personas import Persona, PersonaSet
+from consensus_engine.domain.prompts import ExtraContext, expand_prompt, review_prompt
+from consensus_engine.domain.runs import EXPAND_STEP, review_step
+from consensus_engine.domain.schemas import Decision, ExpandedProposal, PersonaReview, ReviewDraft
+from consensus_engine.llm import CallRecord, LLMClient
+
+ProgressCallback = Callable[[str, str], None]
+"""Called with ``(step_name, event)`` where event is ``started`` or ``completed``."""
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """Which model a step uses and at what temperature (``None``: not sent)."""
+
+    model: str
+    temperature: float | None
+
+
+@dataclass(frozen=True)
+class InlineResult:
+    proposal: ExpandedProposal
+    reviews: list[PersonaReview]
+    decision: Decision
+    calls: list[CallRecord] = field(default_factory=list)
+
+
+def expand_idea(
+    llm: LLMClient, idea: str, extra_context: ExtraContext, choice: ModelChoice
+) -> tuple[ExpandedProposal, list[CallRecord]]:
+    prompt = expand_prompt(idea, extra_context)
+    generation = llm.generate(
+        ExpandedProposal,
+        system=prompt.system,
+        user=prompt.user,
+        model=choice.model,
+        temperature=choice.temperature,
+        step=EXPAND_STEP,
+    )
+    return generation.value, generation.calls
+
+
+def review_proposal(
+    llm: LLMClient, persona: Persona, proposal: ExpandedProposal, choice: ModelChoice
+) -> tuple[PersonaReview, list[CallRecord]]:
+    """One persona's review, attributed by us whatever the model wrote."""
+    prompt = review_prompt(persona, proposal)
+    generation = llm.generate(
+        ReviewDraft,
+        system=prompt.system,
+        user=prompt.user,
+        model=choice.model,
+        temperature=choice.temperature,
+        step=review_step(persona.id),
+    )
+    review = PersonaReview.from_draft(
+        generation.value, persona_id=persona.id, persona_name=persona.name
+    )
+    return review, generation.calls
+
+
+def review_idea(
+    llm: LLMClient,
+    idea: str,
+    extra_context: ExtraContext,
+    *,
+    personas: PersonaSet,
+    expand: ModelChoice,
+    review: ModelChoice,
+    approve_threshold: float,
+    revise_threshold: float,
+    on_progress: ProgressCallback | None = None,
+) -> InlineResult:
+    """Expand the idea, then run every persona concurrently and aggregate their reviews."""
+    notify = on_progress or (lambda _step, _event: None)
+    notify(EXPAND_STEP, "started")
+    proposal, calls = expand_idea(llm, idea, extra_context, expand)
+    notify(EXPAND_STEP, "completed")
+
+    def run(persona: Persona) -> tuple[PersonaReview, list[CallRecord]]:
+        notify(review_step(persona.id), "started")
+        outcome = review_proposal(llm, persona, proposal, review)
+        notify(review_step(persona.id), "completed")
+        return outcome
+
+    with ThreadPoolExecutor(max_workers=len(personas), thread_name_prefix="review") as pool:
+        results: Sequence[tuple[PersonaReview, list[CallRecord]]] = list(
+            pool.map(run, personas)
+        )
+    reviews = [review_ for review_, _ in results]
+    for _, review_calls in results:
+        calls.extend(review_calls)
+    decision = aggregate(
+        reviews,
+        personas,
+        approve_threshold=approve_threshold,
+        revise_threshold=revise_threshold,
+    )
+    return InlineResult(proposal=proposal, reviews=reviews, decision=decision, calls=calls)

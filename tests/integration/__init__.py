@@ -1,0 +1,1 @@
+"""Tests against real services: PostgreSQL, the Pub/Sub emulator, HTTP."""

@@ -1,0 +1,216 @@
+"""A PostgreSQL server for the test suite, and scratch databases on it.
+
+The suite needs a real server (CHECK constraints, JSONB, ON DELETE behave
+differently on SQLite). In order of preference: ``TEST_DATABASE_URL``; a server
+already listening on 127.0.0.1:5432 with trust auth; a throwaway cluster made
+with the local ``initdb`` and removed at the end of the session.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.pool import NullPool
+
+LOCAL_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+INSTALL_HINT = (
+    "The database tests need PostgreSQL. Set TEST_DATABASE_URL to a server's URL, "
+    "run one on 127.0.0.1:5432 with trust auth for user 'postgres', or install the "
+    "server binaries so the tests can start their own "
+    "(Debian/Ubuntu: apt-get install postgresql; macOS: brew install postgresql)."
+)
+
+
+class NoPostgresError(RuntimeError):
+    """No server is reachable and none can be started."""
+
+
+def sqlalchemy_url(url: str, *, database: str | None = None) -> str:
+    """The URL with this project's driver, optionally pointing at another database."""
+    parsed = sa.make_url(url).set(drivername="postgresql+psycopg2")
+    if database is not None:
+        parsed = parsed.set(database=database)
+    return parsed.render_as_string(hide_password=False)
+
+
+def _admin_engine(url: str, *, timeout_s: int = 5) -> Engine:
+    # AUTOCOMMIT: CREATE/DROP DATABASE refuse to run inside a transaction.
+    return sa.create_engine(
+        sqlalchemy_url(url),
+        isolation_level="AUTOCOMMIT",
+        poolclass=NullPool,
+        connect_args={"connect_timeout": timeout_s},
+    )
+
+
+def can_connect(url: str, *, timeout_s: int = 2) -> bool:
+    engine = _admin_engine(url, timeout_s=timeout_s)
+    try:
+        with engine.connect():
+            return True
+    except sa.exc.OperationalError:
+        return False
+    finally:
+        engine.dispose()
+
+
+@contextlib.contextmanager
+def postgres_server(configured_url: str | None) -> Iterator[str]:
+    """Yield the URL of a server the tests may create databases on."""
+    if configured_url:
+        if not can_connect(configured_url, timeout_s=5):
+            shown = sa.make_url(configured_url).render_as_string(hide_password=True)
+            raise NoPostgresError(f"TEST_DATABASE_URL ({shown}) does not accept connections")
+        yield configured_url
+        return
+    if can_connect(LOCAL_SERVER_URL):
+        yield LOCAL_SERVER_URL
+        return
+    with throwaway_cluster() as url:
+        yield url
+
+
+@contextlib.contextmanager
+def scratch_database(server_url: str, prefix: str) -> Iterator[str]:
+    """Create an empty database with a unique name; drop it afterwards."""
+    name = f"{prefix}_{secrets.token_hex(4)}".lower()
+    engine = _admin_engine(server_url)
+    try:
+        quoted = engine.dialect.identifier_preparer.quote(name)
+        with engine.connect() as connection:
+            connection.exec_driver_sql(f"CREATE DATABASE {quoted}")
+        try:
+            yield sqlalchemy_url(server_url, database=name)
+        finally:
+            _drop_database(engine, name)
+    finally:
+        engine.dispose()
+
+
+def _drop_database(engine: Engine, name: str) -> None:
+    """Drop a database even if a leaked connection still uses it."""
+    quoted = engine.dialect.identifier_preparer.quote(name)
+    with engine.connect() as connection:
+        if (connection.dialect.server_version_info or (0,)) >= (13,):
+            connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)")
+            return
+        connection.execute(
+            sa.text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = :name AND pid <> pg_backend_pid()"
+            ),
+            {"name": name},
+        )
+        connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {quoted}")
+
+
+# --- a throwaway cluster -------------------------------------------------------------
+
+
+def find_server_binaries() -> Path:
+    """The directory holding ``initdb`` and ``pg_ctl``, on PATH or in Debian's layout."""
+    candidates: list[Path] = []
+    initdb = shutil.which("initdb")
+    if initdb:
+        candidates.append(Path(initdb).resolve().parent)
+    versioned = Path("/usr/lib/postgresql").glob("*/bin")
+    candidates += sorted(versioned, key=_major_version, reverse=True)
+    for directory in candidates:
+        if (directory / "initdb").is_file() and (directory / "pg_ctl").is_file():
+            return directory
+    raise NoPostgresError(f"no PostgreSQL server is reachable and no initdb found. {INSTALL_HINT}")
+
+
+def _major_version(bindir: Path) -> int:
+    name = bindir.parent.name
+    return int(name) if name.isdigit() else 0
+
+
+def _run_as_prefix() -> list[str]:
+    """initdb refuses to run as root; run the server tools as the 'postgres' user then."""
+    if os.geteuid() != 0:
+        return []
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        raise NoPostgresError(
+            "running as root, and initdb refuses root without a 'postgres' OS user to "
+            f"switch to. {INSTALL_HINT}"
+        ) from None
+    runuser = shutil.which("runuser")
+    if runuser is None:
+        raise NoPostgresError("running as root and 'runuser' is missing; cannot start initdb")
+    return [runuser, "-u", "postgres", "--"]
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _run(command: list[str]) -> None:
+    result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
+    if result.returncode != 0:
+        raise NoPostgresError(
+            f"{' '.join(command)} failed ({result.returncode}):\n{result.stdout}{result.stderr}"
+        )
+
+
+@contextlib.contextmanager
+def throwaway_cluster() -> Iterator[str]:
+    """initdb a cluster in a temporary directory, start it on a free port, remove it after."""
+    bindir = find_server_binaries()
+    prefix = _run_as_prefix()
+    # Not pytest's tmp_path: its parents are private to root, and the server may run as
+    # 'postgres'. A directory of its own under /tmp is reachable once chowned.
+    root = Path(tempfile.mkdtemp(prefix="ce-pg-"))
+    if prefix:
+        owner = pwd.getpwnam("postgres")
+        os.chown(root, owner.pw_uid, owner.pw_gid)
+    data = root / "data"
+    pg_ctl = [*prefix, str(bindir / "pg_ctl"), "-D", str(data)]
+    try:
+        _run([
+            *prefix, str(bindir / "initdb"), "-D", str(data), "-U", "postgres",
+            "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync",
+        ])  # fmt: skip
+        port = _start(pg_ctl, root)
+        try:
+            yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        finally:
+            stop = [*pg_ctl, "-m", "immediate", "-w", "stop"]
+            subprocess.run(stop, capture_output=True, check=False, timeout=60)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _start(pg_ctl: list[str], root: Path) -> int:
+    """Start the server; retry on another port if a concurrent process took ours."""
+    last_error: NoPostgresError | None = None
+    for _attempt in range(3):
+        port = _free_port()
+        options = (
+            f"-p {port} -k {root} -c listen_addresses=127.0.0.1 "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        )
+        try:
+            _run([*pg_ctl, "-l", str(root / "server.log"), "-o", options, "-w", "start"])
+        except NoPostgresError as error:
+            last_error = error
+            continue
+        return port
+    assert last_error is not None
+    raise last_error
