@@ -10,6 +10,9 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from consensus_engine.domain.inputs import InputError
+from consensus_engine.domain.personas import PersonaConfigError
+from consensus_engine.llm.errors import LLMError
 from consensus_engine.settings import SettingsError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -65,9 +68,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Handler = args.handler
     try:
         return handler(args)
-    except SettingsError as error:
+    except (SettingsError, InputError, PersonaConfigError) as error:
         print(f"consensus-engine: {error}", file=sys.stderr)
         return 2
+    except LLMError as error:
+        print(f"consensus-engine: LLM call failed: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

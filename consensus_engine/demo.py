@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 
+from consensus_engine.domain.inputs import validate_idea
 from consensus_engine.domain.schemas import Decision, PersonaReview
 from consensus_engine.llm import LLMClient
 from consensus_engine.pipeline.config import (
@@ -73,7 +74,7 @@ def _print_decision(decision: Decision, reviews: list[PersonaReview]) -> None:
 def run_demo(idea: str | None = None) -> int:
     settings = get_settings()
     personas = personas_from_settings(settings)
-    text = idea or SAMPLE_IDEA
+    text = validate_idea(SAMPLE_IDEA if idea is None else idea, max_length=settings.max_idea_length)
     print(f"Idea: {text}\nPersonas: {', '.join(personas.ids)}\n")
     started = time.monotonic()
     lock = threading.Lock()

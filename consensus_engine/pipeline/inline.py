@@ -9,13 +9,16 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from consensus_engine.domain.aggregation import aggregate
 from consensus_engine.domain.personas import Persona, PersonaSet
-from consensus_engine.domain.prompts import ExtraContext, expand_prompt, review_prompt
+from consensus_engine.domain.prompts import ExtraContext, Prompt, expand_prompt, review_prompt
 from consensus_engine.domain.runs import EXPAND_STEP, review_step
 from consensus_engine.domain.schemas import Decision, ExpandedProposal, PersonaReview, ReviewDraft
-from consensus_engine.llm import CallRecord, LLMClient
+from consensus_engine.llm import CallRecord, Generation, LLMClient
+
+Draft = TypeVar("Draft", ExpandedProposal, ReviewDraft)
 
 ProgressCallback = Callable[[str, str], None]
 """Called with ``(step_name, event)`` where event is ``started`` or ``completed``."""
@@ -37,17 +40,24 @@ class InlineResult:
     calls: list[CallRecord] = field(default_factory=list)
 
 
-def expand_idea(
-    llm: LLMClient, idea: str, extra_context: ExtraContext, choice: ModelChoice
-) -> tuple[ExpandedProposal, list[CallRecord]]:
-    prompt = expand_prompt(idea, extra_context)
-    generation = llm.generate(
-        ExpandedProposal,
+def _generate(
+    llm: LLMClient, schema: type[Draft], prompt: Prompt, choice: ModelChoice, step: str
+) -> Generation[Draft]:
+    return llm.generate(
+        schema,
         system=prompt.system,
         user=prompt.user,
         model=choice.model,
         temperature=choice.temperature,
-        step=EXPAND_STEP,
+        step=step,
+    )
+
+
+def expand_idea(
+    llm: LLMClient, idea: str, extra_context: ExtraContext, choice: ModelChoice
+) -> tuple[ExpandedProposal, list[CallRecord]]:
+    generation = _generate(
+        llm, ExpandedProposal, expand_prompt(idea, extra_context), choice, EXPAND_STEP
     )
     return generation.value, generation.calls
 
@@ -57,14 +67,7 @@ def review_proposal(
 ) -> tuple[PersonaReview, list[CallRecord]]:
     """One persona's review, attributed by us whatever the model wrote."""
     prompt = review_prompt(persona, proposal)
-    generation = llm.generate(
-        ReviewDraft,
-        system=prompt.system,
-        user=prompt.user,
-        model=choice.model,
-        temperature=choice.temperature,
-        step=review_step(persona.id),
-    )
+    generation = _generate(llm, ReviewDraft, prompt, choice, review_step(persona.id))
     review = PersonaReview.from_draft(
         generation.value, persona_id=persona.id, persona_name=persona.name
     )

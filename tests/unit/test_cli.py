@@ -1,0 +1,54 @@
+"""The ``consensus-engine`` command as a user runs it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from consensus_engine.settings import Settings
+
+
+def _run(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "consensus_engine.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.fixture
+def clean_env() -> dict[str, str]:
+    names = {name.upper() for name in Settings.model_fields}
+    return {k: v for k, v in os.environ.items() if k.upper() not in names}
+
+
+def test_demo_runs_offline_and_says_so(clean_env: dict[str, str], tmp_path: Path) -> None:
+    result = _run("demo", env=clean_env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "SYNTHETIC" in result.stdout
+    assert "Decision: " in result.stdout
+    for persona in ("architect", "critic", "optimist", "security_guardian", "user_advocate"):
+        assert f"review_{persona}" in result.stdout
+
+
+def test_bad_setting_is_one_clear_line(clean_env: dict[str, str], tmp_path: Path) -> None:
+    result = _run("demo", env={**clean_env, "WORKER_MAX_CONCURRENCY": "0"}, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert "WORKER_MAX_CONCURRENCY" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_empty_idea_is_refused(clean_env: dict[str, str], tmp_path: Path) -> None:
+    result = _run("demo", "--idea", "   ", env=clean_env, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "idea must not be empty" in result.stderr
+    assert "Traceback" not in result.stderr
