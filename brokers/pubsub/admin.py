@@ -1,0 +1,140 @@
+"""Creating and updating the topics and subscriptions a queue needs.
+
+Used lazily by the broker when ``auto_create`` is on (development, the emulator)
+and by deployment tooling, where it reports what it changed. Production workers
+run with ``auto_create`` off and need only the publisher and subscriber roles.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from google.api_core import exceptions as gexc
+from google.protobuf import duration_pb2, field_mask_pb2
+from google.pubsub_v1 import types
+
+from brokers.pubsub.clients import Clients
+from brokers.pubsub.names import QueueResources
+
+
+@dataclass(frozen=True)
+class SubscriptionPolicy:
+    """How subscriptions are configured.
+
+    ``max_delivery_attempts`` sets Pub/Sub's own dead-letter policy on main
+    subscriptions, a backstop for messages that crash workers before Dramatiq
+    can dead-letter them; ``None`` leaves it off.
+    """
+
+    ack_deadline_seconds: int = 60
+    retention: timedelta = timedelta(days=7)
+    max_delivery_attempts: int | None = 5
+
+    def __post_init__(self) -> None:
+        if not 10 <= self.ack_deadline_seconds <= 600:
+            raise ValueError("ack_deadline_seconds must be between 10 and 600")
+        if not timedelta(minutes=10) <= self.retention <= timedelta(days=7):
+            raise ValueError("retention must be between 10 minutes and 7 days")
+        if self.max_delivery_attempts is not None and not 5 <= self.max_delivery_attempts <= 100:
+            raise ValueError("max_delivery_attempts must be between 5 and 100")
+
+
+_UPDATABLE = ("ack_deadline_seconds", "message_retention_duration", "dead_letter_policy")
+
+
+def _duration(delta: timedelta) -> duration_pb2.Duration:
+    return duration_pb2.Duration(seconds=int(delta.total_seconds()))
+
+
+class Provisioner:
+    """Ensures resources exist (``ensure``) or match the policy (``apply``)."""
+
+    def __init__(self, clients: Clients, *, project: str, policy: SubscriptionPolicy) -> None:
+        self._clients = clients
+        self._project = project
+        self._policy = policy
+
+    def topic_path(self, topic: str) -> str:
+        return f"projects/{self._project}/topics/{topic}"
+
+    def subscription_path(self, subscription: str) -> str:
+        return f"projects/{self._project}/subscriptions/{subscription}"
+
+    def _wanted(self, resources: QueueResources, *, delay: bool) -> list[types.Subscription]:
+        """The subscriptions of one queue: main (or delay) and its dead-letter keeper."""
+        main = types.Subscription(
+            name=self.subscription_path(resources.subscription),
+            topic=self.topic_path(resources.topic),
+            ack_deadline_seconds=self._policy.ack_deadline_seconds,
+            message_retention_duration=_duration(self._policy.retention),
+            expiration_policy=types.ExpirationPolicy(),
+        )
+        if not delay and self._policy.max_delivery_attempts is not None:
+            main.dead_letter_policy = types.DeadLetterPolicy(
+                dead_letter_topic=self.topic_path(resources.dead_letter_topic),
+                max_delivery_attempts=self._policy.max_delivery_attempts,
+            )
+        if delay:
+            return [main]
+        keeper = types.Subscription(
+            name=self.subscription_path(resources.dead_letter_subscription),
+            topic=self.topic_path(resources.dead_letter_topic),
+            ack_deadline_seconds=self._policy.ack_deadline_seconds,
+            message_retention_duration=_duration(self._policy.retention),
+            expiration_policy=types.ExpirationPolicy(),
+        )
+        return [keeper, main]
+
+    def _topics(self, resources: QueueResources, *, delay: bool) -> list[str]:
+        if delay:
+            return [resources.topic]
+        return [resources.dead_letter_topic, resources.topic]
+
+    def ensure(self, resources: QueueResources, *, delay: bool) -> None:
+        """Create whatever is missing; leave existing resources alone."""
+        self._provision(resources, delay=delay, update=False)
+
+    def apply(self, resources: QueueResources, *, delay: bool) -> list[str]:
+        """Create what is missing and bring existing subscriptions in line; say what happened."""
+        return self._provision(resources, delay=delay, update=True)
+
+    def _provision(self, resources: QueueResources, *, delay: bool, update: bool) -> list[str]:
+        report: list[str] = []
+        publisher = self._clients.publisher
+        for topic in self._topics(resources, delay=delay):
+            path = self.topic_path(topic)
+            try:
+                publisher.create_topic(request={"name": path})
+                report.append(f"created topic {path}")
+            except gexc.AlreadyExists:
+                report.append(f"unchanged topic {path}")
+        for wanted in self._wanted(resources, delay=delay):
+            report.append(self._subscription(wanted, update=update))
+        return report
+
+    def _subscription(self, wanted: types.Subscription, *, update: bool) -> str:
+        subscriber = self._clients.subscriber
+        try:
+            subscriber.create_subscription(request=wanted)
+        except gexc.AlreadyExists:
+            pass
+        else:
+            return f"created subscription {wanted.name}"
+        if not update:
+            return f"unchanged subscription {wanted.name}"
+        current = subscriber.get_subscription(request={"subscription": wanted.name})
+        if current.topic != wanted.topic:
+            raise ValueError(
+                f"subscription {wanted.name} is attached to {current.topic}, not {wanted.topic}"
+            )
+        changed = [name for name in _UPDATABLE if getattr(current, name) != getattr(wanted, name)]
+        if not changed:
+            return f"unchanged subscription {wanted.name}"
+        subscriber.update_subscription(
+            request={
+                "subscription": wanted,
+                "update_mask": field_mask_pb2.FieldMask(paths=changed),
+            }
+        )
+        return f"updated subscription {wanted.name} ({', '.join(changed)})"

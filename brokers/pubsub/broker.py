@@ -1,0 +1,315 @@
+"""PubSubBroker: Dramatiq queues as Google Cloud Pub/Sub topics and subscriptions."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Mapping
+from concurrent.futures import TimeoutError as FutureTimeout
+from datetime import timedelta
+from typing import Any
+
+import dramatiq
+from dramatiq.common import current_millis, dq_name, q_name
+from dramatiq.errors import QueueJoinTimeout, QueueNotFound
+from dramatiq.middleware import Middleware
+from google.api_core import exceptions as gexc
+from google.protobuf import timestamp_pb2
+
+from brokers.pubsub.admin import Provisioner, SubscriptionPolicy
+from brokers.pubsub.clients import Clients
+from brokers.pubsub.consumer import PubSubConsumer, PubSubMessageProxy
+from brokers.pubsub.errors import DelayTooLong, MessageTooLarge, PublishFailed, ResourceMissing
+from brokers.pubsub.names import NameScheme, QueueResources
+
+logger = logging.getLogger(__name__)
+
+#: Pub/Sub refuses messages over 10 MB; keep room for attributes and framing.
+MAX_MESSAGE_BYTES = 10_000_000 - 64 * 1024
+_REASON_LIMIT = 1024  # Pub/Sub attribute values are at most 1,024 bytes.
+
+
+class PubSubBroker(dramatiq.Broker):
+    """A Dramatiq broker on Google Cloud Pub/Sub.
+
+    Parameters:
+      project: the Google Cloud project that holds the topics and subscriptions.
+      namespace: a prefix for every resource id (tests give each run its own).
+      emulator_host: ``host:port`` of an emulator; otherwise the client library
+        decides (``PUBSUB_EMULATOR_HOST`` or Application Default Credentials).
+      auto_create: create missing topics and subscriptions on first use. Leave it
+        off in production, where workers need only publisher and subscriber roles.
+      policy: ack deadline, retention and native dead-letter attempts.
+      publish_timeout: seconds to wait for Pub/Sub to confirm a publish.
+      hold_window: delayed messages due within this many seconds are held by the
+        worker; later ones are parked on their delay subscription.
+      lease_extension: the longest single lease extension; a crashed worker's
+        messages come back within about this many seconds.
+      max_lease: the longest a message may stay leased while queued or running;
+        keep it above the largest actor time limit plus queueing time.
+      subscription_overrides: canonical queue name -> existing subscription id.
+    """
+
+    def __init__(
+        self,
+        *,
+        project: str,
+        namespace: str = "",
+        emulator_host: str | None = None,
+        auto_create: bool = True,
+        policy: SubscriptionPolicy | None = None,
+        publish_timeout: float = 30.0,
+        hold_window: float = 30.0,
+        lease_extension: int = 60,
+        max_lease: int = 7200,
+        subscription_overrides: Mapping[str, str] | None = None,
+        middleware: list[Middleware] | None = None,
+    ) -> None:
+        super().__init__(middleware=middleware)
+        if not 10 <= lease_extension <= 600:
+            raise ValueError("lease_extension must be between 10 and 600 seconds")
+        self.project = project
+        self.names = NameScheme(namespace, subscription_overrides)
+        self.clients = Clients(emulator_host=emulator_host)
+        self.policy = policy or SubscriptionPolicy()
+        self.provisioner = Provisioner(self.clients, project=project, policy=self.policy)
+        self.auto_create = auto_create
+        self.publish_timeout = publish_timeout
+        self.hold_window_seconds = hold_window
+        self.lease_extension_seconds = lease_extension
+        self.max_lease_seconds = max_lease
+        self.max_delay_ms = int((self.policy.retention - timedelta(hours=1)).total_seconds() * 1000)
+        self.queues: dict[str, QueueResources] = {}
+        self._ensured: set[tuple[int, str]] = set()
+        self._ensure_lock = threading.Lock()
+        self._consumers: list[PubSubConsumer] = []
+        self._pending: defaultdict[str, set[str]] = defaultdict(set)
+        self._pending_changed = threading.Condition()
+        self._publish_failures = threading.local()
+
+    # -- declaring --------------------------------------------------------------------------
+
+    def declare_queue(self, queue_name: str) -> None:
+        """Record the queue and its delay queue; no I/O, since actors call this at import."""
+        if queue_name in self.queues:
+            return
+        resources = self.names.resources(queue_name)
+        delay_resources = self.names.delay_resources(queue_name)
+        self.emit_before("declare_queue", queue_name)
+        self.queues[queue_name] = resources
+        self.emit_after("declare_queue", queue_name)
+        delay_name = dq_name(queue_name)
+        self.queues[delay_name] = delay_resources
+        self.delay_queues.add(delay_name)
+        self.emit_after("declare_delay_queue", delay_name)
+
+    def get_declared_queues(self) -> set[str]:
+        return {name for name in self.queues if name not in self.delay_queues}
+
+    def _resources(self, queue_name: str) -> QueueResources:
+        try:
+            return self.queues[queue_name]
+        except KeyError:
+            raise QueueNotFound(queue_name) from None
+
+    def _ensure(self, queue_name: str) -> None:
+        """Create the queue's resources once per process, when allowed to."""
+        if not self.auto_create:
+            return
+        key = (os.getpid(), queue_name)
+        if key in self._ensured:
+            return
+        with self._ensure_lock:
+            if key not in self._ensured:
+                resources = self._resources(queue_name)
+                self.provisioner.ensure(resources, delay=queue_name in self.delay_queues)
+                self._ensured.add(key)
+
+    def provision(self) -> list[str]:
+        """Create or update every declared queue's resources; a line per resource."""
+        report: list[str] = []
+        for name in sorted(self.queues):
+            report += self.provisioner.apply(self.queues[name], delay=name in self.delay_queues)
+        return report
+
+    # -- publishing -------------------------------------------------------------------------
+
+    def enqueue(self, message: dramatiq.Message[Any], *, delay: int | None = None) -> Any:
+        """Publish and wait for Pub/Sub to confirm.
+
+        Dramatiq enqueues retries and pipeline steps before it acks the message
+        being processed, so a publish that is not confirmed could lose work.
+        """
+        queue_name = message.queue_name
+        self._resources(queue_name)
+        if delay is not None and delay > 0:
+            if delay > self.max_delay_ms:
+                raise DelayTooLong(
+                    f"delay of {delay} ms is over the {self.max_delay_ms} ms this broker can park"
+                )
+            queue_name = dq_name(queue_name)
+            message = message.copy(
+                queue_name=queue_name, options={"eta": current_millis() + delay}
+            )
+        enqueue_id = uuid.uuid4().hex
+        message = message.copy(options={"pubsub_enqueue_id": enqueue_id})
+        data = message.encode()
+        if len(data) > MAX_MESSAGE_BYTES:
+            raise MessageTooLarge(
+                f"message {message.message_id} is {len(data)} bytes; Pub/Sub accepts at most "
+                f"{MAX_MESSAGE_BYTES} bytes per message"
+            )
+        self.emit_before("enqueue", message, delay)
+        self._track(queue_name, enqueue_id)
+        try:
+            self._ensure(queue_name)
+            attributes = {
+                "dramatiq_message_id": message.message_id,
+                "dramatiq_actor": message.actor_name,
+                "dramatiq_queue": queue_name,
+            }
+            if "eta" in message.options:
+                attributes["dramatiq_eta"] = str(message.options["eta"])
+            self._publish(self._resources(queue_name).topic, data, attributes)
+        except BaseException:
+            self._untrack(queue_name, enqueue_id)
+            self._publish_failures.failed = True
+            raise
+        self.emit_after("enqueue", message, delay)
+        return message
+
+    def _publish(self, topic: str, data: bytes, attributes: dict[str, str]) -> None:
+        path = self.provisioner.topic_path(topic)
+        try:
+            future = self.clients.publisher.publish(
+                path, data, timeout=self.publish_timeout, **attributes
+            )
+            future.result(timeout=self.publish_timeout)
+        except gexc.NotFound as error:
+            raise ResourceMissing(
+                f"Pub/Sub topic {path} does not exist; provision it or enable auto_create"
+            ) from error
+        except (gexc.GoogleAPICallError, gexc.RetryError, FutureTimeout) as error:
+            raise PublishFailed(f"publish to {path} was not confirmed: {error!r}") from error
+
+    def take_publish_failure(self) -> bool:
+        """Whether a publish failed on this thread since the last ack or nack.
+
+        Dramatiq swallows errors raised by middleware (a retry's enqueue, say) and
+        then acks the message; the consumer asks this first and redelivers instead.
+        """
+        failed = bool(getattr(self._publish_failures, "failed", False))
+        self._publish_failures.failed = False
+        return failed
+
+    def dead_letter(self, message: PubSubMessageProxy) -> None:
+        """Publish a failed message, with why it failed, to its queue's dead-letter topic."""
+        exception = getattr(message, "_exception", None)
+        reason = repr(exception) if exception is not None else "rejected"
+        self._dead_letter(message.queue_name, message.encode(), reason, message.message_id)
+
+    def dead_letter_raw(self, queue_name: str, data: bytes, reason: str) -> None:
+        self._dead_letter(queue_name, data, reason, "undecodable")
+
+    def _dead_letter(self, queue_name: str, data: bytes, reason: str, message_id: str) -> None:
+        resources = self._resources(q_name(queue_name))
+        self._publish(
+            resources.dead_letter_topic,
+            data,
+            {
+                "dramatiq_message_id": message_id,
+                "dramatiq_queue": q_name(queue_name),
+                "dead_letter_reason": reason.encode()[:_REASON_LIMIT].decode(errors="ignore"),
+                "dead_lettered_at": str(current_millis()),
+            },
+        )
+
+    # -- consuming --------------------------------------------------------------------------
+
+    def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 30000) -> PubSubConsumer:
+        resources = self._resources(queue_name)
+        self._ensure(queue_name)
+        consumer = PubSubConsumer(
+            self,
+            queue_name=queue_name,
+            subscription_path=self.provisioner.subscription_path(resources.subscription),
+            prefetch=prefetch,
+            timeout_ms=timeout,
+            park_delayed=queue_name in self.delay_queues,
+        )
+        self._consumers.append(consumer)
+        return consumer
+
+    # -- accounting for join ----------------------------------------------------------------
+
+    def _track(self, queue_name: str, enqueue_id: str) -> None:
+        with self._pending_changed:
+            self._pending[q_name(queue_name)].add(enqueue_id)
+
+    def _untrack(self, queue_name: str, enqueue_id: str) -> None:
+        with self._pending_changed:
+            self._pending[q_name(queue_name)].discard(enqueue_id)
+            self._pending_changed.notify_all()
+
+    def settled(self, message: PubSubMessageProxy) -> None:
+        """A message was acked or dead-lettered: it no longer counts for ``join``."""
+        enqueue_id = message.options.get("pubsub_enqueue_id")
+        if enqueue_id:
+            self._untrack(message.queue_name, enqueue_id)
+
+    def join(self, queue_name: str, *, timeout: int | None = None) -> None:
+        """Wait until every message this process enqueued on the queue (delays included)
+        has been acked or dead-lettered. Meant for tests, where producer and worker
+        share the broker."""
+        canonical = q_name(queue_name)
+        self._resources(canonical)
+        deadline = None if timeout is None else time.monotonic() + timeout / 1000
+        with self._pending_changed:
+            while self._pending[canonical]:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise QueueJoinTimeout(canonical)
+                self._pending_changed.wait(remaining)
+
+    # -- housekeeping -----------------------------------------------------------------------
+
+    def flush(self, queue_name: str) -> None:
+        """Drop every message of the queue, its delay queue and its dead letters."""
+        canonical = q_name(queue_name)
+        resources = self._resources(canonical)
+        delay = self._resources(dq_name(canonical))
+        now = timestamp_pb2.Timestamp()
+        now.GetCurrentTime()
+        for subscription in (
+            resources.subscription,
+            resources.dead_letter_subscription,
+            delay.subscription,
+        ):
+            try:
+                self.clients.subscriber.seek(
+                    request={
+                        "subscription": self.provisioner.subscription_path(subscription),
+                        "time": now,
+                    }
+                )
+            except gexc.NotFound:
+                continue
+        with self._pending_changed:
+            self._pending[canonical].clear()
+            self._pending_changed.notify_all()
+
+    def flush_all(self) -> None:
+        for queue_name in self.get_declared_queues():
+            self.flush(queue_name)
+
+    def close(self) -> None:
+        """Stop every stream (handing back unstarted messages) and close the clients."""
+        consumers, self._consumers = self._consumers, []
+        for consumer in consumers:
+            consumer.close()
+        self.clients.close()
+

@@ -1,0 +1,74 @@
+"""Pub/Sub clients created lazily, once per process.
+
+gRPC channels do not survive ``fork``: ``dramatiq -p N`` imports the app in the
+parent and forks workers, so a client made in ``__init__`` would be shared and
+broken. Each accessor checks the pid and builds fresh clients after a fork.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import grpc
+from google.cloud import pubsub_v1
+from google.pubsub_v1.services.publisher.transports import PublisherGrpcTransport
+from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
+
+
+class Clients:
+    """The publisher and subscriber of the current process."""
+
+    def __init__(self, *, emulator_host: str | None = None) -> None:
+        self._emulator_host = emulator_host
+        self._lock = threading.Lock()
+        self._pid: int | None = None
+        self._publisher: pubsub_v1.PublisherClient | None = None
+        self._subscriber: pubsub_v1.SubscriberClient | None = None
+
+    def _reset_after_fork(self) -> None:
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            self._publisher = None
+            self._subscriber = None
+
+    @property
+    def publisher(self) -> pubsub_v1.PublisherClient:
+        with self._lock:
+            self._reset_after_fork()
+            if self._publisher is None:
+                batch = pubsub_v1.types.BatchSettings(max_latency=0.001, max_messages=100)
+                if self._emulator_host:
+                    transport = PublisherGrpcTransport(
+                        channel=grpc.insecure_channel(self._emulator_host)
+                    )
+                    self._publisher = pubsub_v1.PublisherClient(batch, transport=transport)
+                else:
+                    self._publisher = pubsub_v1.PublisherClient(batch)
+            return self._publisher
+
+    @property
+    def subscriber(self) -> pubsub_v1.SubscriberClient:
+        with self._lock:
+            self._reset_after_fork()
+            if self._subscriber is None:
+                if self._emulator_host:
+                    transport = SubscriberGrpcTransport(
+                        channel=grpc.insecure_channel(self._emulator_host)
+                    )
+                    self._subscriber = pubsub_v1.SubscriberClient(transport=transport)
+                else:
+                    self._subscriber = pubsub_v1.SubscriberClient()
+            return self._subscriber
+
+    def close(self) -> None:
+        """Flush and close the clients of this process, if any were made."""
+        with self._lock:
+            if self._pid != os.getpid():
+                return
+            publisher, subscriber = self._publisher, self._subscriber
+            self._publisher = self._subscriber = None
+        if publisher is not None:
+            publisher.stop()
+        if subscriber is not None:
+            subscriber.close()
