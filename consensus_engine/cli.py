@@ -39,6 +39,24 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pubsub_setup(args: argparse.Namespace) -> int:
+    from google.api_core.exceptions import GoogleAPIError
+
+    from consensus_engine.queues import build_pubsub_broker
+    from consensus_engine.settings import get_settings
+
+    broker = build_pubsub_broker(get_settings())
+    try:
+        for line in broker.provision():
+            print(line)
+    except GoogleAPIError as error:
+        print(f"consensus-engine: Pub/Sub refused or did not answer: {error}", file=sys.stderr)
+        return 1
+    finally:
+        broker.close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from consensus_engine.llm.offline import add_cli_arguments as add_offline_arguments
 
@@ -57,6 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="run one sample idea end to end")
     demo.add_argument("--idea", default=None, help="the idea to review (a sample by default)")
     demo.set_defaults(handler=_demo)
+
+    pubsub = commands.add_parser("pubsub", help="manage the Pub/Sub resources")
+    pubsub_commands = pubsub.add_subparsers(dest="pubsub_command", required=True)
+    setup = pubsub_commands.add_parser(
+        "setup", help="create or update every topic and subscription (idempotent)"
+    )
+    setup.set_defaults(handler=_pubsub_setup)
 
     migrate = commands.add_parser("migrate", help="upgrade the database schema to the latest")
     migrate.set_defaults(handler=_migrate)

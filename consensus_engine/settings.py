@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     pubsub_subscription: str = "consensus-engine-jobs-sub"
     pubsub_emulator_host: str | None = None
     pubsub_use_mock: bool = False
+    pubsub_auto_create: bool | None = None
+    pubsub_max_delivery_attempts: int = Field(default=5, ge=5, le=100)
+    pubsub_publish_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
 
     # Worker
     worker_max_concurrency: int = Field(default=10, ge=1, le=1000)
@@ -124,6 +127,13 @@ class Settings(BaseSettings):
                 "DB_INSTANCE_CONNECTION_NAME is required when USE_CLOUD_SQL_CONNECTOR=true"
             )
         return self
+
+    @property
+    def pubsub_creates_resources(self) -> bool:
+        """``PUBSUB_AUTO_CREATE`` if set; otherwise on for the emulator and outside production."""
+        if self.pubsub_auto_create is not None:
+            return self.pubsub_auto_create
+        return self.pubsub_emulator_host is not None or not self.is_production
 
     @property
     def is_production(self) -> bool:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from google.api_core import exceptions as gexc
 from google.protobuf import duration_pb2, field_mask_pb2
 from google.pubsub_v1 import types
 
-from brokers.pubsub.clients import Clients
+from brokers.pubsub.clients import Clients, bounded_retry
 from brokers.pubsub.names import QueueResources
 
 
@@ -50,10 +51,18 @@ def _duration(delta: timedelta) -> duration_pb2.Duration:
 class Provisioner:
     """Ensures resources exist (``ensure``) or match the policy (``apply``)."""
 
-    def __init__(self, clients: Clients, *, project: str, policy: SubscriptionPolicy) -> None:
+    def __init__(
+        self,
+        clients: Clients,
+        *,
+        project: str,
+        policy: SubscriptionPolicy,
+        timeout: float = 30.0,
+    ) -> None:
         self._clients = clients
         self._project = project
         self._policy = policy
+        self._rpc: dict[str, Any] = {"timeout": timeout, "retry": bounded_retry(timeout)}
 
     def topic_path(self, topic: str) -> str:
         return f"projects/{self._project}/topics/{topic}"
@@ -105,7 +114,7 @@ class Provisioner:
         for topic in self._topics(resources, delay=delay):
             path = self.topic_path(topic)
             try:
-                publisher.create_topic(request={"name": path})
+                publisher.create_topic(request={"name": path}, **self._rpc)
                 report.append(f"created topic {path}")
             except gexc.AlreadyExists:
                 report.append(f"unchanged topic {path}")
@@ -116,14 +125,14 @@ class Provisioner:
     def _subscription(self, wanted: types.Subscription, *, update: bool) -> str:
         subscriber = self._clients.subscriber
         try:
-            subscriber.create_subscription(request=wanted)
+            subscriber.create_subscription(request=wanted, **self._rpc)
         except gexc.AlreadyExists:
             pass
         else:
             return f"created subscription {wanted.name}"
         if not update:
             return f"unchanged subscription {wanted.name}"
-        current = subscriber.get_subscription(request={"subscription": wanted.name})
+        current = subscriber.get_subscription(request={"subscription": wanted.name}, **self._rpc)
         if current.topic != wanted.topic:
             raise ValueError(
                 f"subscription {wanted.name} is attached to {current.topic}, not {wanted.topic}"
@@ -135,6 +144,7 @@ class Provisioner:
             request={
                 "subscription": wanted,
                 "update_mask": field_mask_pb2.FieldMask(paths=changed),
-            }
+            },
+            **self._rpc,
         )
         return f"updated subscription {wanted.name} ({', '.join(changed)})"

@@ -21,7 +21,7 @@ from google.api_core import exceptions as gexc
 from google.protobuf import timestamp_pb2
 
 from brokers.pubsub.admin import Provisioner, SubscriptionPolicy
-from brokers.pubsub.clients import Clients
+from brokers.pubsub.clients import Clients, bounded_retry
 from brokers.pubsub.consumer import PubSubConsumer, PubSubMessageProxy
 from brokers.pubsub.errors import DelayTooLong, MessageTooLarge, PublishFailed, ResourceMissing
 from brokers.pubsub.names import NameScheme, QueueResources
@@ -76,7 +76,9 @@ class PubSubBroker(dramatiq.Broker):
         self.names = NameScheme(namespace, subscription_overrides)
         self.clients = Clients(emulator_host=emulator_host)
         self.policy = policy or SubscriptionPolicy()
-        self.provisioner = Provisioner(self.clients, project=project, policy=self.policy)
+        self.provisioner = Provisioner(
+            self.clients, project=project, policy=self.policy, timeout=publish_timeout
+        )
         self.auto_create = auto_create
         self.publish_timeout = publish_timeout
         self.hold_window_seconds = hold_window
@@ -294,7 +296,9 @@ class PubSubBroker(dramatiq.Broker):
                     request={
                         "subscription": self.provisioner.subscription_path(subscription),
                         "time": now,
-                    }
+                    },
+                    timeout=self.publish_timeout,
+                    retry=bounded_retry(self.publish_timeout),
                 )
             except gexc.NotFound:
                 continue

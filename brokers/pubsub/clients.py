@@ -10,10 +10,29 @@ from __future__ import annotations
 import os
 import threading
 
+import google.cloud.pubsub_v1 as pubsub_v1
 import grpc
-from google.cloud import pubsub_v1
+from google.api_core import exceptions as gexc
+from google.api_core.retry import Retry, if_exception_type
 from google.pubsub_v1.services.publisher.transports import PublisherGrpcTransport
 from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
+
+
+def bounded_retry(timeout: float) -> Retry:
+    """Retry transient failures of an admin or ack call, but give up after ``timeout``.
+
+    The library's default retries can outlast any per-call timeout when the
+    server is unreachable; a command should fail with a clear error instead.
+    """
+    return Retry(
+        initial=0.1,
+        maximum=2.0,
+        multiplier=2.0,
+        timeout=timeout,
+        predicate=if_exception_type(
+            gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.InternalServerError
+        ),
+    )
 
 
 class Clients:

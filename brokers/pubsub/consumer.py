@@ -18,11 +18,13 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import dramatiq
+import google.cloud.pubsub_v1 as pubsub_v1
 from dramatiq.errors import ConnectionClosed, DecodeError
 from google.api_core import exceptions as gexc
-from google.cloud import pubsub_v1
 from google.cloud.pubsub_v1.subscriber.message import Message as PubSubMessage
 from google.cloud.pubsub_v1.subscriber.scheduler import Scheduler
+
+from brokers.pubsub.clients import bounded_retry
 
 if TYPE_CHECKING:
     from brokers.pubsub.broker import PubSubBroker
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _ACK_BATCH = 1000  # Pub/Sub takes at most 1,000 ack ids per request.
+_RPC_TIMEOUT = 30.0
 
 
 class _BufferScheduler(Scheduler):  # type: ignore[misc]
@@ -176,7 +179,9 @@ class PubSubConsumer(dramatiq.Consumer):
                 "subscription": self._stream.subscription_path,
                 "ack_ids": [received.ack_id],
                 "ack_deadline_seconds": seconds,
-            }
+            },
+            timeout=_RPC_TIMEOUT,
+            retry=bounded_retry(_RPC_TIMEOUT),
         )
         return True
 
@@ -233,7 +238,9 @@ class PubSubConsumer(dramatiq.Consumer):
             if method == "modify_ack_deadline":
                 request["ack_deadline_seconds"] = 0
             try:
-                getattr(self._subscriber, method)(request=request)
+                getattr(self._subscriber, method)(
+                    request=request, timeout=_RPC_TIMEOUT, retry=bounded_retry(_RPC_TIMEOUT)
+                )
             except gexc.InvalidArgument:
                 # Expired ack ids: Pub/Sub redelivers those messages anyway.
                 logger.debug("Ignoring expired ack ids on %s", subscription_path)
