@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 from support import alembic_config
 from support.postgres import NoPostgresError, postgres_server, scratch_database
+from support.pubsub import PubSubBackend, selected_backend, start_pubsub_backend
 
 from consensus_engine.db.engine import create_engine_from_url, session_factory
 from consensus_engine.db.models import metadata
@@ -32,6 +35,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "postgres_url" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.postgres)
+        if "pubsub_emulator" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.pubsub)
 
 
 def _worker() -> str:
@@ -112,3 +117,48 @@ def _empty_all_tables(engine: Engine) -> None:
 def sqlite_url(tmp_path: Path) -> str:
     """URL of a SQLite file in the test's temporary directory (no server needed)."""
     return f"sqlite:///{tmp_path / 'consensus.sqlite3'}"
+
+
+def pytest_report_header() -> str:
+    """Say which Pub/Sub backend the ``pubsub`` tests will use (nothing is started here)."""
+    name, detail = selected_backend()
+    return f"pubsub backend: {name} ({detail})"
+
+
+@pytest.fixture(scope="session")
+def pubsub_emulator() -> Iterator[PubSubBackend]:
+    """A Pub/Sub server for this worker, with PUBSUB_EMULATOR_HOST pointing at it.
+
+    See ``support.pubsub`` for the choice: an external server, Google's
+    emulator jar, or the in-repo Python fake. Clients read the variable when
+    they are created, so create them inside the test (or use
+    ``support.pubsub.publisher_client(backend.host)``).
+    """
+    backend = start_pubsub_backend()
+    previous = os.environ.get("PUBSUB_EMULATOR_HOST")
+    os.environ["PUBSUB_EMULATOR_HOST"] = backend.host
+    sys.stderr.write(f"\npubsub backend: {backend.name} at {backend.host}\n")
+    try:
+        yield backend
+    finally:
+        if previous is None:
+            os.environ.pop("PUBSUB_EMULATOR_HOST", None)
+        else:
+            os.environ["PUBSUB_EMULATOR_HOST"] = previous
+        backend.stop()
+
+
+@pytest.fixture
+def pubsub_namespace() -> str:
+    """A short unique prefix for this test's topic and subscription ids ("t" + 8 hex)."""
+    return "t" + secrets.token_hex(4)
+
+
+@pytest.fixture
+def requires_google_emulator(pubsub_emulator: PubSubBackend) -> None:
+    """Skip the test unless the backend is Google's emulator (not the Python fake).
+
+    Use with ``@pytest.mark.usefixtures("requires_google_emulator")``.
+    """
+    if not pubsub_emulator.exact_google_behaviour:
+        pytest.skip(f"needs Google's Pub/Sub emulator; the backend is {pubsub_emulator.name}")
