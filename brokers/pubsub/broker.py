@@ -145,7 +145,16 @@ class PubSubBroker(dramatiq.Broker):
 
         Dramatiq enqueues retries and pipeline steps before it acks the message
         being processed, so a publish that is not confirmed could lose work.
+        Any failure, a refused delay or size included, is noted for the ack
+        (see ``take_publish_failure``).
         """
+        try:
+            return self._enqueue(message, delay=delay)
+        except BaseException:
+            self._publish_failures.failed = True
+            raise
+
+    def _enqueue(self, message: dramatiq.Message[Any], *, delay: int | None) -> Any:
         queue_name = message.queue_name
         self._resources(queue_name)
         if delay is not None and delay > 0:
@@ -179,7 +188,6 @@ class PubSubBroker(dramatiq.Broker):
             self._publish(self._resources(queue_name).topic, data, attributes)
         except BaseException:
             self._untrack(queue_name, enqueue_id)
-            self._publish_failures.failed = True
             raise
         self.emit_after("enqueue", message, delay)
         return message
@@ -197,6 +205,13 @@ class PubSubBroker(dramatiq.Broker):
             ) from error
         except (gexc.GoogleAPICallError, gexc.RetryError, FutureTimeout) as error:
             raise PublishFailed(f"publish to {path} was not confirmed: {error!r}") from error
+
+    def emit_after(self, signal: str, *args: Any, **kwargs: Any) -> None:
+        if signal == "process_message":
+            # The actor has returned or raised: it saw its own failed publishes.
+            # Only those of the middleware that runs now may hold back the ack.
+            self._publish_failures.failed = False
+        super().emit_after(signal, *args, **kwargs)
 
     def take_publish_failure(self) -> bool:
         """Whether a publish failed on this thread since the last ack or nack.
@@ -243,7 +258,8 @@ class PubSubBroker(dramatiq.Broker):
             timeout_ms=timeout,
             park_delayed=queue_name in self.delay_queues,
         )
-        self._consumers.append(consumer)
+        # Dramatiq replaces a consumer after a connection error; forget the closed ones.
+        self._consumers = [c for c in self._consumers if not c.closed] + [consumer]
         return consumer
 
     # -- accounting for join ----------------------------------------------------------------

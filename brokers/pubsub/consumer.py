@@ -82,6 +82,10 @@ class _Stream:
     def alive(self) -> bool:
         return not self._closed.is_set() and not self.future.done()
 
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
     def failure(self) -> BaseException | None:
         if self._closed.is_set() or not self.future.done():
             return None
@@ -138,6 +142,9 @@ class PubSubConsumer(dramatiq.Consumer):
         self._stream = _Stream(self._subscriber, subscription_path, flow_control)
 
     def __next__(self) -> PubSubMessageProxy | None:
+        # A failure noted on this thread and not taken by an ack (a delayed
+        # message's move that raised) must not hold back the next message's ack.
+        self._broker.take_publish_failure()
         deadline = time.monotonic() + self._timeout
         while True:
             remaining = deadline - time.monotonic()
@@ -246,6 +253,10 @@ class PubSubConsumer(dramatiq.Consumer):
                 logger.debug("Ignoring expired ack ids on %s", subscription_path)
             except gexc.GoogleAPICallError as error:
                 raise ConnectionClosed(error) from error
+
+    @property
+    def closed(self) -> bool:
+        return self._stream.closed
 
     def close(self) -> None:
         self._stream.close()

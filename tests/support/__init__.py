@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from consensus_engine.db.migrations import alembic_config
+from consensus_engine.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
-__all__ = ["REPO_ROOT", "alembic_config"]
+__all__ = ["REPO_ROOT", "alembic_config", "environ_without_settings"]
+
+
+def environ_without_settings() -> dict[str, str]:
+    """This process's environment minus every variable the Settings class reads."""
+    names = {name.upper() for name in Settings.model_fields}
+    return {key: value for key, value in os.environ.items() if key.upper() not in names}

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-
-from consensus_engine.settings import Settings
+from support import environ_without_settings
 
 
 def _run(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -26,8 +24,7 @@ def _run(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProc
 
 @pytest.fixture
 def clean_env() -> dict[str, str]:
-    names = {name.upper() for name in Settings.model_fields}
-    return {k: v for k, v in os.environ.items() if k.upper() not in names}
+    return environ_without_settings()
 
 
 def test_demo_runs_offline_and_says_so(clean_env: dict[str, str], tmp_path: Path) -> None:
