@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 from typing import Protocol
 
-from support import environ_without_settings
+from support import environ_without_settings, run_cli
 from support.pubsub import subscriber_client
 
 
@@ -16,15 +14,7 @@ class Emulator(Protocol):
 
 
 def _setup(env: dict[str, str], cwd: Path) -> list[str]:
-    result = subprocess.run(
-        [sys.executable, "-m", "consensus_engine.cli", "pubsub", "setup"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-        timeout=120,
-        check=False,
-    )
+    result = run_cli("pubsub", "setup", env=env, cwd=cwd)
     assert result.returncode == 0, result.stderr
     return result.stdout.splitlines()
 
@@ -76,15 +66,7 @@ def test_setup_reports_an_unreachable_server_in_one_line(tmp_path: Path) -> None
         "PUBSUB_EMULATOR_HOST": "127.0.0.1:1",
         "PUBSUB_PUBLISH_TIMEOUT_SECONDS": "2",
     }
-    result = subprocess.run(
-        [sys.executable, "-m", "consensus_engine.cli", "pubsub", "setup"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=60,
-        check=False,
-    )
+    result = run_cli("pubsub", "setup", env=env, cwd=tmp_path)
     assert result.returncode == 1
     assert "Pub/Sub refused or did not answer" in result.stderr
     assert "Traceback" not in result.stderr

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 from consensus_engine.db.migrations import alembic_config
@@ -10,10 +12,23 @@ from consensus_engine.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
-__all__ = ["REPO_ROOT", "alembic_config", "environ_without_settings"]
+__all__ = ["REPO_ROOT", "alembic_config", "environ_without_settings", "run_cli"]
 
 
 def environ_without_settings() -> dict[str, str]:
     """This process's environment minus every variable the Settings class reads."""
     names = {name.upper() for name in Settings.model_fields}
     return {key: value for key, value in os.environ.items() if key.upper() not in names}
+
+
+def run_cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run ``consensus-engine ARGS`` as a user would, capturing its output."""
+    return subprocess.run(
+        [sys.executable, "-m", "consensus_engine.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=120,
+        check=False,
+    )

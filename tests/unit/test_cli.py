@@ -2,24 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from support import environ_without_settings
-
-
-def _run(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "consensus_engine.cli", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-        timeout=120,
-        check=False,
-    )
+from support import environ_without_settings, run_cli
 
 
 @pytest.fixture
@@ -28,7 +14,7 @@ def clean_env() -> dict[str, str]:
 
 
 def test_demo_runs_offline_and_says_so(clean_env: dict[str, str], tmp_path: Path) -> None:
-    result = _run("demo", env=clean_env, cwd=tmp_path)
+    result = run_cli("demo", env=clean_env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "SYNTHETIC" in result.stdout
     assert "Decision: " in result.stdout
@@ -37,7 +23,7 @@ def test_demo_runs_offline_and_says_so(clean_env: dict[str, str], tmp_path: Path
 
 
 def test_bad_setting_is_one_clear_line(clean_env: dict[str, str], tmp_path: Path) -> None:
-    result = _run("demo", env={**clean_env, "WORKER_MAX_CONCURRENCY": "0"}, cwd=tmp_path)
+    result = run_cli("demo", env={**clean_env, "WORKER_MAX_CONCURRENCY": "0"}, cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0
     assert "WORKER_MAX_CONCURRENCY" in result.stderr
@@ -45,7 +31,7 @@ def test_bad_setting_is_one_clear_line(clean_env: dict[str, str], tmp_path: Path
 
 
 def test_empty_idea_is_refused(clean_env: dict[str, str], tmp_path: Path) -> None:
-    result = _run("demo", "--idea", "   ", env=clean_env, cwd=tmp_path)
+    result = run_cli("demo", "--idea", "   ", env=clean_env, cwd=tmp_path)
     assert result.returncode == 2
     assert "idea must not be empty" in result.stderr
     assert "Traceback" not in result.stderr
