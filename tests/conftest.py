@@ -125,6 +125,11 @@ def pytest_report_header() -> str:
     return f"pubsub backend: {name} ({detail})"
 
 
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Repeat the backend at the end, where ``-q`` runs (``make test``) show it too."""
+    terminalreporter.write_line(pytest_report_header())
+
+
 @pytest.fixture(scope="session")
 def pubsub_emulator() -> Iterator[PubSubBackend]:
     """A Pub/Sub server for this worker, with PUBSUB_EMULATOR_HOST pointing at it.
