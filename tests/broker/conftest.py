@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import dramatiq
 import grpc  # type: ignore[import-untyped, unused-ignore]
 import pytest
+from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1
 from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
 
@@ -147,3 +148,32 @@ def subscriber(pubsub_emulator: Emulator) -> Iterator[pubsub_v1.SubscriberClient
     yield client
     with contextlib.suppress(Exception):
         client.close()
+
+
+def pull_handed_back(host: str, subscription_path: str, expected: int) -> set[str]:
+    """The tags (first argument) of messages a plain Pull gets right now, then nacked
+    again so that a worker can take them. Proves they were handed back, not leased."""
+    subscriber = subscriber_client(host)
+    handed_back: dict[str, str] = {}
+    try:
+        for _ in range(3):
+            with contextlib.suppress(gexc.DeadlineExceeded):
+                response = subscriber.pull(
+                    request={"subscription": subscription_path, "max_messages": 10}, timeout=1
+                )
+                for received in response.received_messages:
+                    tag = dramatiq.Message.decode(received.message.data).args[0]
+                    handed_back[tag] = received.ack_id
+            if len(handed_back) >= expected:
+                break
+        if handed_back:
+            subscriber.modify_ack_deadline(
+                request={
+                    "subscription": subscription_path,
+                    "ack_ids": list(handed_back.values()),
+                    "ack_deadline_seconds": 0,
+                }
+            )
+    finally:
+        subscriber.close()
+    return set(handed_back)

@@ -36,7 +36,7 @@ from brokers.pubsub import (
     SubscriptionPolicy,
 )
 
-from .conftest import Backend, BrokerFactory, WorkerFactory, subscriber_client
+from .conftest import Backend, BrokerFactory, WorkerFactory, pull_handed_back, subscriber_client
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -513,28 +513,9 @@ def test_stopping_a_worker_gives_prefetched_messages_back_at_once(
     assert sorted(finished) == sorted(under_way.items)
     assert len(finished) == 3
 
-    subscriber = subscriber_client(faithful_pubsub.host)
     path = first.provisioner.subscription_path(first.queues[QUEUE].subscription)
-    handed_back: dict[str, str] = {}
-    for _ in range(3):
-        with contextlib.suppress(gexc.DeadlineExceeded):
-            response = subscriber.pull(
-                request={"subscription": path, "max_messages": 10}, timeout=1
-            )
-            for received in response.received_messages:
-                tag = dramatiq.Message.decode(received.message.data).args[0]
-                handed_back[tag] = received.ack_id
-        if len(handed_back) >= len(tags) - 3:
-            break
+    handed_back = pull_handed_back(faithful_pubsub.host, path, expected=len(tags) - 3)
     assert sorted(handed_back) == sorted(set(tags) - set(finished))
-    subscriber.modify_ack_deadline(
-        request={
-            "subscription": path,
-            "ack_ids": list(handed_back.values()),
-            "ack_deadline_seconds": 0,
-        }
-    )
-    subscriber.close()
 
     make_worker(second)
     items = ran.wait_for(lambda items: len(items) >= len(tags), timeout=30)

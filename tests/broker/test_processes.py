@@ -20,11 +20,10 @@ from typing import IO, Any
 
 import dramatiq
 import pytest
-from google.api_core import exceptions as gexc
 
 from brokers.pubsub import PubSubBroker
 
-from .conftest import Backend, BrokerFactory, subscriber_client
+from .conftest import Backend, BrokerFactory, pull_handed_back
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -233,27 +232,8 @@ def test_sigterm_drains_and_hands_back_unstarted_messages(
 
     # Everything else is back with Pub/Sub now: a plain Pull gets it at once.
     path = producer.provisioner.subscription_path(producer.queues[QUEUE].subscription)
-    subscriber = subscriber_client(faithful_pubsub.host)
-    handed_back: dict[str, str] = {}
-    for _ in range(3):
-        with contextlib.suppress(gexc.DeadlineExceeded):
-            response = subscriber.pull(
-                request={"subscription": path, "max_messages": 10}, timeout=1
-            )
-            for received in response.received_messages:
-                tag = dramatiq.Message.decode(received.message.data).args[0]
-                handed_back[tag] = received.ack_id
-        if len(handed_back) >= 2:
-            break
+    handed_back = pull_handed_back(faithful_pubsub.host, path, expected=2)
     assert sorted(handed_back) == sorted(set(tags) - set(in_flight))
-    subscriber.modify_ack_deadline(
-        request={
-            "subscription": path,
-            "ack_ids": list(handed_back.values()),
-            "ack_deadline_seconds": 0,
-        }
-    )
-    subscriber.close()
 
     second = scenario.start_worker()
     events = scenario.wait_for(
