@@ -61,7 +61,7 @@ def _print_decision(decision: Decision, reviews: list[PersonaReview]) -> None:
             f"  {review.persona_name:<20} score {breakdown.individual_scores[pid]:.2f}"
             f"  weight {breakdown.weights[pid]:.2f}"
             f"  contribution {breakdown.weighted_contributions[pid]:.3f}"
-            f"  blocking issues {len(review.blocking_issues)}"
+            f"  blocking points {len(review.blocking_texts)}"
         )
     for rule in decision.rules_applied:
         print(f"  rule: {rule}")

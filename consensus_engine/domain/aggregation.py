@@ -71,18 +71,12 @@ def persona_position(
     return position
 
 
-def _blocking_texts(review: PersonaReview) -> list[str]:
-    return [i.text for i in review.blocking_issues] + [
-        c.text for c in review.concerns if c.is_blocking
-    ]
-
-
 def _minority_report(
     review: PersonaReview, persona: Persona, position: DecisionLabel, decision: DecisionLabel
 ) -> MinorityReport:
     score = fmt_score(review.confidence_score)
     more_favourable = _RANK[position] > _RANK[decision]
-    blocking = _blocking_texts(review)
+    blocking = review.blocking_texts
     if blocking:
         summary = "; ".join(blocking)
     elif more_favourable:

@@ -130,7 +130,7 @@ def _rerun_reasons(
             f"{fmt_score(low_confidence)}"
         )
     if review.has_blocking_issues:
-        count = len(review.blocking_issues) + sum(c.is_blocking for c in review.concerns)
+        count = len(review.blocking_texts)
         reasons.append(f"parent review has {count} blocking issue(s)")
     if persona.security_veto and review.concerns:
         reasons.append("holds the security veto and raised concerns that must be re-checked")

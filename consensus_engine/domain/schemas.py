@@ -87,8 +87,15 @@ class PersonaReview(ReviewDraft):
         return cls(**draft.model_dump(), persona_id=persona_id, persona_name=persona_name)
 
     @property
+    def blocking_texts(self) -> list[str]:
+        """Every blocking point: the blocking issues, then the concerns marked blocking."""
+        return [i.text for i in self.blocking_issues] + [
+            c.text for c in self.concerns if c.is_blocking
+        ]
+
+    @property
     def has_blocking_issues(self) -> bool:
-        return bool(self.blocking_issues) or any(c.is_blocking for c in self.concerns)
+        return bool(self.blocking_texts)
 
     @property
     def has_security_critical_issue(self) -> bool:
