@@ -11,6 +11,7 @@ from brokers.pubsub.errors import (
     ResourceMissing,
 )
 from brokers.pubsub.names import NameScheme, QueueResources
+from brokers.pubsub.push import PushConsumer, PushInbox, PushOutcome
 
 __all__ = [
     "MAX_MESSAGE_BYTES",
@@ -23,6 +24,9 @@ __all__ = [
     "PubSubConsumer",
     "PubSubMessageProxy",
     "PublishFailed",
+    "PushConsumer",
+    "PushInbox",
+    "PushOutcome",
     "QueueResources",
     "ResourceMissing",
     "SubscriptionPolicy",

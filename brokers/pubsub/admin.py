@@ -26,11 +26,20 @@ class SubscriptionPolicy:
     ``max_delivery_attempts`` sets Pub/Sub's own dead-letter policy on main
     subscriptions, a backstop for messages that crash workers before Dramatiq
     can dead-letter them; ``None`` leaves it off.
+
+    ``push_endpoint`` makes queue and delay-queue subscriptions push to that URL
+    (a worker's ``/pubsub/push``, for a broker with ``delivery="push"``), with an
+    OIDC token for ``push_service_account`` (audience ``push_audience``, or the
+    endpoint when unset) so the worker can tell Pub/Sub from anyone else.
+    Dead-letter subscriptions stay pull: nobody works on them.
     """
 
     ack_deadline_seconds: int = 60
     retention: timedelta = timedelta(days=7)
     max_delivery_attempts: int | None = 5
+    push_endpoint: str | None = None
+    push_service_account: str | None = None
+    push_audience: str | None = None
 
     def __post_init__(self) -> None:
         if not 10 <= self.ack_deadline_seconds <= 600:
@@ -39,6 +48,25 @@ class SubscriptionPolicy:
             raise ValueError("retention must be between 10 minutes and 7 days")
         if self.max_delivery_attempts is not None and not 5 <= self.max_delivery_attempts <= 100:
             raise ValueError("max_delivery_attempts must be between 5 and 100")
+        if self.push_endpoint is None:
+            if self.push_service_account is not None or self.push_audience is not None:
+                raise ValueError("push_service_account and push_audience need a push_endpoint")
+        elif not self.push_endpoint.startswith(("https://", "http://")):
+            raise ValueError("push_endpoint must be an http(s) URL")
+        if self.push_audience is not None and self.push_service_account is None:
+            raise ValueError("push_audience needs a push_service_account to sign the token")
+
+    def push_config(self) -> types.PushConfig:
+        """The push configuration of queue subscriptions; empty means pull."""
+        if self.push_endpoint is None:
+            return types.PushConfig()
+        config = types.PushConfig(push_endpoint=self.push_endpoint)
+        if self.push_service_account is not None:
+            config.oidc_token = types.PushConfig.OidcToken(
+                service_account_email=self.push_service_account,
+                audience=self.push_audience or "",
+            )
+        return config
 
 
 _UPDATABLE = ("ack_deadline_seconds", "message_retention_duration", "dead_letter_policy")
@@ -46,6 +74,15 @@ _UPDATABLE = ("ack_deadline_seconds", "message_retention_duration", "dead_letter
 
 def _duration(delta: timedelta) -> duration_pb2.Duration:
     return duration_pb2.Duration(seconds=int(delta.total_seconds()))
+
+
+def _push_target(config: types.PushConfig) -> tuple[str, str, str]:
+    """What a push configuration says that we set; Pub/Sub adds defaults of its own."""
+    return (
+        config.push_endpoint,
+        config.oidc_token.service_account_email,
+        config.oidc_token.audience,
+    )
 
 
 class Provisioner:
@@ -78,6 +115,7 @@ class Provisioner:
             ack_deadline_seconds=self._policy.ack_deadline_seconds,
             message_retention_duration=_duration(self._policy.retention),
             expiration_policy=types.ExpirationPolicy(),
+            push_config=self._policy.push_config(),
         )
         if not delay and self._policy.max_delivery_attempts is not None:
             main.dead_letter_policy = types.DeadLetterPolicy(
@@ -138,6 +176,8 @@ class Provisioner:
                 f"subscription {wanted.name} is attached to {current.topic}, not {wanted.topic}"
             )
         changed = [name for name in _UPDATABLE if getattr(current, name) != getattr(wanted, name)]
+        if _push_target(current.push_config) != _push_target(wanted.push_config):
+            changed.append("push_config")
         if not changed:
             return f"unchanged subscription {wanted.name}"
         subscriber.update_subscription(

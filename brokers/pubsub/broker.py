@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 import dramatiq
 from dramatiq.common import current_millis, dq_name, q_name
@@ -22,9 +22,10 @@ from google.protobuf import timestamp_pb2
 
 from brokers.pubsub.admin import Provisioner, SubscriptionPolicy
 from brokers.pubsub.clients import Clients, bounded_retry
-from brokers.pubsub.consumer import PubSubConsumer, PubSubMessageProxy
+from brokers.pubsub.consumer import PubSubConsumer
 from brokers.pubsub.errors import DelayTooLong, MessageTooLarge, PublishFailed, ResourceMissing
 from brokers.pubsub.names import NameScheme, QueueResources
+from brokers.pubsub.push import PushConsumer, PushInbox
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +53,8 @@ class PubSubBroker(dramatiq.Broker):
       max_lease: the longest a message may stay leased while queued or running;
         keep it above the largest actor time limit plus queueing time.
       subscription_overrides: canonical queue name -> existing subscription id.
+      delivery: ``"pull"`` streams messages from the subscriptions; ``"push"``
+        takes those Pub/Sub POSTs to the worker, through ``push_inbox`` (Cloud Run).
     """
 
     def __init__(
@@ -67,11 +70,14 @@ class PubSubBroker(dramatiq.Broker):
         lease_extension: int = 60,
         max_lease: int = 7200,
         subscription_overrides: Mapping[str, str] | None = None,
+        delivery: Literal["pull", "push"] = "pull",
         middleware: list[Middleware] | None = None,
     ) -> None:
         super().__init__(middleware=middleware)
         if not 10 <= lease_extension <= 600:
             raise ValueError("lease_extension must be between 10 and 600 seconds")
+        if delivery not in ("pull", "push"):
+            raise ValueError(f"delivery must be 'pull' or 'push', not {delivery!r}")
         self.project = project
         self.names = NameScheme(namespace, subscription_overrides)
         self.clients = Clients(emulator_host=emulator_host)
@@ -89,6 +95,7 @@ class PubSubBroker(dramatiq.Broker):
         self._ensured: set[tuple[int, str]] = set()
         self._ensure_lock = threading.Lock()
         self._consumers: list[PubSubConsumer] = []
+        self.push_inbox = PushInbox(self) if delivery == "push" else None
         self._pending: defaultdict[str, set[str]] = defaultdict(set)
         self._pending_changed = threading.Condition()
         self._publish_failures = threading.local()
@@ -223,7 +230,7 @@ class PubSubBroker(dramatiq.Broker):
         self._publish_failures.failed = False
         return failed
 
-    def dead_letter(self, message: PubSubMessageProxy) -> None:
+    def dead_letter(self, message: dramatiq.MessageProxy) -> None:
         """Publish a failed message, with why it failed, to its queue's dead-letter topic."""
         exception = getattr(message, "_exception", None)
         reason = repr(exception) if exception is not None else "rejected"
@@ -247,9 +254,13 @@ class PubSubBroker(dramatiq.Broker):
 
     # -- consuming --------------------------------------------------------------------------
 
-    def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 30000) -> PubSubConsumer:
+    def consume(
+        self, queue_name: str, prefetch: int = 1, timeout: int = 30000
+    ) -> PubSubConsumer | PushConsumer:
         resources = self._resources(queue_name)
         self._ensure(queue_name)
+        if self.push_inbox is not None:
+            return self.push_inbox.consumer(queue_name, prefetch=prefetch, timeout_ms=timeout)
         consumer = PubSubConsumer(
             self,
             queue_name=queue_name,
@@ -273,7 +284,7 @@ class PubSubBroker(dramatiq.Broker):
             self._pending[q_name(queue_name)].discard(enqueue_id)
             self._pending_changed.notify_all()
 
-    def settled(self, message: PubSubMessageProxy) -> None:
+    def settled(self, message: dramatiq.MessageProxy) -> None:
         """A message was acked or dead-lettered: it no longer counts for ``join``."""
         enqueue_id = message.options.get("pubsub_enqueue_id")
         if enqueue_id:
@@ -327,9 +338,12 @@ class PubSubBroker(dramatiq.Broker):
             self.flush(queue_name)
 
     def close(self) -> None:
-        """Stop every stream (handing back unstarted messages) and close the clients."""
+        """Stop every stream and push consumer (handing back unstarted messages)
+        and close the clients."""
         consumers, self._consumers = self._consumers, []
         for consumer in consumers:
             consumer.close()
+        if self.push_inbox is not None:
+            self.push_inbox.close()
         self.clients.close()
 

@@ -30,7 +30,6 @@ from brokers.pubsub import (
     DelayTooLong,
     MessageTooLarge,
     PubSubBroker,
-    PubSubConsumer,
     PubSubMessageProxy,
     ResourceMissing,
     SubscriptionPolicy,
@@ -384,7 +383,7 @@ class _CountingConsumer(dramatiq.Consumer):
     """Passes everything through to the broker's consumer and counts what is
     handed out but not yet acked, nacked or requeued."""
 
-    def __init__(self, inner: PubSubConsumer, outstanding: _Outstanding) -> None:
+    def __init__(self, inner: dramatiq.Consumer, outstanding: _Outstanding) -> None:
         self._inner = inner
         self._outstanding = outstanding
 
