@@ -1,0 +1,245 @@
+"""Pipeline metrics: values in a private registry, label mapping, lazy import, multiprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from consensus_engine.domain.runs import RunStatus
+from consensus_engine.llm.records import CallRecord, Outcome
+from consensus_engine.observability.metrics import (
+    METRIC_NAMES,
+    PipelineMetrics,
+    pipeline_metrics,
+    render_metrics,
+    step_labels,
+)
+
+
+@pytest.fixture
+def registry() -> CollectorRegistry:
+    return CollectorRegistry()
+
+
+@pytest.fixture
+def metrics(registry: CollectorRegistry) -> PipelineMetrics:
+    return PipelineMetrics(registry)
+
+
+def call(step: str, *, outcome: Outcome = "success", cost: str = "0.0015") -> CallRecord:
+    return CallRecord(
+        step=step,
+        model="gpt-4.1-mini",
+        mode="responses",
+        attempt=1,
+        outcome=outcome,
+        input_tokens=1000,
+        output_tokens=250,
+        cost_usd=Decimal(cost),
+        priced=True,
+        latency_ms=812.0,
+    )
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k.lower() != "prometheus_multiproc_dir"}
+    return {**env, **extra}
+
+
+@pytest.mark.parametrize(
+    ("step", "labels"),
+    [
+        ("expand", ("expand", "")),
+        ("review_architect", ("review", "architect")),
+        ("review_security_guardian", ("review", "security_guardian")),
+        ("aggregate", ("aggregate", "")),
+        ("revise", ("revise", "")),
+    ],
+)
+def test_step_labels(step: str, labels: tuple[str, str]) -> None:
+    assert step_labels(step) == labels
+
+
+def test_run_finished(metrics: PipelineMetrics, registry: CollectorRegistry) -> None:
+    metrics.run_finished(status="completed", decision="approve", seconds=7.0)
+    metrics.run_finished(status="completed", decision="approve", seconds=0.2)
+    metrics.run_finished(status="failed", decision=None, seconds=None)
+    value = registry.get_sample_value
+    assert (
+        value("consensus_runs_finished_total", {"status": "completed", "decision": "approve"}) == 2
+    )
+    assert value("consensus_runs_finished_total", {"status": "failed", "decision": ""}) == 1
+    assert value("consensus_run_duration_seconds_count", {"status": "completed"}) == 2
+    assert value("consensus_run_duration_seconds_sum", {"status": "completed"}) == 7.2
+    assert value("consensus_run_duration_seconds_bucket", {"status": "completed", "le": "0.5"}) == 1
+    assert value("consensus_run_duration_seconds_bucket", {"status": "completed", "le": "5.0"}) == 1
+    assert (
+        value("consensus_run_duration_seconds_bucket", {"status": "completed", "le": "10.0"}) == 2
+    )
+    assert value("consensus_run_duration_seconds_bucket", {"status": "completed", "le": "3600.0"})
+    assert value("consensus_run_duration_seconds_count", {"status": "failed"}) is None
+
+
+def test_negative_durations_count_as_zero(
+    metrics: PipelineMetrics, registry: CollectorRegistry
+) -> None:
+    metrics.run_finished(status="completed", decision="reject", seconds=-1.5)
+    metrics.step_finished(step="expand", outcome="completed", seconds=-0.1)
+    value = registry.get_sample_value
+    assert value("consensus_run_duration_seconds_sum", {"status": "completed"}) == 0
+    labels = {"step": "expand", "persona": "", "outcome": "completed"}
+    assert value("consensus_step_duration_seconds_sum", labels) == 0
+
+
+def test_step_finished_labels_kind_and_persona(
+    metrics: PipelineMetrics, registry: CollectorRegistry
+) -> None:
+    metrics.step_finished(step="review_architect", outcome="completed", seconds=0.3)
+    metrics.step_finished(step="review_architect", outcome="retried", seconds=12.0)
+    metrics.step_finished(step="expand", outcome="failed", seconds=0.07)
+    value = registry.get_sample_value
+    review = {"step": "review", "persona": "architect"}
+    assert value("consensus_step_duration_seconds_count", {**review, "outcome": "completed"}) == 1
+    assert value("consensus_step_duration_seconds_sum", {**review, "outcome": "retried"}) == 12.0
+    expand = {"step": "expand", "persona": "", "outcome": "failed"}
+    assert value("consensus_step_duration_seconds_bucket", {**expand, "le": "0.05"}) == 0
+    assert value("consensus_step_duration_seconds_bucket", {**expand, "le": "0.1"}) == 1
+    by_name = {**review, "step": "review_architect", "outcome": "completed"}
+    assert value("consensus_step_duration_seconds_count", by_name) is None
+
+
+def test_llm_calls(metrics: PipelineMetrics, registry: CollectorRegistry) -> None:
+    metrics.llm_calls(
+        [
+            call("expand"),
+            call("expand", outcome="rate_limited", cost="0"),
+            call("review_critic", cost="0.0025"),
+        ]
+    )
+    value = registry.get_sample_value
+    model = {"model": "gpt-4.1-mini"}
+    requests = "consensus_llm_requests_total"
+    assert value(requests, {**model, "step": "expand", "outcome": "success"}) == 1
+    assert value(requests, {**model, "step": "expand", "outcome": "rate_limited"}) == 1
+    assert value(requests, {**model, "step": "review", "outcome": "success"}) == 1
+    tokens = "consensus_llm_tokens_total"
+    assert value(tokens, {**model, "step": "expand", "kind": "input"}) == 2000
+    assert value(tokens, {**model, "step": "expand", "kind": "output"}) == 500
+    assert value(tokens, {**model, "step": "review", "kind": "output"}) == 250
+    cost = "consensus_llm_cost_usd_total"
+    assert value(cost, {**model, "step": "expand"}) == pytest.approx(0.0015)
+    assert value(cost, {**model, "step": "review"}) == pytest.approx(0.0025)
+
+
+def test_llm_calls_of_nothing_adds_nothing(
+    metrics: PipelineMetrics, registry: CollectorRegistry
+) -> None:
+    metrics.llm_calls([])
+    assert registry.get_sample_value("consensus_llm_requests_total") is None
+
+
+def test_idempotent_skip_counts_the_step_kind(
+    metrics: PipelineMetrics, registry: CollectorRegistry
+) -> None:
+    metrics.idempotent_skip(step="review_optimist")
+    metrics.idempotent_skip(step="review_critic")
+    metrics.idempotent_skip(step="aggregate")
+    value = registry.get_sample_value
+    assert value("consensus_idempotent_skips_total", {"step": "review"}) == 2
+    assert value("consensus_idempotent_skips_total", {"step": "aggregate"}) == 1
+
+
+def test_runs_in_status_sets_every_status(
+    metrics: PipelineMetrics, registry: CollectorRegistry
+) -> None:
+    metrics.runs_in_status({"running": 4, RunStatus.QUEUED: 2})
+    metrics.runs_in_status({"queued": 1})
+    values = {
+        status.value: registry.get_sample_value("consensus_runs", {"status": status.value})
+        for status in RunStatus
+    }
+    assert values == {"queued": 1, "running": 0, "completed": 0, "failed": 0, "cancelled": 0}
+
+
+def test_sweeper_action(metrics: PipelineMetrics, registry: CollectorRegistry) -> None:
+    metrics.sweeper_action("requeued")
+    metrics.sweeper_action("requeued", 3)
+    metrics.sweeper_action("failed_stale", 0)
+    value = registry.get_sample_value
+    assert value("consensus_sweeper_actions_total", {"action": "requeued"}) == 4
+    assert value("consensus_sweeper_actions_total", {"action": "failed_stale"}) == 0
+
+
+def test_metric_names_are_the_collected_family_names(
+    metrics: PipelineMetrics, registry: CollectorRegistry
+) -> None:
+    assert sorted(family.name for family in registry.collect()) == sorted(METRIC_NAMES)
+
+
+def test_two_instances_cannot_share_a_registry(
+    metrics: PipelineMetrics, registry: CollectorRegistry
+) -> None:
+    with pytest.raises(ValueError, match="Duplicated"):
+        PipelineMetrics(registry)
+
+
+def test_pipeline_metrics_is_one_instance_across_threads() -> None:
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        instances = list(pool.map(lambda _: pipeline_metrics(), range(32)))
+    assert all(instance is instances[0] for instance in instances)
+    assert pipeline_metrics() is instances[0]
+
+
+def test_render_metrics_of_the_default_registry() -> None:
+    pipeline_metrics().sweeper_action("render_test")
+    body, content_type = render_metrics(None)
+    assert content_type.startswith("text/plain; version=0.0.4")
+    assert b'consensus_sweeper_actions_total{action="render_test"}' in body
+
+
+def test_importing_the_module_does_not_import_prometheus_client() -> None:
+    code = (
+        "import consensus_engine.observability.metrics, sys; "
+        "assert 'prometheus_client' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, env=child_env(), timeout=60)
+
+
+def test_render_metrics_reads_a_multiprocess_directory(tmp_path: Path) -> None:
+    """The directory is set after import, as Dramatiq's middleware does at process boot."""
+    code = textwrap.dedent(
+        """
+        import os, sys
+        from consensus_engine.observability import metrics
+
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = sys.argv[1]
+        pipeline = metrics.pipeline_metrics()
+        pipeline.run_finished(status="completed", decision="approve", seconds=3.0)
+        pipeline.runs_in_status({"queued": 2})
+        body, content_type = metrics.render_metrics(sys.argv[1])
+        sys.stdout.write(content_type + "\\n" + body.decode())
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        timeout=60,
+    )
+    assert list(tmp_path.glob("*.db")), "no multiprocess files were written"
+    content_type, *lines = result.stdout.splitlines()
+    assert content_type.startswith("text/plain")
+    assert 'consensus_runs_finished_total{decision="approve",status="completed"} 1.0' in lines
+    assert 'consensus_run_duration_seconds_count{status="completed"} 1.0' in lines
+    assert 'consensus_runs{status="queued"} 2.0' in lines
+    assert 'consensus_runs{status="running"} 0.0' in lines
