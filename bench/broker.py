@@ -34,9 +34,9 @@ import dramatiq
 from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1
 
-from bench._emulator import pubsub_emulator
 from brokers.pubsub import PubSubBroker
 from brokers.pubsub.clients import Clients
+from consensus_engine.local.emulator import pubsub_emulator
 
 if TYPE_CHECKING:
     from dramatiq.brokers.rabbitmq import RabbitmqBroker
@@ -698,7 +698,7 @@ def main(argv: list[str] | None = None) -> int:
         f"threads, worker_timeout {WORKER_TIMEOUT_MS} ms, prefetch {PREFETCH}"
     )
     started = time.monotonic()
-    with pubsub_emulator() as emulator:
+    with pubsub_emulator(os.environ.get("PUBSUB_EMULATOR_HOST")) as emulator:
         report = run(args, emulator.host, emulator.description)
     print_throughput(report, args.messages)
     print_latency(report, args.latency_samples)

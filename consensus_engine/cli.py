@@ -57,6 +57,29 @@ def _pubsub_setup(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sweep(args: argparse.Namespace) -> int:
+    from consensus_engine.db.engine import create_engine_from_settings, session_factory
+    from consensus_engine.settings import get_settings
+    from consensus_engine.workers.broker import build_broker
+    from consensus_engine.workers.dispatch import sweep_once
+
+    settings = get_settings()
+    broker = build_broker(settings)
+    engine = create_engine_from_settings(settings)
+    try:
+        report = sweep_once(settings, broker, session_factory(engine))
+    finally:
+        broker.close()
+        engine.dispose()
+    print(
+        f"re-sent {len(report.jobs)} message(s); failed {len(report.timed_out)} run(s) past "
+        f"their time limit and {len(report.given_up)} that kept stalling"
+    )
+    for status, count in sorted(report.counts.items()):
+        print(f"  {status}: {count}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from consensus_engine.llm.offline import add_cli_arguments as add_offline_arguments
 
@@ -82,6 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
         "setup", help="create or update every topic and subscription (idempotent)"
     )
     setup.set_defaults(handler=_pubsub_setup)
+
+    sweep = commands.add_parser(
+        "sweep", help="recover stuck runs once (the worker also does this periodically)"
+    )
+    sweep.set_defaults(handler=_sweep)
 
     migrate = commands.add_parser("migrate", help="upgrade the database schema to the latest")
     migrate.set_defaults(handler=_migrate)

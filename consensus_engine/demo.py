@@ -1,58 +1,116 @@
-"""``make demo``: one sample idea through expansion, parallel reviews and aggregation.
+"""``make demo``: one sample idea through the real worker, broker and database.
 
-With no ``OPENAI_API_KEY`` and no ``OPENAI_BASE_URL`` it starts the offline LLM server,
-whose answers are synthetic, and says so.
+It starts what is missing and stops it afterwards: the offline LLM server unless
+``OPENAI_API_KEY`` or ``OPENAI_BASE_URL`` is set (its answers are synthetic, and it
+says so), Google's Pub/Sub emulator unless ``PUBSUB_EMULATOR_HOST`` is set, a
+PostgreSQL database (or an SQLite file when no server answers), and a worker
+process (``python -m consensus_engine.workers.pipeline_worker``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import threading
+import os
+import tempfile
 import time
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, selectinload, sessionmaker
+
+from consensus_engine.db.engine import create_engine_from_settings, session_factory
+from consensus_engine.db.migrations import upgrade_head
+from consensus_engine.db.models import Run, StepProgress
 from consensus_engine.domain.inputs import validate_idea
+from consensus_engine.domain.runs import Priority
 from consensus_engine.domain.schemas import Decision, PersonaReview
-from consensus_engine.llm import LLMClient
-from consensus_engine.pipeline.config import (
-    expand_choice,
-    personas_from_settings,
-    review_choice,
-)
-from consensus_engine.pipeline.inline import review_idea
-from consensus_engine.settings import Settings, get_settings
+from consensus_engine.jobs import enqueue_run
+from consensus_engine.local.database import local_database
+from consensus_engine.local.emulator import free_port, pubsub_emulator
+from consensus_engine.local.worker import running_worker
+from consensus_engine.pipeline.config import expand_choice, personas_from_settings, review_choice
+from consensus_engine.pipeline.submit import mark_enqueued, submit_run
+from consensus_engine.queues import build_pubsub_broker
+from consensus_engine.settings import Settings, get_settings, load_settings
 
 SAMPLE_IDEA = (
     "Let customers of our bike-repair shops book a repair slot online, see the price "
     "estimate up front, and get a text message when the bike is ready."
 )
+DEMO_DIR = Path(".demo")
+_TIMEOUT_SECONDS = 600.0
+
+
+class DemoError(RuntimeError):
+    """Something the demo needs could not be started; the message says what."""
 
 
 @contextlib.contextmanager
-def _llm_client(settings: Settings) -> Iterator[LLMClient]:
+def _llm(settings: Settings) -> Iterator[dict[str, str]]:
     if settings.openai_api_key is not None or settings.openai_base_url is not None:
         target = settings.openai_base_url or "OpenAI"
-        print(f"LLM: {target} (models {settings.expand_model} / {settings.review_model})")
-        with LLMClient.from_settings(settings) as client:
-            yield client
+        print(f"LLM:      {target} (models {settings.expand_model} / {settings.review_model})")
+        yield {}
         return
     from consensus_engine.llm.offline import OfflineLLMServer
 
     with OfflineLLMServer(latency_ms=150) as server:
         print(
-            "LLM: no OPENAI_API_KEY or OPENAI_BASE_URL set, so the built-in offline server "
-            f"answers at {server.base_url}.\n     Its content is SYNTHETIC: it shows the "
-            "pipeline working, not a real judgement."
+            f"LLM:      no OPENAI_API_KEY or OPENAI_BASE_URL, so the built-in offline server at "
+            f"{server.base_url}.\n          Its content is SYNTHETIC: it shows the pipeline "
+            "working, not a real judgement."
         )
-        client = LLMClient(api_key="offline", base_url=server.base_url, mode="auto")
-        with client:
-            yield client
+        yield {"OPENAI_BASE_URL": server.base_url}
+
+
+@contextlib.contextmanager
+def _pubsub(settings: Settings) -> Iterator[dict[str, str]]:
+    with pubsub_emulator(settings.pubsub_emulator_host) as emulator:
+        if emulator.host is None:
+            raise DemoError(f"no Pub/Sub emulator: {emulator.description}")
+        print(f"Pub/Sub:  emulator, {emulator.description}")
+        yield {"PUBSUB_EMULATOR_HOST": emulator.host, "PUBSUB_AUTO_CREATE": "true"}
+
+
+def _progress(sessions: sessionmaker[Session], run_id: uuid.UUID, started: float) -> Run:
+    """Print each step's changes until the run ends; the finished run."""
+    seen: dict[str, tuple[str, int]] = {}
+    deadline = time.monotonic() + _TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        with sessions() as session:
+            steps = session.scalars(
+                sa.select(StepProgress)
+                .where(StepProgress.run_id == run_id)
+                .order_by(StepProgress.step_order)
+            ).all()
+            for step in steps:
+                state = (step.status.value, step.attempts)
+                if seen.get(step.step_name) != state:
+                    seen[step.step_name] = state
+                    note = f"  attempt {step.attempts}" if step.attempts > 1 else ""
+                    reused = "  (reused)" if step.step_metadata.get("reused") else ""
+                    print(
+                        f"  [{time.monotonic() - started:6.2f}s] {step.step_name:<28} "
+                        f"{step.status.value}{note}{reused}"
+                    )
+            run = session.scalars(
+                sa.select(Run)
+                .where(Run.id == run_id)
+                .options(selectinload(Run.reviews), selectinload(Run.decision_record))
+            ).one()
+            if run.status.is_terminal:
+                return run
+        time.sleep(0.1)
+    raise DemoError(f"run {run_id} did not finish within {_TIMEOUT_SECONDS:.0f} s")
 
 
 def _print_decision(decision: Decision, reviews: list[PersonaReview]) -> None:
-    print()
-    print(f"Decision: {decision.decision.upper()}  (weighted confidence "
-          f"{decision.overall_weighted_confidence:.3f})")
+    print(
+        f"\nDecision: {decision.decision.upper()}  (weighted confidence "
+        f"{decision.overall_weighted_confidence:.3f})"
+    )
     breakdown = decision.score_breakdown
     print(f"  formula: {breakdown.formula}")
     for review in reviews:
@@ -66,38 +124,76 @@ def _print_decision(decision: Decision, reviews: list[PersonaReview]) -> None:
     for rule in decision.rules_applied:
         print(f"  rule: {rule}")
     for report in decision.minority_reports:
-        print(f"  minority report, {report.persona_name} ({report.position}): "
-              f"{report.blocking_summary}")
+        print(
+            f"  minority report, {report.persona_name} ({report.position}): "
+            f"{report.blocking_summary}"
+        )
     print(f"\n{decision.rationale}")
+
+
+def _report(run: Run, elapsed: float) -> int:
+    if run.decision_record is None:
+        print(f"\nThe run {run.status.value}: {run.error_code}: {run.error}")
+        return 1
+    decision = Decision.model_validate(run.decision_record.decision_json)
+    reviews = [PersonaReview.model_validate(row.review) for row in run.reviews]
+    _print_decision(decision, reviews)
+    print(
+        f"\nRun {run.id}: {run.input_tokens + run.output_tokens} tokens, "
+        f"${run.cost_usd:.4f}, {elapsed:.2f}s from submission to decision"
+    )
+    return 0
 
 
 def run_demo(idea: str | None = None) -> int:
     settings = get_settings()
     personas = personas_from_settings(settings)
     text = validate_idea(SAMPLE_IDEA if idea is None else idea, max_length=settings.max_idea_length)
-    print(f"Idea: {text}\nPersonas: {', '.join(personas.ids)}\n")
-    started = time.monotonic()
-    lock = threading.Lock()
-
-    def progress(step: str, event: str) -> None:
-        with lock:
-            print(f"  [{time.monotonic() - started:6.2f}s] {step:<28} {event}")
-
-    with _llm_client(settings) as llm:
-        result = review_idea(
-            llm,
-            text,
-            None,
-            personas=personas,
-            expand=expand_choice(settings),
-            review=review_choice(settings),
-            approve_threshold=settings.approve_threshold,
-            revise_threshold=settings.revise_threshold,
-            on_progress=progress,
+    print(f"Idea:     {text}\nPersonas: {', '.join(personas.ids)}")
+    with contextlib.ExitStack() as stack:
+        overrides: dict[str, str] = {}
+        overrides |= stack.enter_context(_llm(settings))
+        overrides |= stack.enter_context(_pubsub(settings))
+        database = local_database(settings, DEMO_DIR)
+        print(f"Database: {database.description}")
+        if database.url is not None:
+            overrides["DATABASE_URL"] = database.url
+        http_port = free_port()
+        overrides |= {
+            "WORKER_HTTP_PORT": str(http_port),
+            "WORKER_METRICS_PORT": "0",
+            "dramatiq_prom_db": stack.enter_context(tempfile.TemporaryDirectory(prefix="ce-")),
+        }
+        demo_settings = load_settings(
+            **{name.lower(): value for name, value in overrides.items() if name.isupper()}
         )
-    print(f"\nProposal: {result.proposal.title}\n  {result.proposal.summary}")
-    _print_decision(result.decision, result.reviews)
-    tokens = sum(c.input_tokens + c.output_tokens for c in result.calls)
-    print(f"\n{len(result.calls)} LLM calls, {tokens} tokens, "
-          f"{time.monotonic() - started:.2f}s in all")
-    return 0
+        upgrade_head(database.url)
+        log_path = DEMO_DIR / "worker.log"
+        worker = stack.enter_context(
+            running_worker(os.environ | overrides, log_path, http_port)
+        )
+        print(
+            f"Worker:   python -m consensus_engine.workers.pipeline_worker "
+            f"(pid {worker.pid}, log {log_path})\n"
+        )
+        engine = create_engine_from_settings(demo_settings)
+        stack.callback(engine.dispose)
+        sessions = session_factory(engine)
+        broker = build_pubsub_broker(demo_settings)
+        stack.callback(broker.close)
+        started = time.monotonic()
+        with sessions.begin() as session:
+            run_id = submit_run(
+                session,
+                idea=text,
+                personas=personas,
+                expand=expand_choice(demo_settings),
+                review=review_choice(demo_settings),
+                job_timeout_seconds=demo_settings.worker_job_timeout_seconds,
+            ).id
+        enqueue_run(broker, demo_settings, run_id, Priority.NORMAL)
+        with sessions.begin() as session:
+            mark_enqueued(session, run_id)
+        run = _progress(sessions, run_id, started)
+        return _report(run, time.monotonic() - started)
+    return 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dramatiq.middleware import Middleware
+
 from brokers.pubsub import PubSubBroker, SubscriptionPolicy
 from consensus_engine.domain.runs import Priority
 from consensus_engine.settings import Settings
@@ -20,9 +22,12 @@ def job_queues(settings: Settings) -> tuple[str, ...]:
     return tuple(job_queue(settings, priority) for priority in Priority)
 
 
-def build_pubsub_broker(settings: Settings) -> PubSubBroker:
+def build_pubsub_broker(
+    settings: Settings, *, middleware: list[Middleware] | None = None
+) -> PubSubBroker:
     """A broker for the job queues, keeping ``PUBSUB_SUBSCRIPTION`` as the normal queue's."""
     broker = PubSubBroker(
+        middleware=middleware,
         project=settings.pubsub_project_id,
         emulator_host=settings.pubsub_emulator_host,
         auto_create=settings.pubsub_creates_resources,
@@ -32,6 +37,7 @@ def build_pubsub_broker(settings: Settings) -> PubSubBroker:
         ),
         publish_timeout=settings.pubsub_publish_timeout_seconds,
         subscription_overrides={settings.pubsub_topic: settings.pubsub_subscription},
+        delivery=settings.pubsub_delivery,
     )
     for queue_name in job_queues(settings):
         broker.declare_queue(queue_name)

@@ -74,6 +74,7 @@ class Settings(BaseSettings):
     pubsub_subscription: str = "consensus-engine-jobs-sub"
     pubsub_emulator_host: str | None = None
     pubsub_use_mock: bool = False
+    pubsub_delivery: Literal["pull", "push"] = "pull"
     pubsub_auto_create: bool | None = None
     pubsub_max_delivery_attempts: int = Field(default=5, ge=5, le=100)
     pubsub_publish_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
@@ -81,11 +82,22 @@ class Settings(BaseSettings):
     # Worker
     worker_max_concurrency: int = Field(default=10, ge=1, le=1000)
     worker_ack_deadline_seconds: int = Field(default=600, ge=10, le=600)
-    worker_step_timeout_seconds: int = Field(default=300, ge=10, le=1800)
-    worker_job_timeout_seconds: int = Field(default=1800, ge=60, le=7200)
+    worker_step_timeout_seconds: int = Field(default=300, ge=1, le=1800)
+    worker_job_timeout_seconds: int = Field(default=1800, ge=10, le=7200)
     max_retries_per_persona: int = Field(default=3, ge=0, le=10)
     retry_initial_backoff_seconds: float = Field(default=1.0, ge=0.1, le=60)
     retry_backoff_multiplier: float = Field(default=2.0, ge=1.0, le=10)
+    retry_max_backoff_seconds: float = Field(default=300.0, ge=1, le=86_400)
+    worker_processes: int = Field(default=1, ge=1, le=64)
+    worker_shutdown_timeout_seconds: int = Field(default=60, ge=1, le=3600)
+    worker_http_host: str = "0.0.0.0"  # noqa: S104 - probes and Pub/Sub push reach it from outside
+    worker_http_port: int = Field(default=8080, ge=0, le=65535)
+    worker_metrics_port: int = Field(default=9191, ge=0, le=65535)
+    review_quorum: int | None = Field(default=None, ge=1, le=50)
+    sweeper_interval_seconds: float = Field(default=30.0, ge=0.5, le=3600)
+    sweeper_requeue_after_seconds: float = Field(default=30.0, ge=1, le=3600)
+    pubsub_push_audience: str | None = None
+    pubsub_push_service_account: str | None = None
 
     # Consensus
     personas_file: Path | None = None

@@ -47,7 +47,7 @@ def create_engine_from_settings(
         )
     if settings.use_cloud_sql_connector:
         return _cloud_sql_engine(settings, connector_factory)
-    return sa.create_engine(_url_from_parts(settings), **_pool_options(settings))
+    return sa.create_engine(url_from_parts(settings), **_pool_options(settings))
 
 
 def create_engine_from_url(url: str | URL, **pool_options: Any) -> Engine:
@@ -104,7 +104,7 @@ def describe_database(settings: Settings) -> str:
             f"Cloud SQL instance {settings.db_instance_connection_name} "
             f"(database {settings.db_name}, user {settings.db_user}, {auth} auth)"
         )
-    return _url_from_parts(settings).render_as_string(hide_password=True)
+    return url_from_parts(settings).render_as_string(hide_password=True)
 
 
 def _parse_url(raw: str | URL) -> URL:
@@ -121,7 +121,8 @@ def _parse_url(raw: str | URL) -> URL:
     return url
 
 
-def _url_from_parts(settings: Settings) -> URL:
+def url_from_parts(settings: Settings) -> URL:
+    """The PostgreSQL URL the ``DB_*`` settings describe (no connector)."""
     # URL.create escapes reserved characters in the password itself.
     password = settings.db_password.get_secret_value() if settings.db_password else None
     return URL.create(

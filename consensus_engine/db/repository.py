@@ -7,15 +7,19 @@ the transaction, so a use case that writes several things writes all or none.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from consensus_engine.db.models import Run, StepProgress
+from consensus_engine.db.models import LlmCall, LlmCallOutcome, ProposalVersion, Run, StepProgress
+from consensus_engine.db.models import PersonaReview as ReviewRow
 from consensus_engine.db.types import utcnow
 from consensus_engine.domain.runs import Priority, RunStatus, RunType, StepStatus
+from consensus_engine.domain.schemas import ExpandedProposal, PersonaReview
+from consensus_engine.llm.records import CallRecord
 
 
 def create_run(
@@ -87,3 +91,72 @@ def create_run(
 def get_run(session: Session, run_id: uuid.UUID, *, tenant: str) -> Run | None:
     """The run if it exists and belongs to ``tenant``; another tenant's run is invisible."""
     return session.scalar(sa.select(Run).where(Run.id == run_id, Run.tenant == tenant))
+
+
+def record_llm_calls(session: Session, run: Run, calls: Sequence[CallRecord]) -> None:
+    """One ``llm_calls`` row per attempt, failed ones too, and the run's running totals."""
+    for call in calls:
+        session.add(
+            LlmCall(
+                run_id=run.id,
+                step=call.step,
+                model=call.model,
+                attempt=call.attempt,
+                input_tokens=call.input_tokens,
+                output_tokens=call.output_tokens,
+                cost_usd=call.cost_usd,
+                latency_ms=round(call.latency_ms),
+                outcome=LlmCallOutcome(call.outcome),
+            )
+        )
+        run.input_tokens += call.input_tokens
+        run.output_tokens += call.output_tokens
+        run.cost_usd += call.cost_usd
+
+
+def load_proposal(session: Session, run_id: uuid.UUID) -> ExpandedProposal | None:
+    row = session.scalar(sa.select(ProposalVersion).where(ProposalVersion.run_id == run_id))
+    return None if row is None else ExpandedProposal.model_validate(row.proposal)
+
+
+def load_reviews(session: Session, run_id: uuid.UUID) -> dict[str, ReviewRow]:
+    """The run's reviews by persona id, fresh and reused alike."""
+    rows = session.scalars(sa.select(ReviewRow).where(ReviewRow.run_id == run_id))
+    return {row.persona_id: row for row in rows}
+
+
+def upsert_review(
+    session: Session,
+    run_id: uuid.UUID,
+    review: PersonaReview,
+    *,
+    weight: float,
+    model: str,
+    temperature: float | None,
+    prompt_set_version: str,
+    source_run_id: uuid.UUID | None = None,
+) -> ReviewRow:
+    """Store one persona's review of the run, replacing an earlier one for the same persona.
+
+    ``source_run_id`` marks a review reused from an earlier run rather than written afresh.
+    """
+    row = session.scalar(
+        sa.select(ReviewRow).where(
+            ReviewRow.run_id == run_id, ReviewRow.persona_id == review.persona_id
+        )
+    )
+    if row is None:
+        row = ReviewRow(run_id=run_id, persona_id=review.persona_id)
+        session.add(row)
+    row.persona_name = review.persona_name
+    row.weight = weight
+    row.review = review.model_dump(mode="json")
+    row.confidence_score = review.confidence_score
+    row.blocking_issues_present = review.has_blocking_issues
+    row.security_concerns_present = review.has_security_critical_issue
+    row.reused = source_run_id is not None
+    row.source_run_id = source_run_id
+    row.model = model
+    row.temperature = temperature
+    row.prompt_set_version = prompt_set_version
+    return row

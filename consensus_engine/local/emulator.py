@@ -1,6 +1,6 @@
-"""Find or start a Pub/Sub emulator for a benchmark run.
+"""Find or start a Pub/Sub emulator for the demo or a benchmark run.
 
-Benchmarks should run with one command on a bare machine: when
+The demo and the benchmarks run with one command on a bare machine: when
 ``PUBSUB_EMULATOR_HOST`` is unset, Google's emulator jar is started on a free
 port and stopped afterwards; when neither is possible, callers get the reason
 and skip their Pub/Sub rows instead of failing.
@@ -9,7 +9,6 @@ and skip their Pub/Sub rows instead of failing.
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import socket
 import subprocess
@@ -35,7 +34,7 @@ class Emulator:
     description: str
 
 
-def _free_port() -> int:
+def free_port() -> int:
     """A port nothing listens on now; the jar binds it a moment later."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -83,17 +82,20 @@ def _tail(log: IO[bytes], limit: int = 400) -> str:
 
 
 def _start_jar(jar: str, java: str, log: IO[bytes]) -> tuple[subprocess.Popen[bytes], str]:
-    host = f"127.0.0.1:{_free_port()}"
+    host = f"127.0.0.1:{free_port()}"
     command = [java, "-Xmx512m", "-XX:+UseSerialGC", "-jar", jar]
     command += ["--host=127.0.0.1", f"--port={host.rpartition(':')[2]}"]
-    process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+    process = subprocess.Popen(  # noqa: S603 - our own java and jar paths
+        command, stdin=subprocess.DEVNULL, stdout=log, stderr=log
+    )
     return process, host
 
 
 @contextlib.contextmanager
-def pubsub_emulator(timeout: float = STARTUP_TIMEOUT_S) -> Iterator[Emulator]:
-    """Yield the emulator to use: ``PUBSUB_EMULATOR_HOST``, else a jar started here."""
-    configured = os.environ.get("PUBSUB_EMULATOR_HOST")
+def pubsub_emulator(
+    configured: str | None, timeout: float = STARTUP_TIMEOUT_S
+) -> Iterator[Emulator]:
+    """Yield the emulator to use: ``configured`` (``host:port``), else a jar started here."""
     if configured:
         if _answers_ok(configured):
             yield Emulator(configured, f"PUBSUB_EMULATOR_HOST={configured}")

@@ -6,14 +6,20 @@ steps as separate Dramatiq messages. Nothing here touches the database.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 from consensus_engine.domain.aggregation import aggregate
 from consensus_engine.domain.personas import Persona, PersonaSet
-from consensus_engine.domain.prompts import ExtraContext, Prompt, expand_prompt, review_prompt
+from consensus_engine.domain.prompts import (
+    ExtraContext,
+    Prompt,
+    expand_prompt,
+    review_prompt,
+    revision_prompt,
+)
 from consensus_engine.domain.runs import EXPAND_STEP, review_step
 from consensus_engine.domain.schemas import Decision, ExpandedProposal, PersonaReview, ReviewDraft
 from consensus_engine.llm import CallRecord, Generation, LLMClient
@@ -62,11 +68,33 @@ def expand_idea(
     return generation.value, generation.calls
 
 
+def revise_proposal(
+    llm: LLMClient,
+    proposal: ExpandedProposal,
+    edit_notes: str,
+    choice: ModelChoice,
+    *,
+    user_edited_sections: Collection[str] = (),
+) -> tuple[ExpandedProposal, list[CallRecord]]:
+    """A new version of ``proposal`` with the author's edit notes applied by the model."""
+    prompt = revision_prompt(proposal, edit_notes, user_edited_sections=user_edited_sections)
+    generation = _generate(llm, ExpandedProposal, prompt, choice, EXPAND_STEP)
+    return generation.value, generation.calls
+
+
 def review_proposal(
-    llm: LLMClient, persona: Persona, proposal: ExpandedProposal, choice: ModelChoice
+    llm: LLMClient,
+    persona: Persona,
+    proposal: ExpandedProposal,
+    choice: ModelChoice,
+    *,
+    previous_review: PersonaReview | None = None,
+    edit_notes: str | None = None,
 ) -> tuple[PersonaReview, list[CallRecord]]:
     """One persona's review, attributed by us whatever the model wrote."""
-    prompt = review_prompt(persona, proposal)
+    prompt = review_prompt(
+        persona, proposal, previous_review=previous_review, edit_notes=edit_notes
+    )
     generation = _generate(llm, ReviewDraft, prompt, choice, review_step(persona.id))
     review = PersonaReview.from_draft(
         generation.value, persona_id=persona.id, persona_name=persona.name

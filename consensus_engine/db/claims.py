@@ -1,0 +1,166 @@
+"""Claiming a run's steps, so each step takes effect once under at-least-once delivery.
+
+Pub/Sub may deliver a message twice, late, or to two workers at once. Every stage
+therefore starts by claiming its ``step_progress`` row and ends by settling it, and
+both happen with the run's row locked (``SELECT … FOR UPDATE``): the transactions of
+one run are serialised, so two holders can never both see a step as theirs. A claim
+whose holder died (no progress for ``stale_after`` seconds, past the step's time
+limit) may be taken over.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from consensus_engine.db.models import Run, StepProgress
+from consensus_engine.db.types import utcnow
+from consensus_engine.domain.runs import RunStatus, StepStatus
+
+
+class ClaimOutcome(StrEnum):
+    CLAIMED = "claimed"
+    DONE = "done"  # the step already ended: a duplicate or late delivery
+    HELD = "held"  # another live worker holds the step
+    RUN_ENDED = "run_ended"  # completed, failed or cancelled: no more work
+    MISSING = "missing"  # no such run or step
+
+
+@dataclass(frozen=True)
+class Claim:
+    outcome: ClaimOutcome
+    run: Run | None = None
+    step: StepProgress | None = None
+    job_started: bool = False
+    """This claim moved the run from queued to running."""
+    held_for: float = 0.0
+    """For ``HELD``: seconds until the holder's claim goes stale."""
+
+    @property
+    def claimed(self) -> bool:
+        return self.outcome is ClaimOutcome.CLAIMED
+
+
+def lock_run(session: Session, run_id: uuid.UUID) -> Run | None:
+    """The run, locked until the transaction ends (a no-op lock on SQLite, which
+    serialises writers anyway)."""
+    return session.scalar(
+        sa.select(Run)
+        .where(Run.id == run_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+
+
+def get_step(session: Session, run_id: uuid.UUID, step_name: str) -> StepProgress | None:
+    return session.scalar(
+        sa.select(StepProgress).where(
+            StepProgress.run_id == run_id, StepProgress.step_name == step_name
+        )
+    )
+
+
+def claim_step(
+    session: Session,
+    run_id: uuid.UUID,
+    step_name: str,
+    *,
+    holder: str,
+    stale_after: float,
+    now: datetime | None = None,
+) -> Claim:
+    """Take the step for ``holder`` if it is pending or its holder went silent."""
+    now = now or utcnow()
+    run = lock_run(session, run_id)
+    if run is None:
+        return Claim(ClaimOutcome.MISSING)
+    if run.status.is_terminal:
+        return Claim(ClaimOutcome.RUN_ENDED, run=run)
+    step = get_step(session, run_id, step_name)
+    if step is None:
+        return Claim(ClaimOutcome.MISSING, run=run)
+    if step.status.is_terminal:
+        return Claim(ClaimOutcome.DONE, run=run, step=step)
+    if step.status is StepStatus.RUNNING:
+        idle = (now - step.updated_at).total_seconds()
+        if idle < stale_after:
+            return Claim(ClaimOutcome.HELD, run=run, step=step, held_for=stale_after - idle)
+    step.status = StepStatus.RUNNING
+    step.claimed_by = holder
+    step.attempts += 1
+    step.started_at = step.started_at or now
+    step.updated_at = now
+    job_started = run.status is RunStatus.QUEUED
+    if job_started:
+        run.status = RunStatus.RUNNING
+        run.started_at = now
+    run.updated_at = now
+    session.flush()
+    return Claim(ClaimOutcome.CLAIMED, run=run, step=step, job_started=job_started)
+
+
+def reclaim(
+    session: Session, run_id: uuid.UUID, step_name: str, *, holder: str
+) -> tuple[Run, StepProgress] | None:
+    """Lock the run again after the work and check the claim is still ours.
+
+    ``None`` means another worker took the step over (ours looked dead) or the run
+    ended meanwhile: the caller must drop its result.
+    """
+    run = lock_run(session, run_id)
+    if run is None or run.status.is_terminal:
+        return None
+    step = get_step(session, run_id, step_name)
+    if step is None or step.status is not StepStatus.RUNNING or step.claimed_by != holder:
+        return None
+    run.updated_at = utcnow()
+    return run, step
+
+
+def settle_step(
+    step: StepProgress,
+    status: StepStatus,
+    *,
+    error: str | None = None,
+    metadata: dict[str, object] | None = None,
+    now: datetime | None = None,
+) -> None:
+    """Move a claimed step to ``status``; pending hands it back for a retry."""
+    now = now or utcnow()
+    step.status = status
+    step.updated_at = now
+    step.error = error
+    if metadata:
+        step.step_metadata = {**step.step_metadata, **metadata}
+    if status is StepStatus.PENDING:
+        step.claimed_by = None
+    elif status.is_terminal:
+        step.completed_at = now
+
+
+def end_run(
+    run: Run,
+    status: RunStatus,
+    *,
+    error_code: str | None = None,
+    error: str | None = None,
+    now: datetime | None = None,
+) -> None:
+    """Finish the run; its unfinished steps are marked skipped so nothing looks in flight."""
+    now = now or utcnow()
+    run.status = status
+    run.completed_at = now
+    run.updated_at = now
+    run.error_code = error_code
+    run.error = error
+    for step in run.steps:
+        if not step.status.is_terminal:
+            step.status = StepStatus.SKIPPED
+            step.updated_at = now
+            step.completed_at = now
+            step.claimed_by = None

@@ -1,0 +1,63 @@
+"""What a worker process shares between its threads: database pool, LLM client, pipeline.
+
+Built on first use rather than at import, so each process that Dramatiq forks opens
+its own connections instead of inheriting its parent's sockets.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from consensus_engine.db.engine import create_engine_from_settings, session_factory
+from consensus_engine.llm import LLMClient
+from consensus_engine.pipeline.stages import Pipeline, StageSettings
+from consensus_engine.settings import Settings
+
+
+def stale_after(step_timeout: float) -> float:
+    """How long a silent claim is presumed alive: the step's time limit plus a margin
+    for the worker to record the failure (half the limit, 2 to 15 seconds)."""
+    return step_timeout + min(15.0, max(2.0, step_timeout / 2))
+
+
+def stage_settings(settings: Settings) -> StageSettings:
+    return StageSettings(
+        approve_threshold=settings.approve_threshold,
+        revise_threshold=settings.revise_threshold,
+        review_quorum=settings.review_quorum,
+        stale_after=stale_after(settings.worker_step_timeout_seconds),
+    )
+
+
+@dataclass(frozen=True)
+class Runtime:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    pipeline: Pipeline
+
+
+_lock = threading.Lock()
+_runtimes: dict[int, Runtime] = {}
+
+
+def runtime(settings: Settings) -> Runtime:
+    """This process's runtime, created once per process."""
+    pid = os.getpid()
+    with _lock:
+        if pid not in _runtimes:
+            engine = create_engine_from_settings(settings)
+            sessions = session_factory(engine)
+            llm = LLMClient.from_settings(settings)
+            _runtimes[pid] = Runtime(
+                settings=settings,
+                engine=engine,
+                sessions=sessions,
+                pipeline=Pipeline(sessions, llm, stage_settings(settings)),
+            )
+        return _runtimes[pid]
