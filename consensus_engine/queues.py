@@ -22,6 +22,20 @@ def job_queues(settings: Settings) -> tuple[str, ...]:
     return tuple(job_queue(settings, priority) for priority in Priority)
 
 
+def subscription_policy(settings: Settings) -> SubscriptionPolicy:
+    """Ack deadline and dead-lettering from settings; push subscriptions when
+    ``PUBSUB_PUSH_ENDPOINT`` names the worker's URL (with an OIDC token for the push
+    service account, which the worker then checks)."""
+    endpoint = settings.pubsub_push_endpoint
+    return SubscriptionPolicy(
+        ack_deadline_seconds=settings.worker_ack_deadline_seconds,
+        max_delivery_attempts=settings.pubsub_max_delivery_attempts,
+        push_endpoint=endpoint,
+        push_service_account=settings.pubsub_push_service_account if endpoint else None,
+        push_audience=settings.pubsub_push_audience if endpoint else None,
+    )
+
+
 def build_pubsub_broker(
     settings: Settings, *, middleware: list[Middleware] | None = None
 ) -> PubSubBroker:
@@ -31,10 +45,7 @@ def build_pubsub_broker(
         project=settings.pubsub_project_id,
         emulator_host=settings.pubsub_emulator_host,
         auto_create=settings.pubsub_creates_resources,
-        policy=SubscriptionPolicy(
-            ack_deadline_seconds=settings.worker_ack_deadline_seconds,
-            max_delivery_attempts=settings.pubsub_max_delivery_attempts,
-        ),
+        policy=subscription_policy(settings),
         publish_timeout=settings.pubsub_publish_timeout_seconds,
         subscription_overrides={settings.pubsub_topic: settings.pubsub_subscription},
         delivery=settings.pubsub_delivery,

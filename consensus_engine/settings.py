@@ -96,6 +96,7 @@ class Settings(BaseSettings):
     review_quorum: int | None = Field(default=None, ge=1, le=50)
     sweeper_interval_seconds: float = Field(default=30.0, ge=0.5, le=3600)
     sweeper_requeue_after_seconds: float = Field(default=30.0, ge=1, le=3600)
+    pubsub_push_endpoint: str | None = None
     pubsub_push_audience: str | None = None
     pubsub_push_service_account: str | None = None
 
@@ -134,6 +135,8 @@ class Settings(BaseSettings):
             )
         if self.min_persona_count > self.max_persona_count:
             raise ValueError("MIN_PERSONA_COUNT must not exceed MAX_PERSONA_COUNT")
+        if self.pubsub_push_audience and not self.pubsub_push_service_account:
+            raise ValueError("PUBSUB_PUSH_AUDIENCE needs PUBSUB_PUSH_SERVICE_ACCOUNT")
         if self.use_cloud_sql_connector and not self.db_instance_connection_name:
             raise ValueError(
                 "DB_INSTANCE_CONNECTION_NAME is required when USE_CLOUD_SQL_CONNECTOR=true"

@@ -11,11 +11,9 @@ import pytest
 from alembic import command
 from support import alembic_config
 from support.pubsub import PubSubBackend
-from support.stack import PipelineStack, pipeline_stack
+from support.stack import PipelineStack, StackFactory, pipeline_stack
 
 from consensus_engine.llm.offline import OfflineLLMServer
-
-StackFactory = Callable[..., PipelineStack]
 
 
 @pytest.fixture

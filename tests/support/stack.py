@@ -17,7 +17,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -160,7 +160,12 @@ class PipelineStack:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        worker = WorkerProcess(popen, log_path, http_port, metrics_port)
+        worker = WorkerProcess(
+            popen,
+            log_path,
+            int(worker_env["WORKER_HTTP_PORT"]),
+            int(worker_env["WORKER_METRICS_PORT"]),
+        )
         self.workers.append(worker)
         if wait_ready:
             worker.wait_until_ready()
@@ -254,6 +259,10 @@ class PipelineStack:
         for worker in self.workers:
             if worker.popen.poll() is None:
                 worker.kill()
+
+
+StackFactory = Callable[..., PipelineStack]
+"""The ``make_stack`` fixture: ``make_stack(env={...}, **offline_llm_options)``."""
 
 
 @contextlib.contextmanager
