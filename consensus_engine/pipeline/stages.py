@@ -49,6 +49,11 @@ from consensus_engine.pipeline.work import (
 )
 
 _ERROR_LIMIT = 2000
+_SILENT_ERRORS = {
+    "TimeLimitExceeded": "the step ran past WORKER_STEP_TIMEOUT_SECONDS",
+    "Shutdown": "the worker shut down during the step",
+}
+"""Dramatiq's interrupts carry no message; say what happened."""
 
 
 @dataclass(frozen=True)
@@ -97,7 +102,8 @@ def _describe(error: BaseException) -> tuple[str, str]:
         return error.code, str(error)[:_ERROR_LIMIT]
     name = type(error).__name__
     code = "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
-    return code, f"{name}: {error}"[:_ERROR_LIMIT]
+    detail = str(error) or _SILENT_ERRORS.get(name, "no detail given")
+    return code, f"{name}: {detail}"[:_ERROR_LIMIT]
 
 
 def _nothing(_session: Session, _run: Run) -> None:

@@ -205,8 +205,8 @@ class PipelineStack:
                 job_timeout_seconds=self.settings.worker_job_timeout_seconds,
                 **options,
             )
-            run_id = run.id
-        self.publish(run_id, Priority.NORMAL)
+            run_id, priority = run.id, run.priority
+        self.publish(run_id, priority)
         return run_id
 
     def publish(self, run_id: uuid.UUID, priority: Priority = Priority.NORMAL) -> None:
