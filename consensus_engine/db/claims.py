@@ -119,6 +119,7 @@ def reclaim(
     if step is None or step.status is not StepStatus.RUNNING or step.claimed_by != holder:
         return None
     run.updated_at = utcnow()
+    run.attempts = 0  # a step settles: the run moves, so the sweeper's count of resumes restarts
     return run, step
 
 

@@ -32,7 +32,8 @@ from consensus_engine.domain.runs import (
 
 JobKind = Literal["expand", "review", "aggregate"]
 MAX_RESUMES = 3
-"""A run resumed this many times without finishing fails: something keeps breaking it."""
+"""A run resumed this many times in a row with no step settling in between fails:
+something keeps breaking it. (``runs.attempts`` counts those resumes.)"""
 _BATCH = 200
 _ACTIVE = (RunStatus.QUEUED, RunStatus.RUNNING)
 
@@ -97,7 +98,7 @@ def sweep(
                 run,
                 RunStatus.FAILED,
                 error_code="stalled",
-                error=f"no progress after {MAX_RESUMES} attempts to resume the run",
+                error=f"no step settled after {MAX_RESUMES} attempts in a row to resume the run",
             )
             report.given_up.append(run.id)
             continue

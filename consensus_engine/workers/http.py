@@ -146,6 +146,11 @@ class WorkerHTTPServer:
         return status, None if error is None else {"error": error}
 
 
+def _first_line(error: Exception) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}"[:300]
+
+
 def _run_checks(checks: Mapping[str, Callable[[], None]], timeout: float) -> dict[str, bool]:
     """Run the checks side by side; one that raises or outlasts ``timeout`` fails."""
     passed: dict[str, bool] = {}
@@ -153,8 +158,9 @@ def _run_checks(checks: Mapping[str, Callable[[], None]], timeout: float) -> dic
     def run(name: str, check: Callable[[], None]) -> None:
         try:
             check()
-        except Exception:
-            logger.warning("Readiness check %r failed.", name, exc_info=True)
+        except Exception as error:
+            # One line: a probe fails every few seconds while a dependency is down.
+            logger.warning("Readiness check %r failed: %s", name, _first_line(error))
         else:
             passed[name] = True
 

@@ -53,15 +53,18 @@ def _database_check(settings: Settings) -> None:
         connection.execute(sa.text("SELECT 1"))
 
 
-def _broker_check(broker: dramatiq.Broker) -> None:
-    """Pub/Sub answers for the first job subscription (the in-process stub always does)."""
+def _broker_check(broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+    """Pub/Sub answers for the subscriptions this worker consumes (the stub always does)."""
     if not isinstance(broker, PubSubBroker):
         return
-    queue_name = sorted(broker.get_declared_queues())[0]
-    path = broker.provisioner.subscription_path(broker.queues[queue_name].subscription)
-    broker.clients.subscriber.get_subscription(
-        request={"subscription": path}, timeout=_CHECK_TIMEOUT_SECONDS, retry=None
-    )
+    queue_names = sorted(set(worker.consumers) - broker.delay_queues)
+    if not queue_names:
+        raise RuntimeError("the worker consumes no queue yet")
+    for queue_name in queue_names:
+        path = broker.provisioner.subscription_path(broker.queues[queue_name].subscription)
+        broker.clients.subscriber.get_subscription(
+            request={"subscription": path}, timeout=_CHECK_TIMEOUT_SECONDS, retry=None
+        )
 
 
 class WorkerServices(Middleware):
@@ -91,7 +94,7 @@ class WorkerServices(Middleware):
             settings.worker_http_port,
             checks={
                 "database": lambda: _database_check(settings),
-                "broker": lambda: _broker_check(broker),
+                "broker": lambda: _broker_check(broker, worker),
             },
             inbox=broker.push_inbox if push and isinstance(broker, PubSubBroker) else None,
             verifier=verifier,
