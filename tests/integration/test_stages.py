@@ -616,3 +616,14 @@ def test_the_stages_complete_a_run_on_sqlite(
             assert session.scalar(sa.select(sa.func.count()).select_from(LlmCall)) == 6
     finally:
         engine.dispose()
+
+
+def test_a_settled_step_restarts_the_sweepers_count_of_resumes(
+    pipeline: Pipeline, sessions: sessionmaker[Session]
+) -> None:
+    run_id = submit(sessions)
+    update_run(sessions, run_id, attempts=2)  # resumed twice without progress
+
+    pipeline.expand(run_id, holder="w1", final_attempt=False)
+
+    assert load(sessions, run_id).attempts == 0
