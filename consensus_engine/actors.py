@@ -40,19 +40,21 @@ _QUEUE = job_queue(settings)
 _MAX_RETRIES = settings.max_retries_per_persona
 
 
-@dramatiq.actor(actor_name="expand", queue_name=_QUEUE, max_retries=_MAX_RETRIES)
+# Within a worker, later stages go first (lower number: higher priority), so a run
+# under way finishes before new runs start and latency does not pile up under load.
+@dramatiq.actor(actor_name="expand", queue_name=_QUEUE, max_retries=_MAX_RETRIES, priority=20)
 def expand(run_id: str) -> None:
     """Expand the idea (or apply a revision's edits), then send the reviews."""
     execute(settings, "expand", run_id)
 
 
-@dramatiq.actor(actor_name="review", queue_name=_QUEUE, max_retries=_MAX_RETRIES)
+@dramatiq.actor(actor_name="review", queue_name=_QUEUE, max_retries=_MAX_RETRIES, priority=10)
 def review(run_id: str, persona_id: str) -> None:
     """One persona's review; the last review of a run sends the aggregate."""
     execute(settings, "review", run_id, persona_id)
 
 
-@dramatiq.actor(actor_name="aggregate", queue_name=_QUEUE, max_retries=_MAX_RETRIES)
+@dramatiq.actor(actor_name="aggregate", queue_name=_QUEUE, max_retries=_MAX_RETRIES, priority=0)
 def aggregate(run_id: str) -> None:
     """Decide from the reviews; the run completes (or fails short of its quorum)."""
     execute(settings, "aggregate", run_id)

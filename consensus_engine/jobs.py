@@ -6,7 +6,11 @@ Messages are built by actor name, so a producer needs the broker but not the act
 
 from __future__ import annotations
 
+import os
+import threading
 import uuid
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
 import dramatiq
@@ -41,6 +45,34 @@ def send(
         delay_ms=delay_ms,
     )
     return sent
+
+
+_pools: dict[int, ThreadPoolExecutor] = {}
+_pools_lock = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    """This process's publishing threads (created after a fork, never inherited)."""
+    with _pools_lock:
+        return _pools.setdefault(
+            os.getpid(), ThreadPoolExecutor(max_workers=8, thread_name_prefix="publish")
+        )
+
+
+def send_all(
+    broker: dramatiq.Broker,
+    stage: Stage,
+    argument_lists: Sequence[tuple[str, ...]],
+    *,
+    queue_name: str,
+) -> None:
+    """Send several messages at once: each publish waits for Pub/Sub's confirmation, so
+    one after another would add their round trips up. Raises the first failure."""
+    futures = [
+        _pool().submit(send, broker, stage, *args, queue_name=queue_name) for args in argument_lists
+    ]
+    for future in futures:
+        future.result()
 
 
 def enqueue_run(

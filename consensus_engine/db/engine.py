@@ -68,7 +68,7 @@ def _sqlite_engine(url: URL) -> Engine:
     and Python's sqlite3 module opens transactions lazily, which breaks
     SAVEPOINT; here SQLAlchemy, not the driver, emits BEGIN.
     """
-    engine = sa.create_engine(url)
+    engine = sa.create_engine(url, connect_args={"timeout": 30})
 
     @sa.event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -81,7 +81,9 @@ def _sqlite_engine(url: URL) -> Engine:
 
     @sa.event.listens_for(engine, "begin")
     def _on_begin(connection: sa.Connection) -> None:
-        connection.exec_driver_sql("BEGIN")
+        # IMMEDIATE takes the write lock up front, so concurrent writers (worker
+        # threads) wait for it (busy timeout) instead of failing with "locked".
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 

@@ -168,14 +168,19 @@ class Pipeline:
                 lifecycle("job_started", run_id=run_id, step=step_name)
             if self._past_deadline(claim.run):
                 return StageResult(skipped="the run passed its deadline")
+            # A run missing an input fails its step like any other error, after the
+            # claim has committed, instead of undoing the claim.
+            work: Work | None = None
+            unprepared: Exception | None = None
+            try:
+                work = prepare(session, claim.run)
+            except Exception as error:
+                unprepared = error
         lifecycle("step_started", run_id=run_id, step=step_name, persona=persona, attempt=attempt)
         started = time.monotonic()
-        work: Work | None = None
         try:
-            # Read the inputs after the claim committed, so a run missing an input
-            # fails its step like any other error instead of undoing the claim.
-            with self.sessions() as session:
-                work = prepare(session, session.get_one(Run, run_id))
+            if unprepared is not None:
+                raise unprepared
             if work is not None:
                 work.run(self.llm)
             with self.sessions.begin() as session:

@@ -13,7 +13,7 @@ from dramatiq.common import q_name
 from dramatiq.middleware import CurrentMessage
 from sqlalchemy.orm import Session, sessionmaker
 
-from consensus_engine.jobs import Stage, send
+from consensus_engine.jobs import Stage, send, send_all
 from consensus_engine.llm import LLMRateLimitedError
 from consensus_engine.observability.logs import bound, lifecycle
 from consensus_engine.observability.metrics import pipeline_metrics
@@ -82,8 +82,9 @@ def _follow_up(
         args = (run_id,) if persona_id is None else (run_id, persona_id)
         delay = int((result.check_again_in + 1) * 1000)
         send(broker, stage, *args, queue_name=queue_name, delay_ms=delay)
-    for persona in result.reviews:
-        send(broker, "review", run_id, persona, queue_name=queue_name)
+    if result.reviews:
+        reviews = [(run_id, persona) for persona in result.reviews]
+        send_all(broker, "review", reviews, queue_name=queue_name)
     if result.aggregate:
         send(broker, "aggregate", run_id, queue_name=queue_name)
 
