@@ -100,6 +100,20 @@ class Settings(BaseSettings):
     pubsub_push_audience: str | None = None
     pubsub_push_service_account: str | None = None
 
+    # API
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    api_keys: SecretStr | None = None
+    api_keys_file: Path | None = None
+    api_auth_disabled: bool = False
+    api_rate_limit_per_minute: int = Field(default=600, ge=1, le=1_000_000)
+    api_rate_limit_burst: int = Field(default=100, ge=1, le=100_000)
+    api_max_runs_in_flight: int = Field(default=100, ge=1, le=1_000_000)
+    api_max_body_bytes: int = Field(default=1_000_000, ge=1_000, le=100_000_000)
+    api_sync_timeout_seconds: float = Field(default=120.0, gt=0, le=900)
+    api_url: str = "http://127.0.0.1:8000"
+    api_key: SecretStr | None = None
+
     # Consensus
     personas_file: Path | None = None
     approve_threshold: float = Field(default=0.80, gt=0.0, le=1.0)
@@ -135,6 +149,8 @@ class Settings(BaseSettings):
             )
         if self.min_persona_count > self.max_persona_count:
             raise ValueError("MIN_PERSONA_COUNT must not exceed MAX_PERSONA_COUNT")
+        if self.api_auth_disabled and self.is_production:
+            raise ValueError("API_AUTH_DISABLED must not be set with ENV=production")
         if self.pubsub_push_audience and not self.pubsub_push_service_account:
             raise ValueError("PUBSUB_PUSH_AUDIENCE needs PUBSUB_PUSH_SERVICE_ACCOUNT")
         if self.use_cloud_sql_connector and not self.db_instance_connection_name:

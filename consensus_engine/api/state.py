@@ -1,0 +1,82 @@
+"""What the API process holds for its whole life, and the per-request dependencies.
+
+One engine (pool), one broker (publisher), one key ring and one rate limiter per
+process; one database session per request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated
+
+import dramatiq
+from fastapi import Depends, Header, Request
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from consensus_engine.api.auth import KeyRing, Principal
+from consensus_engine.api.errors import ApiError
+from consensus_engine.api.limits import RateLimiter
+from consensus_engine.api.metrics import ApiMetrics
+from consensus_engine.domain.personas import PersonaSet
+from consensus_engine.settings import Settings
+
+
+@dataclass
+class ApiState:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    broker: dramatiq.Broker
+    keys: KeyRing
+    limiter: RateLimiter
+    metrics: ApiMetrics
+    personas: PersonaSet
+
+
+def get_state(request: Request) -> ApiState:
+    state: ApiState = request.app.state.api
+    return state
+
+
+StateDep = Annotated[ApiState, Depends(get_state)]
+
+
+def get_session(state: StateDep) -> Iterator[Session]:
+    """A session for this request; the route commits what it means to keep."""
+    with state.sessions() as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def get_principal(
+    request: Request,
+    state: StateDep,
+    authorization: Annotated[str | None, Header()] = None,
+) -> Principal:
+    """The caller, after the key check and the rate limit (429 with ``Retry-After``)."""
+    principal = state.keys.authenticate(authorization)
+    if principal is None:
+        raise ApiError(
+            401,
+            "UNAUTHORIZED",
+            "a valid API key is required: send 'Authorization: Bearer <key>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    wait = state.limiter.acquire(principal.key_id)
+    if wait > 0:
+        raise ApiError(
+            429,
+            "RATE_LIMITED",
+            "too many requests for this API key; slow down",
+            details={"retry_after_seconds": round(wait, 1)},
+            headers={"Retry-After": str(max(1, round(wait)))},
+        )
+    request.state.principal = principal
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
