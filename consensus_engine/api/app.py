@@ -41,10 +41,10 @@ def _broker(settings: Settings) -> dramatiq.Broker:
             except GoogleAPIError as error:
                 logger.warning("could not create the Pub/Sub resources yet: %s", error)
         return broker
-    broker = StubBroker()
+    stub = StubBroker()
     for queue_name in job_queues(settings):
-        broker.declare_queue(queue_name)
-    return broker
+        stub.declare_queue(queue_name)
+    return stub
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
