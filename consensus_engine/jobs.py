@@ -17,6 +17,7 @@ import dramatiq
 
 from consensus_engine.domain.runs import Priority
 from consensus_engine.observability.logs import lifecycle
+from consensus_engine.pipeline.sweeper import Job
 from consensus_engine.queues import job_queue
 from consensus_engine.settings import Settings
 
@@ -73,6 +74,16 @@ def send_all(
     ]
     for future in futures:
         future.result()
+
+
+def send_jobs(broker: dramatiq.Broker, settings: Settings, found: Sequence[Job]) -> None:
+    """Send the sweeper's or a retry's jobs; those of one stage and queue go out together."""
+    groups: dict[tuple[Stage, Priority], list[tuple[str, ...]]] = {}
+    for job in found:
+        args = (str(job.run_id),) if job.persona_id is None else (str(job.run_id), job.persona_id)
+        groups.setdefault((job.kind, job.priority), []).append(args)
+    for (stage, priority), argument_lists in groups.items():
+        send_all(broker, stage, argument_lists, queue_name=job_queue(settings, priority))
 
 
 def enqueue_run(

@@ -16,7 +16,7 @@ from consensus_engine.api.auth import KeyRing
 from consensus_engine.api.limits import RateLimiter
 from consensus_engine.api.metrics import ApiMetrics
 from consensus_engine.api.middleware import ApiMiddleware
-from consensus_engine.api.routes import ops, runs, sync
+from consensus_engine.api.routes import control, events, ops, revisions, runs, sync
 from consensus_engine.api.state import ApiState
 from consensus_engine.db.engine import create_engine_from_settings, session_factory
 from consensus_engine.pipeline.config import personas_from_settings
@@ -81,6 +81,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     app.add_middleware(ApiMiddleware, max_body_bytes=settings.api_max_body_bytes, metrics=metrics)
     app.include_router(ops.router)
+    # The order of the paths in the OpenAPI document.
     app.include_router(runs.router)
+    app.include_router(events.router)
+    app.include_router(revisions.router)
+    app.include_router(control.router)
     app.include_router(sync.router)
     return app

@@ -40,19 +40,28 @@ def new_key() -> str:
     return KEY_PREFIX + secrets.token_urlsafe(32)
 
 
-def _parse(entries: list[str], source: str) -> dict[str, str]:
-    parsed: dict[str, str] = {}
+def _parse(entries: list[str], source: str, into: dict[str, str]) -> None:
+    """Add ``tenant:sha256hex`` entries to ``into``; blank lines and ``#`` comments are skipped.
+
+    One key (hash) listed for two tenants is refused: which tenant it acted for would
+    depend on the order of the configuration.
+    """
     for number, raw in enumerate(entries, start=1):
         entry = raw.strip()
         if not entry or entry.startswith("#"):
             continue
         tenant, _, hashed = entry.partition(":")
-        if not _TENANT.match(tenant) or not _DIGEST.match(hashed.lower()):
+        hashed = hashed.strip().lower()
+        if not _TENANT.match(tenant) or not _DIGEST.match(hashed):
             raise KeyConfigError(
                 f"{source} entry {number} is not 'tenant:sha256hex' (64 hex digits)"
             )
-        parsed[hashed.lower()] = tenant
-    return parsed
+        if into.get(hashed, tenant) != tenant:
+            raise KeyConfigError(
+                f"{source} entry {number} gives tenant {tenant!r} a key already "
+                f"configured for tenant {into[hashed]!r}"
+            )
+        into[hashed] = tenant
 
 
 class KeyRing:
@@ -66,14 +75,14 @@ class KeyRing:
     def from_settings(cls, settings: Settings) -> KeyRing:
         hashes: dict[str, str] = {}
         if settings.api_keys is not None:
-            hashes |= _parse(settings.api_keys.get_secret_value().split(","), "API_KEYS")
+            _parse(settings.api_keys.get_secret_value().split(","), "API_KEYS", hashes)
         if settings.api_keys_file is not None:
             path = Path(settings.api_keys_file)
             try:
                 lines = path.read_text(encoding="utf-8").splitlines()
             except OSError as error:
                 raise KeyConfigError(f"API_KEYS_FILE {path} cannot be read: {error}") from None
-            hashes |= _parse(lines, "API_KEYS_FILE")
+            _parse(lines, "API_KEYS_FILE", hashes)
         return cls(hashes, open_access=settings.api_auth_disabled)
 
     def __len__(self) -> int:

@@ -29,8 +29,8 @@ class RateLimiter:
 
     def acquire(self, key: str) -> float:
         """Take one token: 0 if allowed, else the seconds until a token is available."""
-        now = self._clock()
         with self._lock:
+            now = self._clock()  # read under the lock, so stamps never go backwards
             tokens, stamp = self._buckets.get(key, (self.burst, now))
             tokens = min(self.burst, tokens + (now - stamp) * self.rate)
             if tokens >= 1.0:

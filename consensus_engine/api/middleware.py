@@ -1,26 +1,49 @@
-"""Request ids, the body cap and request metrics, as one plain ASGI middleware.
+"""Request ids, the body cap, the last-resort 500 and request metrics, as one ASGI middleware.
 
 Plain ASGI rather than Starlette's ``BaseHTTPMiddleware``, so streamed responses
-(Server-Sent Events) pass through untouched.
+(Server-Sent Events) pass through untouched. It sits outside the routing and the
+exception handlers but inside Starlette's ``ServerErrorMiddleware``, so it answers
+unexpected errors itself: that way the 500 carries ``X-Request-ID`` like every answer.
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
 import re
 import time
 import uuid
-from typing import Any
 
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from consensus_engine.api.errors import BodyTooLarge, internal_error_response, too_large_response
 from consensus_engine.api.metrics import ApiMetrics
 
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+UNMATCHED = "unmatched"
+_DRAIN_FACTOR = 10
+_DRAIN_SECONDS = 2.0
 
 
-class _BodyTooLarge(Exception):
-    pass
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key.lower() == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def _declared_length(scope: Scope) -> int:
+    try:
+        return int(_header(scope, b"content-length") or 0)
+    except ValueError:
+        return 0
+
+
+def _request_id(scope: Scope) -> str:
+    """The client's ``X-Request-ID`` when it is safe to echo, else a fresh one."""
+    given = _header(scope, b"x-request-id") or ""
+    return given if _CLIENT_ID.match(given) else uuid.uuid4().hex
 
 
 class ApiMiddleware:
@@ -34,16 +57,18 @@ class ApiMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        given = headers.get("x-request-id", "")
-        request_id = given if _CLIENT_ID.match(given) else uuid.uuid4().hex
+        request_id = _request_id(scope)
         scope.setdefault("state", {})["request_id"] = request_id
         status = 500
         response_started = False
 
+        body_done = False
+
         async def send_with_id(message: Message) -> None:
             nonlocal status, response_started
             if message["type"] == "http.response.start":
+                if message["status"] == 413 and not body_done:
+                    await self._drain(receive)
                 status = message["status"]
                 response_started = True
                 message["headers"] = [
@@ -55,50 +80,56 @@ class ApiMiddleware:
         received = 0
 
         async def counting_receive() -> Message:
-            nonlocal received
+            """Count the body as the app reads it: a chunked body declares no length."""
+            nonlocal received, body_done
             message = await receive()
             if message["type"] == "http.request":
+                body_done = not message.get("more_body", False)
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
-                    raise _BodyTooLarge
+                    raise BodyTooLarge(self.max_body_bytes)
             return message
 
         try:
-            declared = int(headers.get("content-length", "0") or 0)
-        except ValueError:
-            declared = 0
-        try:
-            if declared > self.max_body_bytes:
-                raise _BodyTooLarge
+            if _declared_length(scope) > self.max_body_bytes:
+                raise BodyTooLarge(self.max_body_bytes)
             await self.app(scope, counting_receive, send_with_id)
-        except _BodyTooLarge:
+        except Exception as error:
             if response_started:
-                raise
-            await self._too_large(send_with_id, request_id)
+                raise  # too late for an answer of our own; the server closes the stream
+            request = Request(scope)
+            if isinstance(error, BodyTooLarge):
+                response = too_large_response(request, error)
+            else:
+                response = internal_error_response(request, error)
+            await response(scope, receive, send_with_id)
         finally:
             route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
+            template = getattr(route, "path", None) or UNMATCHED
+            method = scope.get("method", "")
             self.metrics.observe(
-                template, scope.get("method", ""), status, time.perf_counter() - started
+                template,
+                method if method in _METHODS else "other",
+                status,
+                time.perf_counter() - started,
             )
 
-    async def _too_large(self, send: Send, request_id: str) -> None:
-        body: dict[str, Any] = {
-            "code": "PAYLOAD_TOO_LARGE",
-            "message": f"the request body is over the {self.max_body_bytes}-byte limit",
-            "details": {"max_bytes": self.max_body_bytes},
-            "request_id": request_id,
-        }
-        payload = json.dumps(body).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(payload)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": payload})
+    async def _drain(self, receive: Receive) -> None:
+        """Read (and drop) what the client is still sending before answering 413.
+
+        Closing a connection with unread data makes the kernel send a reset, which can
+        destroy the 413 before the client reads it. Bounded: past ``_DRAIN_FACTOR`` times
+        the cap, or ``_DRAIN_SECONDS``, the connection is closed regardless.
+        """
+        budget = self.max_body_bytes * _DRAIN_FACTOR
+        deadline = time.monotonic() + _DRAIN_SECONDS
+        while budget > 0 and time.monotonic() < deadline:
+            try:
+                message = await asyncio.wait_for(receive(), deadline - time.monotonic())
+            except TimeoutError:
+                return
+            if message["type"] != "http.request":
+                return
+            budget -= len(message.get("body", b""))
+            if not message.get("more_body", False):
+                return

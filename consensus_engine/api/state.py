@@ -6,12 +6,14 @@ process; one database session per request.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated
 
 import dramatiq
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -52,13 +54,24 @@ def get_session(state: StateDep) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
+_BEARER = HTTPBearer(
+    bearerFormat="ce_<key>",
+    description="An API key: 'Authorization: Bearer ce_...'.",
+    auto_error=False,
+)
+
+
 def get_principal(
     request: Request,
     state: StateDep,
-    authorization: Annotated[str | None, Header()] = None,
+    _documented: Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER)],
 ) -> Principal:
-    """The caller, after the key check and the rate limit (429 with ``Retry-After``)."""
-    principal = state.keys.authenticate(authorization)
+    """The caller, after the key check and the rate limit (429 with ``Retry-After``).
+
+    ``_documented`` only declares the bearer scheme in the OpenAPI schema; the raw header
+    is checked here, so a wrong scheme is refused even where keys are optional.
+    """
+    principal = state.keys.authenticate(request.headers.get("authorization"))
     if principal is None:
         raise ApiError(
             401,
@@ -68,12 +81,14 @@ def get_principal(
         )
     wait = state.limiter.acquire(principal.key_id)
     if wait > 0:
+        # Rounded up: a client that waits as told finds a token, never another 429.
+        retry_after = max(1, math.ceil(wait))
         raise ApiError(
             429,
             "RATE_LIMITED",
             "too many requests for this API key; slow down",
-            details={"retry_after_seconds": round(wait, 1)},
-            headers={"Retry-After": str(max(1, round(wait)))},
+            details={"retry_after_seconds": retry_after},
+            headers={"Retry-After": str(retry_after)},
         )
     request.state.principal = principal
     return principal

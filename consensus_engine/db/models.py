@@ -130,7 +130,7 @@ class Run(Base):
     idempotency_key: Mapped[str | None] = mapped_column(sa.String(200))
 
     idea: Mapped[str] = mapped_column(sa.Text)
-    extra_context: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    extra_context: Mapped[str | dict[str, Any] | None] = mapped_column(JSONType)
     edited_proposal: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     edit_notes: Mapped[str | None] = mapped_column(sa.Text)
 

@@ -37,7 +37,7 @@ def create_run(
     priority: Priority = Priority.NORMAL,
     parent_run_id: uuid.UUID | None = None,
     idempotency_key: str | None = None,
-    extra_context: dict[str, Any] | None = None,
+    extra_context: str | dict[str, Any] | None = None,
     edited_proposal: dict[str, Any] | None = None,
     edit_notes: str | None = None,
     expand_temperature: float | None = None,
@@ -93,12 +93,15 @@ def get_run(session: Session, run_id: uuid.UUID, *, tenant: str) -> Run | None:
     return session.scalar(sa.select(Run).where(Run.id == run_id, Run.tenant == tenant))
 
 
-def record_llm_calls(session: Session, run: Run, calls: Sequence[CallRecord]) -> None:
-    """One ``llm_calls`` row per attempt, failed ones too, and the run's running totals."""
+def record_llm_calls(session: Session, run: Run | None, calls: Sequence[CallRecord]) -> None:
+    """One ``llm_calls`` row per attempt, failed ones too, and the run's running totals.
+
+    ``run`` is ``None`` for the synchronous endpoints: the calls are kept for cost alone.
+    """
     for call in calls:
         session.add(
             LlmCall(
-                run_id=run.id,
+                run_id=None if run is None else run.id,
                 step=call.step,
                 model=call.model,
                 attempt=call.attempt,
@@ -109,9 +112,10 @@ def record_llm_calls(session: Session, run: Run, calls: Sequence[CallRecord]) ->
                 outcome=LlmCallOutcome(call.outcome),
             )
         )
-        run.input_tokens += call.input_tokens
-        run.output_tokens += call.output_tokens
-        run.cost_usd += call.cost_usd
+        if run is not None:
+            run.input_tokens += call.input_tokens
+            run.output_tokens += call.output_tokens
+            run.cost_usd += call.cost_usd
 
 
 def load_proposal(session: Session, run_id: uuid.UUID) -> ExpandedProposal | None:

@@ -40,7 +40,7 @@ def submit_run(
     expand: ModelChoice,
     review: ModelChoice,
     job_timeout_seconds: float,
-    extra_context: dict[str, Any] | None = None,
+    extra_context: str | dict[str, Any] | None = None,
     tenant: str = "default",
     priority: Priority = Priority.NORMAL,
     idempotency_key: str | None = None,

@@ -62,6 +62,8 @@ class _Parent:
     reviews: dict[str, PersonaReview]
     sources: dict[str, uuid.UUID]
     """Persona id -> the run whose LLM call wrote that review (reuse keeps the original)."""
+    models: dict[str, tuple[str, float | None]]
+    """Persona id -> the model and temperature that wrote that review."""
 
 
 def _load_parent(session: Session, parent_id: uuid.UUID | None) -> _Parent:
@@ -76,6 +78,7 @@ def _load_parent(session: Session, parent_id: uuid.UUID | None) -> _Parent:
         proposal=proposal,
         reviews={pid: PersonaReview.model_validate(row.review) for pid, row in rows.items()},
         sources={pid: row.source_run_id or parent_id for pid, row in rows.items()},
+        models={pid: (row.model, row.temperature) for pid, row in rows.items()},
     )
 
 
@@ -171,13 +174,14 @@ class ExpandWork(Work):
         steps = {s.step_name: s for s in run.steps}
         for persona_id in self.plan.reused:
             persona = self.personas[persona_id]
+            model, temperature = self.parent.models[persona_id]
             repository.upsert_review(
                 session,
                 run.id,
                 self.parent.reviews[persona_id],
                 weight=persona.weight,
-                model=run.review_model,
-                temperature=run.review_temperature,
+                model=model,
+                temperature=temperature,
                 prompt_set_version=run.prompt_set_version,
                 source_run_id=self.parent.sources[persona_id],
             )

@@ -13,13 +13,12 @@ from dramatiq.common import q_name
 from dramatiq.middleware import CurrentMessage
 from sqlalchemy.orm import Session, sessionmaker
 
-from consensus_engine.jobs import Stage, send, send_all
+from consensus_engine.jobs import Stage, send, send_all, send_jobs
 from consensus_engine.llm import LLMRateLimitedError
 from consensus_engine.observability.logs import bound, lifecycle
 from consensus_engine.observability.metrics import pipeline_metrics
 from consensus_engine.pipeline import sweeper
 from consensus_engine.pipeline.stages import StageResult, is_retryable
-from consensus_engine.queues import job_queue
 from consensus_engine.settings import Settings
 from consensus_engine.workers.runtime import runtime, stage_settings
 
@@ -99,9 +98,7 @@ def sweep_once(
             requeue_after=settings.sweeper_requeue_after_seconds,
             stale_after=stage_settings(settings).stale_after,
         )
-    for job in report.jobs:
-        args = (str(job.run_id),) if job.persona_id is None else (str(job.run_id), job.persona_id)
-        send(broker, job.kind, *args, queue_name=job_queue(settings, job.priority))
+    send_jobs(broker, settings, report.jobs)
     metrics = pipeline_metrics()
     metrics.runs_in_status(report.counts)
     for action, count in (

@@ -627,3 +627,20 @@ def test_a_settled_step_restarts_the_sweepers_count_of_resumes(
     pipeline.expand(run_id, holder="w1", final_attempt=False)
 
     assert load(sessions, run_id).attempts == 0
+
+
+def test_a_reused_review_keeps_the_model_that_wrote_it(
+    pipeline: Pipeline, sessions: sessionmaker[Session]
+) -> None:
+    parent_id = submit(sessions)
+    complete(pipeline, parent_id)
+    parent_models = {r.persona_id: r.model for r in load(sessions, parent_id).reviews}
+    revision_id = _revise(
+        sessions, parent_id, rerun_personas=["critic"], review=ModelChoice("other-model", 0.1)
+    )
+
+    pipeline.expand(revision_id, holder="w1", final_attempt=False)
+
+    reused = [r for r in load(sessions, revision_id).reviews if r.reused]
+    assert len(reused) == 4
+    assert all(r.model == parent_models[r.persona_id] != "other-model" for r in reused)

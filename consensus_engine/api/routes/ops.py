@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client.exposition import choose_encoder
+from pydantic import BaseModel
 
 from brokers.pubsub import PubSubBroker
 from consensus_engine.api.state import StateDep
@@ -18,9 +19,18 @@ logger = logging.getLogger(__name__)
 _CHECK_TIMEOUT_SECONDS = 3.0
 
 
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "failing"]
+    checks: dict[str, Literal["ok", "unavailable"]]
+
+
 @router.get("/health", summary="Liveness: the process answers")
-def health() -> dict[str, str]:
-    return {"status": "ok"}
+def health() -> Health:
+    return Health(status="ok")
 
 
 def _database(state: StateDep) -> None:
@@ -41,7 +51,8 @@ def _broker(state: StateDep) -> None:
 @router.get(
     "/ready",
     summary="Readiness: the database and the broker answer",
-    responses={503: {"description": "a dependency does not answer"}},
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "a dependency does not answer"}},
 )
 def ready(state: StateDep) -> JSONResponse:
     checks: dict[str, str] = {}
@@ -58,7 +69,12 @@ def ready(state: StateDep) -> JSONResponse:
     return JSONResponse(body, status_code=200 if ok else 503)
 
 
-@router.get("/metrics", summary="Prometheus metrics of this API process")
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics of this API process",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+)
 def metrics(state: StateDep) -> Response:
     encoder, content_type = choose_encoder("")  # the text format, with its matching type
     return Response(encoder(state.metrics.registry), media_type=content_type)

@@ -1,7 +1,252 @@
-"""Runs: submit, list, show, follow, revise, compare, cancel, retry."""
+"""Runs: submit, list, show.
+
+Submitting stores the run and its pending steps, commits, and only then publishes the
+first message (see ``api/publishing.py``); ``Idempotency-Key`` makes a repeat safe (see
+``api/idempotency.py``). Every run belongs to the caller's tenant (``api/tenancy.py``).
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import re
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response
+from pydantic import AwareDatetime, BeforeValidator
+
+from consensus_engine.api import presenters
+from consensus_engine.api.errors import ApiError, invalid
+from consensus_engine.api.idempotency import (
+    IdempotencyKey,
+    replay,
+    replayed,
+    request_fingerprint,
+    store,
+)
+from consensus_engine.api.inputs import idea_and_context, model_choices, storable
+from consensus_engine.api.openapi import RUN_LINKS, errors
+from consensus_engine.api.publishing import publish_new
+from consensus_engine.api.schemas import RunAccepted, RunDetail, RunList, SubmitRunRequest
+from consensus_engine.api.state import ApiState, PrincipalDep, SessionDep, StateDep
+from consensus_engine.api.tenancy import check_capacity, not_found
+from consensus_engine.db import queries
+from consensus_engine.db.models import Run
+from consensus_engine.db.queries import Cursor, InvalidCursor, RunFilters
+from consensus_engine.domain.personas import PersonaConfigError, PersonaSet
+from consensus_engine.domain.runs import RunStatus, RunType
+from consensus_engine.domain.schemas import DecisionLabel
+from consensus_engine.pipeline.inline import ModelChoice
+from consensus_engine.pipeline.submit import submit_run
 
 router = APIRouter(prefix="/v1", tags=["runs"])
+
+
+# -- submit -------------------------------------------------------------------------------------
+
+
+def _selected_personas(state: ApiState, ids: list[str] | None) -> PersonaSet:
+    if ids is None:
+        return state.personas
+    if any(persona_id not in state.personas for persona_id in ids):
+        # Not named: what a client sent is never echoed back.
+        raise invalid("personas", f"unknown persona id(s); known: {', '.join(state.personas.ids)}")
+    settings = state.settings
+    try:
+        return state.personas.select(
+            ids, min_count=settings.min_persona_count, max_count=settings.max_persona_count
+        )
+    except PersonaConfigError as error:
+        raise invalid("personas", str(error)) from None
+
+
+_SUBMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **errors(400, 409, 413),
+    200: {
+        "model": RunAccepted,
+        "description": "idempotent replay: the run an earlier request with the same "
+        "Idempotency-Key and body created (no new run)",
+    },
+    202: {
+        "description": "stored; see `enqueued`. Location names the run",
+        "links": RUN_LINKS,
+    },
+}
+
+
+def submit(
+    body: SubmitRunRequest,
+    response: Response,
+    state: StateDep,
+    session: SessionDep,
+    principal: PrincipalDep,
+    idempotency_key: IdempotencyKey = None,
+) -> RunAccepted:
+    """Store a run (expand, one review per persona, aggregate) and enqueue its first step."""
+    settings = state.settings
+    storable("idea", body.idea)
+    storable("extra_context", body.extra_context)
+    idea, context = idea_and_context(body.idea, body.extra_context, settings)
+    personas = _selected_personas(state, body.personas)
+    expand, review = model_choices(
+        body,
+        ModelChoice(settings.expand_model, settings.expand_temperature),
+        ModelChoice(settings.review_model, settings.review_temperature),
+    )
+    tenant = principal.tenant
+    fingerprint = request_fingerprint("run", body.model_dump(mode="json"))
+    if idempotency_key is not None:
+        existing = replayed(session, tenant, idempotency_key, fingerprint)
+        if existing is not None:
+            return RunAccepted(**replay(response, existing))
+    check_capacity(session, state, tenant)
+    # The JSON column keeps text context as a JSON string, which the prompt renders as text.
+    stored_context: Any = dict(context) if isinstance(context, Mapping) else context
+
+    def create() -> Run:
+        return submit_run(
+            session,
+            idea=idea,
+            personas=personas,
+            expand=expand,
+            review=review,
+            job_timeout_seconds=settings.worker_job_timeout_seconds,
+            extra_context=stored_context,
+            tenant=tenant,
+            priority=body.priority,
+            idempotency_key=idempotency_key,
+        )
+
+    run, created = store(session, tenant, idempotency_key, fingerprint, create)
+    if not created:
+        return RunAccepted(**replay(response, run))
+    return RunAccepted(**publish_new(state, response, run))
+
+
+for _path, _operation, _summary in (
+    ("/full-review", "submit_full_review", "Submit an idea (the earlier system's path)"),
+    ("/runs", "submit_run", "Submit an idea for a full review"),
+):
+    router.add_api_route(
+        _path,
+        submit,
+        methods=["POST"],
+        status_code=202,
+        response_model=RunAccepted,
+        summary=_summary,
+        responses=_SUBMIT_RESPONSES,
+        operation_id=_operation,
+    )
+
+
+def _runs_allow() -> None:
+    """``/v1/runs`` is two routes (GET lists, POST submits); without this, another method
+    would get a 405 whose ``Allow`` names only one of them."""
+    raise ApiError(
+        405,
+        "METHOD_NOT_ALLOWED",
+        "/v1/runs accepts GET (list) and POST (submit)",
+        headers={"Allow": "GET, POST"},
+    )
+
+
+router.add_api_route(
+    "/runs",
+    _runs_allow,
+    methods=["PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"],
+    include_in_schema=False,
+)
+
+# -- list ---------------------------------------------------------------------------------------
+
+
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
+
+
+def _iso_only(value: object) -> object:
+    """Pydantic would read ``0.5`` as a Unix timestamp; the schema promises ISO 8601."""
+    if isinstance(value, str) and not _ISO_DATE.match(value):
+        raise ValueError("expected an ISO 8601 date-time with a time zone")
+    return value
+
+
+IsoMoment = Annotated[AwareDatetime, BeforeValidator(_iso_only)]
+
+
+def _utc(name: str, moment: datetime | None) -> datetime | None:
+    """In UTC, as stored; a moment UTC cannot represent (year 1 east of Greenwich) is a 422."""
+    if moment is None:
+        return None
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise invalid(name, f"{name} is out of the supported range", part="query") from None
+
+
+@router.get(
+    "/runs",
+    operation_id="list_runs",
+    response_model=RunList,
+    summary="List this tenant's runs, newest first",
+    responses=errors(400),
+)
+def list_runs(
+    session: SessionDep,
+    principal: PrincipalDep,
+    status: RunStatus | None = None,
+    run_type: RunType | None = None,
+    parent_run_id: uuid.UUID | None = None,
+    decision: DecisionLabel | None = None,
+    min_confidence: Annotated[float | None, Query(ge=0.0, le=1.0)] = None,
+    created_after: Annotated[
+        IsoMoment | None, Query(description="inclusive; ISO 8601 with a time zone")
+    ] = None,
+    created_before: Annotated[
+        IsoMoment | None, Query(description="inclusive; ISO 8601 with a time zone")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 30,
+    cursor: Annotated[
+        str | None, Query(max_length=500, description="next_cursor of the previous page")
+    ] = None,
+) -> RunList:
+    """Sorted by creation time then id, both descending, so pages never overlap or skip
+    when runs are added meanwhile. ``min_confidence`` leaves out runs without a score."""
+    try:
+        after = Cursor.decode(cursor) if cursor is not None else None
+    except InvalidCursor as error:
+        raise ApiError(400, "INVALID_CURSOR", str(error)) from None
+    filters = RunFilters(
+        status=status,
+        run_type=run_type,
+        parent_run_id=parent_run_id,
+        decision=decision,
+        min_confidence=min_confidence,
+        created_after=_utc("created_after", created_after),
+        created_before=_utc("created_before", created_before),
+    )
+    page = queries.list_runs(
+        session, tenant=principal.tenant, filters=filters, limit=limit, after=after
+    )
+    return RunList(
+        runs=[presenters.list_item(row) for row in page.rows],
+        limit=limit,
+        next_cursor=page.next_cursor.encode() if page.next_cursor else None,
+    )
+
+
+# -- detail -------------------------------------------------------------------------------------
+
+
+@router.get(
+    "/runs/{run_id}",
+    operation_id="get_run",
+    response_model=RunDetail,
+    summary="Everything about one run: input, proposal, full reviews, decision, progress, cost",
+    responses=errors(404),
+)
+def get_run(run_id: uuid.UUID, session: SessionDep, principal: PrincipalDep) -> RunDetail:
+    run = queries.run_detail(session, run_id, tenant=principal.tenant)
+    if run is None:
+        raise not_found(run_id)
+    return presenters.run_detail(session, run)

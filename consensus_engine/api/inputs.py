@@ -1,0 +1,70 @@
+"""Reading what a client sent: the domain's checks, turned into 422s that name the field.
+
+Messages never quote the client's value, which may be large or private.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from consensus_engine.api.errors import invalid
+from consensus_engine.api.schemas import ModelOverrides
+from consensus_engine.domain.inputs import InputError, validate_extra_context, validate_idea
+from consensus_engine.domain.prompts import ExtraContext
+from consensus_engine.pipeline.inline import ModelChoice
+from consensus_engine.settings import Settings
+
+
+def storable(field: str, value: object) -> None:
+    """Refuse what PostgreSQL cannot store (NUL characters, lone surrogates, NaN), as a 422
+    rather than a database error. ``value`` is text or parsed JSON."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise invalid(field, f"{field} must not contain NUL characters")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise invalid(field, f"{field} is not valid Unicode text") from None
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise invalid(field, f"{field} must not contain NaN or infinite numbers")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            storable(field, key)
+            storable(field, item)
+    elif isinstance(value, list):
+        for item in value:
+            storable(field, item)
+
+
+def idea_and_context(
+    idea: str, extra_context: str | dict[str, Any] | None, settings: Settings
+) -> tuple[str, ExtraContext]:
+    """The idea and its context as the pipeline takes them, within the configured limits."""
+    try:
+        text = validate_idea(idea, max_length=settings.max_idea_length)
+    except InputError as error:
+        raise invalid("idea", str(error)) from None
+    try:
+        context = validate_extra_context(
+            extra_context, max_length=settings.max_extra_context_length
+        )
+    except InputError as error:
+        raise invalid("extra_context", str(error)) from None
+    return text, context
+
+
+def _choice(model: str | None, temperature: float | None, default: ModelChoice) -> ModelChoice:
+    return ModelChoice(
+        model or default.model, default.temperature if temperature is None else temperature
+    )
+
+
+def model_choices(
+    body: ModelOverrides, expand: ModelChoice, review: ModelChoice
+) -> tuple[ModelChoice, ModelChoice]:
+    """The expand and review models the request asks for; what it leaves out is the default's."""
+    return (
+        _choice(body.expand_model, body.expand_temperature, expand),
+        _choice(body.review_model, body.review_temperature, review),
+    )

@@ -1,0 +1,267 @@
+"""Read queries for the API: run lists with keyset pagination, run details, in-flight counts.
+
+Like :mod:`consensus_engine.db.repository`, every function takes the caller's session
+and never commits. Every query is scoped to one tenant, so one tenant's key can never
+read another's runs.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, selectinload
+
+from consensus_engine.db.models import LlmCall, ProposalVersion, Run, StepProgress
+from consensus_engine.domain.runs import Priority, RunStatus, RunType, StepStatus
+from consensus_engine.domain.schemas import DecisionLabel
+
+IN_FLIGHT = (RunStatus.QUEUED, RunStatus.RUNNING)
+
+
+class InvalidCursor(ValueError):
+    """A pagination cursor this server did not produce (or produced for another sort)."""
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where a page ended: the sort key (``created_at`` DESC, ``id`` DESC) of its last run."""
+
+    created_at: datetime
+    run_id: uuid.UUID
+
+    def encode(self) -> str:
+        """Opaque to clients: URL-safe base64 of the JSON key, without padding."""
+        raw = json.dumps([self.created_at.isoformat(), str(self.run_id)], separators=(",", ":"))
+        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, token: str) -> Cursor:
+        try:
+            padded = token + "=" * (-len(token) % 4)
+            created, run_id = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+            moment = datetime.fromisoformat(created)
+            if moment.tzinfo is None:
+                raise ValueError("naive timestamp")
+            return cls(moment.astimezone(UTC), uuid.UUID(run_id))
+        except (ValueError, TypeError, OverflowError, binascii.Error) as error:
+            raise InvalidCursor("the cursor is not one this server returned") from error
+
+
+@dataclass(frozen=True)
+class RunFilters:
+    """The list filters; ``None`` means no condition. Both date bounds are inclusive."""
+
+    status: RunStatus | None = None
+    run_type: RunType | None = None
+    parent_run_id: uuid.UUID | None = None
+    decision: DecisionLabel | None = None
+    min_confidence: float | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+
+@dataclass(frozen=True)
+class RunListRow:
+    """One run as the list shows it: its columns plus the proposal's title and summary."""
+
+    run_id: uuid.UUID
+    status: RunStatus
+    run_type: RunType
+    priority: Priority
+    parent_run_id: uuid.UUID | None
+    created_at: datetime
+    queued_at: datetime | None
+    started_at: datetime | None
+    completed_at: datetime | None
+    decision: DecisionLabel | None
+    overall_score: float | None
+    proposal_title: str | None
+    proposal_summary: str | None
+
+
+@dataclass(frozen=True)
+class RunPage:
+    rows: list[RunListRow]
+    next_cursor: Cursor | None
+    """Set when more runs follow; pass its encoding to get the next page."""
+
+
+def list_runs(
+    session: Session,
+    *,
+    tenant: str,
+    filters: RunFilters,
+    limit: int,
+    after: Cursor | None = None,
+) -> RunPage:
+    """A page of the tenant's runs, newest first, continuing after ``after``.
+
+    Keyset pagination on (created_at, id): stable while runs are added, and no
+    ``count(*)`` or ``OFFSET`` scan, whatever the page number.
+    """
+    title = ProposalVersion.proposal["title"].as_string()
+    summary = ProposalVersion.proposal["summary"].as_string()
+    query = (
+        sa.select(
+            Run.id,
+            Run.status,
+            Run.run_type,
+            Run.priority,
+            Run.parent_run_id,
+            Run.created_at,
+            Run.queued_at,
+            Run.started_at,
+            Run.completed_at,
+            Run.decision,
+            Run.overall_score,
+            title,
+            summary,
+        )
+        .outerjoin(ProposalVersion, ProposalVersion.run_id == Run.id)
+        .where(Run.tenant == tenant, *_conditions(filters))
+        .order_by(Run.created_at.desc(), Run.id.desc())
+        .limit(limit + 1)
+    )
+    if after is not None:
+        query = query.where(
+            sa.or_(
+                Run.created_at < after.created_at,
+                sa.and_(Run.created_at == after.created_at, Run.id < after.run_id),
+            )
+        )
+    rows = [RunListRow(*tuple(row)) for row in session.execute(query).all()]
+    if len(rows) <= limit:
+        return RunPage(rows, None)
+    last = rows[limit - 1]
+    return RunPage(rows[:limit], Cursor(last.created_at, last.run_id))
+
+
+def _conditions(filters: RunFilters) -> list[sa.ColumnElement[bool]]:
+    conditions: list[sa.ColumnElement[bool]] = []
+    if filters.status is not None:
+        conditions.append(Run.status == filters.status)
+    if filters.run_type is not None:
+        conditions.append(Run.run_type == filters.run_type)
+    if filters.parent_run_id is not None:
+        conditions.append(Run.parent_run_id == filters.parent_run_id)
+    if filters.decision is not None:
+        conditions.append(Run.decision == filters.decision)
+    if filters.min_confidence is not None:
+        conditions.append(Run.overall_score >= filters.min_confidence)
+    if filters.created_after is not None:
+        conditions.append(Run.created_at >= filters.created_after)
+    if filters.created_before is not None:
+        conditions.append(Run.created_at <= filters.created_before)
+    return conditions
+
+
+def run_detail(session: Session, run_id: uuid.UUID, *, tenant: str) -> Run | None:
+    """The tenant's run with everything the detail view shows, loaded up front."""
+    return session.scalar(
+        sa.select(Run)
+        .where(Run.id == run_id, Run.tenant == tenant)
+        .options(
+            selectinload(Run.steps),
+            selectinload(Run.reviews),
+            selectinload(Run.proposal),
+            selectinload(Run.decision_record),
+        )
+    )
+
+
+@dataclass(frozen=True)
+class StepUsage:
+    """LLM usage of one step, summed over its attempts (failed ones too: they were billed)."""
+
+    step: str
+    calls: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: Decimal
+
+
+def usage_by_step(session: Session, run_id: uuid.UUID) -> list[StepUsage]:
+    rows = session.execute(
+        sa.select(
+            LlmCall.step,
+            sa.func.count(),
+            sa.func.coalesce(sa.func.sum(LlmCall.input_tokens), 0),
+            sa.func.coalesce(sa.func.sum(LlmCall.output_tokens), 0),
+            sa.func.coalesce(sa.func.sum(LlmCall.cost_usd), 0),
+        )
+        .where(LlmCall.run_id == run_id)
+        .group_by(LlmCall.step)
+        .order_by(LlmCall.step)
+    ).all()
+    return [
+        StepUsage(step, int(calls), int(inputs), int(outputs), Decimal(cost))
+        for step, calls, inputs, outputs, cost in rows
+    ]
+
+
+def count_in_flight(session: Session, *, tenant: str) -> int:
+    """The tenant's queued and running runs, for the per-tenant cap."""
+    count = session.scalar(
+        sa.select(sa.func.count())
+        .select_from(Run)
+        .where(Run.tenant == tenant, Run.status.in_(IN_FLIGHT))
+    )
+    return int(count or 0)
+
+
+def find_by_idempotency_key(session: Session, *, tenant: str, key: str) -> Run | None:
+    return session.scalar(sa.select(Run).where(Run.tenant == tenant, Run.idempotency_key == key))
+
+
+@dataclass(frozen=True)
+class StepState:
+    step_name: str
+    status: StepStatus
+    attempts: int
+    error: str | None
+
+
+@dataclass(frozen=True)
+class RunProgress:
+    """Just what a progress stream compares between polls: cheap to read often."""
+
+    status: RunStatus
+    error_code: str | None
+    decision: DecisionLabel | None
+    overall_score: float | None
+    steps: tuple[StepState, ...]
+
+
+def run_progress(session: Session, run_id: uuid.UUID, *, tenant: str) -> RunProgress | None:
+    head = session.execute(
+        sa.select(Run.status, Run.error_code, Run.decision, Run.overall_score).where(
+            Run.id == run_id, Run.tenant == tenant
+        )
+    ).one_or_none()
+    if head is None:
+        return None
+    steps = session.execute(
+        sa.select(
+            StepProgress.step_name,
+            StepProgress.status,
+            StepProgress.attempts,
+            StepProgress.error,
+        )
+        .where(StepProgress.run_id == run_id)
+        .order_by(StepProgress.step_order)
+    ).all()
+    status, error_code, decision, score = head
+    return RunProgress(
+        status=status,
+        error_code=error_code,
+        decision=decision,
+        overall_score=score,
+        steps=tuple(StepState(*row) for row in steps),
+    )
