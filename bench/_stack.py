@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+import types
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -472,3 +473,23 @@ def backend_pids(sessions: sessionmaker[Session]) -> list[int]:
             sa.text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
         ).scalars()
         return [int(pid) for pid in rows]
+
+
+@contextlib.contextmanager
+def interrupt_once(what: str, on_interrupt: Callable[[], None] = lambda: None) -> Iterator[None]:
+    """The first Ctrl-C or SIGTERM unwinds; later ones are ignored, so the cleanup (servers,
+    workers, emulator, database: seconds) is not cut short and leaves nothing running."""
+
+    def interrupt(signum: int, frame: types.FrameType | None) -> None:
+        on_interrupt()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
+        print(f"\ninterrupted: stopping {what}...", file=sys.stderr)
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -37,11 +37,10 @@ import subprocess
 import sys
 import tempfile
 import time
-import types
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -805,25 +804,6 @@ def print_shares(rows: list[tuple[str, Outcome]]) -> None:
 # -- running ------------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _interrupt_once() -> Iterator[None]:
-    """The first Ctrl-C or SIGTERM unwinds; later ones are ignored, so the cleanup (servers,
-    emulator, database) is not cut short and leaves nothing running."""
-
-    def interrupt(signum: int, frame: types.FrameType | None) -> None:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, signal.SIG_IGN)
-        print("\ninterrupted: stopping the API, worker, emulator and database...", file=sys.stderr)
-        raise KeyboardInterrupt
-
-    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
 def _delete_pubsub_resources(bench: Bench) -> None:
     env = {key: value for key, value in bench.api_env().items() if key.isupper()}
     overrides = {key: value for key, value in env.items() if key.lower() in Settings.model_fields}
@@ -913,7 +893,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     started = time.monotonic()
     try:
-        with _interrupt_once():
+        with _stack.interrupt_once("the API, worker, emulator and database"):
             rows = run(args)
     except KeyboardInterrupt:
         print("cleaned up", file=sys.stderr)

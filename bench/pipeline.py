@@ -25,13 +25,11 @@ import contextlib
 import logging
 import math
 import os
-import signal
 import sys
 import tempfile
 import threading
 import time
-import types
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -610,26 +608,6 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-@contextlib.contextmanager
-def _interrupt_once() -> Iterator[None]:
-    """Ctrl-C or SIGTERM unwinds once; further ones are ignored so the cleanup (workers,
-    emulator, database: seconds) cannot itself be cut short and leave workers behind."""
-
-    def interrupt(signum: int, frame: types.FrameType | None) -> None:
-        INTERRUPTED.set()
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        print("\ninterrupted: stopping workers, emulator and database...", file=sys.stderr)
-        raise KeyboardInterrupt
-
-    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
 def run(args: argparse.Namespace) -> list[tuple[str, Outcome]]:
     rows: list[tuple[str, Outcome]] = []
     with contextlib.ExitStack() as stack:
@@ -681,7 +659,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     started = time.monotonic()
     try:
-        with _interrupt_once():
+        with _stack.interrupt_once("workers, emulator and database", INTERRUPTED.set):
             rows = run(args)
     except KeyboardInterrupt:
         print("cleaned up", file=sys.stderr)
