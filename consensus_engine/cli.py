@@ -65,9 +65,14 @@ def _fake_llm(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from consensus_engine.demo import run_demo
+    from consensus_engine.demo import DemoError, run_demo
+    from consensus_engine.local.worker import WorkerStartError
 
-    return run_demo(idea=args.idea)
+    try:
+        return run_demo(idea=args.idea)
+    except (DemoError, WorkerStartError) as error:
+        print(f"consensus-engine demo: {error}", file=sys.stderr)
+        return 1
 
 
 def _migrate(args: argparse.Namespace) -> int:

@@ -35,3 +35,13 @@ def test_empty_idea_is_refused(clean_env: dict[str, str], tmp_path: Path) -> Non
     assert result.returncode == 2
     assert "idea must not be empty" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_demo_without_a_reachable_emulator_says_so(
+    clean_env: dict[str, str], tmp_path: Path
+) -> None:
+    env = {**clean_env, "PUBSUB_EMULATOR_HOST": "127.0.0.1:1"}
+    result = run_cli("demo", env=env, cwd=tmp_path)
+    assert result.returncode == 1
+    assert "no Pub/Sub emulator" in result.stderr and "127.0.0.1:1" in result.stderr
+    assert "Traceback" not in result.stderr
