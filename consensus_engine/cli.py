@@ -197,7 +197,7 @@ def _print_json(value: object) -> None:
 
 def _follow_and_report(client: ConsensusClient, accepted: Mapping[str, Any], as_json: bool) -> int:
     """Print each change of the run (not with ``--json``), then its outcome; 0 if completed."""
-    from consensus_engine.client import render_progress, render_run
+    from consensus_engine.terminal import render_progress, render_run
 
     run_id = str(accepted["run_id"])
     started = time.monotonic()
@@ -229,7 +229,7 @@ def _follow_and_report(client: ConsensusClient, accepted: Mapping[str, Any], as_
 def _accepted(
     client: ConsensusClient, accepted: Mapping[str, Any], args: argparse.Namespace
 ) -> int:
-    from consensus_engine.client import render_accepted
+    from consensus_engine.terminal import render_accepted
 
     if not args.wait:
         if args.json:
@@ -266,7 +266,7 @@ def _revise(args: argparse.Namespace) -> int:
 
 
 def _runs_list(args: argparse.Namespace) -> int:
-    from consensus_engine.client import render_run_list
+    from consensus_engine.terminal import render_run_list
 
     listing = _client(args).list_runs(status=args.status, limit=args.limit, cursor=args.cursor)
     if args.json:
@@ -277,7 +277,7 @@ def _runs_list(args: argparse.Namespace) -> int:
 
 
 def _runs_show(args: argparse.Namespace) -> int:
-    from consensus_engine.client import render_run
+    from consensus_engine.terminal import render_run
 
     detail = _client(args).get_run(args.run_id)
     if args.json:
@@ -288,7 +288,7 @@ def _runs_show(args: argparse.Namespace) -> int:
 
 
 def _diff(args: argparse.Namespace) -> int:
-    from consensus_engine.client import render_diff
+    from consensus_engine.terminal import render_diff
 
     diff = _client(args).diff(args.run_id, args.other_id)
     if args.json:

@@ -1,0 +1,191 @@
+"""How the command line shows runs, progress and diffs: plain text for a terminal."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from consensus_engine.client import TERMINAL_STATUSES, Progress, StatusUpdate
+
+
+def _score(value: object) -> str:
+    return f"{value:.3f}" if isinstance(value, int | float) else "-"
+
+
+def _short_score(value: object) -> str:
+    return f"{value:.2f}" if isinstance(value, int | float) else "-"
+
+
+def render_progress(update: Progress, elapsed: float) -> str:
+    stamp = f"[{elapsed:6.1f}s]"
+    if isinstance(update, StatusUpdate):
+        suffix = f" ({update.error_code})" if update.error_code else ""
+        return f"  {stamp} run {update.status}{suffix}"
+    notes = []
+    if update.attempts > 1:
+        notes.append(f"attempt {update.attempts}")
+    if update.reused:
+        notes.append("reused")
+    if update.error and update.status == "failed":
+        notes.append(update.error)
+    note = f"  ({'; '.join(notes)})" if notes else ""
+    return f"  {stamp} {update.step_name:<28} {update.status}{note}"
+
+
+def render_accepted(accepted: Mapping[str, Any]) -> str:
+    run_id = accepted.get("run_id")
+    lines = [f"Run {run_id} {accepted.get('status')} ({accepted.get('priority')} priority)."]
+    plan = accepted.get("plan")
+    if isinstance(plan, dict):
+        lines[0] = f"Revision {run_id} of {accepted.get('parent_run_id')} {accepted.get('status')}."
+        rerun = ", ".join(plan.get("rerun", [])) or "none"
+        reused = ", ".join(plan.get("reused", [])) or "none"
+        lines.append(f"  re-runs: {rerun}")
+        lines.append(f"  reuses:  {reused}")
+        if not plan.get("exact", True):
+            lines.append("  (the edit notes may add re-runs once the proposal is rewritten)")
+    if accepted.get("enqueued") is False:
+        lines.append(f"  {accepted.get('message')}")
+    return "\n".join(lines)
+
+
+def render_run(detail: Mapping[str, Any]) -> str:
+    """A run's outcome for people: decision, scores, blocking points, minority reports, cost."""
+    lines = [
+        f"Run {detail.get('run_id')}: {detail.get('status')} "
+        f"({detail.get('run_type')}, {detail.get('priority')} priority)",
+        f"Idea: {detail.get('idea')}",
+    ]
+    if detail.get("parent_run_id"):
+        lines.append(f"Revision of: {detail['parent_run_id']}")
+    proposal = detail.get("proposal") or {}
+    title = (proposal.get("proposal") or {}).get("title")
+    if title:
+        lines.append(f"Proposal: {title}")
+    error = detail.get("error") or {}
+    if error.get("code") or error.get("message"):
+        lines.append(f"Error: {error.get('message') or ''} ({error.get('code') or 'unknown'})")
+    decision = detail.get("decision")
+    if isinstance(decision, dict):
+        lines.extend(_render_decision(decision, detail.get("reviews") or []))
+    elif detail.get("status") not in TERMINAL_STATUSES:
+        lines.append("Decision: not yet")
+        lines.extend(
+            f"  {step.get('step_name', '?'):<28} {step.get('status', '?')}"
+            for step in detail.get("steps", [])
+        )
+    usage = detail.get("usage") or {}
+    if usage:
+        lines.append(
+            f"Usage: {usage.get('input_tokens', 0):,} input + {usage.get('output_tokens', 0):,} "
+            f"output tokens in {usage.get('llm_calls', 0)} LLM call(s), "
+            f"about ${usage.get('cost_usd', 0):.4f}"
+        )
+    return "\n".join(lines)
+
+
+def _render_decision(
+    decision: Mapping[str, Any], reviews: Sequence[Mapping[str, Any]]
+) -> list[str]:
+    lines = [
+        f"Decision: {str(decision.get('decision', '?')).upper()}  "
+        f"(weighted score {_score(decision.get('overall_weighted_confidence'))}; approve at "
+        f"{_short_score(decision.get('approve_threshold'))}, revise at "
+        f"{_short_score(decision.get('revise_threshold'))})"
+    ]
+    breakdown = decision.get("score_breakdown") or {}
+    weights = breakdown.get("weights") or {}
+    by_id = {review.get("persona_id"): review for review in reviews}
+    if reviews:
+        lines.append("Personas:")
+    blocking: list[str] = []
+    for pid, review in by_id.items():
+        name = review.get("persona_name") or pid
+        flags = []
+        if review.get("reused"):
+            flags.append("reused")
+        texts = [i.get("text", "") for i in review.get("blocking_issues", [])] + [
+            c.get("text", "") for c in review.get("concerns", []) if c.get("is_blocking")
+        ]
+        if texts:
+            flags.append(f"{len(texts)} blocking")
+        blocking.extend(f"  - {name}: {text}" for text in texts)
+        flag = f"  [{', '.join(flags)}]" if flags else ""
+        lines.append(
+            f"  {name:<22} score {_short_score(review.get('confidence_score'))}"
+            f"  weight {_short_score(weights.get(pid, review.get('weight')))}{flag}"
+        )
+    if blocking:
+        lines.append("Blocking points:")
+        lines.extend(blocking)
+    reports = decision.get("minority_reports") or []
+    if reports:
+        lines.append("Minority reports:")
+        for report in reports:
+            lines.append(
+                f"  - {report.get('persona_name')} ({_short_score(report.get('confidence_score'))},"
+                f" {report.get('position')}): {report.get('blocking_summary')}"
+            )
+            lines.append(f"    mitigation: {report.get('mitigation_recommendation')}")
+    rationale = decision.get("rationale")
+    if rationale:
+        lines.append(f"Why: {rationale}")
+    return lines
+
+
+def render_run_list(listing: Mapping[str, Any]) -> str:
+    runs = listing.get("runs") or []
+    if not runs:
+        return "No runs."
+    header = f"{'RUN ID':<36}  {'STATUS':<9}  {'TYPE':<8}  {'DECISION':<8}  SCORE  CREATED"
+    lines = [header]
+    for run in runs:
+        created = str(run.get("created_at") or "")[:19].replace("T", " ")
+        title = run.get("proposal_title") or ""
+        lines.append(
+            f"{run.get('run_id')!s:<36}  {run.get('status')!s:<9}  {run.get('run_type')!s:<8}  "
+            f"{run.get('decision') or '-':<8}  {_short_score(run.get('overall_score')):>5}  "
+            f"{created}  {title}".rstrip()
+        )
+    if listing.get("next_cursor"):
+        lines.append(f"More: --cursor {listing['next_cursor']}")
+    return "\n".join(lines)
+
+
+def render_diff(diff: Mapping[str, Any]) -> str:
+    meta = diff.get("metadata") or {}
+    lines = [f"{meta.get('run1_id')} -> {meta.get('run2_id')} ({meta.get('relationship')})"]
+    delta = diff.get("decision_delta") or {}
+    changed = "  changed" if delta.get("decision_changed") else ""
+    lines.append(
+        f"Decision: {delta.get('old_decision') or '-'} ({_score(delta.get('old_confidence'))}) -> "
+        f"{delta.get('new_decision') or '-'} ({_score(delta.get('new_confidence'))}){changed}"
+    )
+    personas = diff.get("persona_deltas") or []
+    if personas:
+        lines.append("Personas:")
+    for item in personas:
+        change = item.get("confidence_delta")
+        shift = f" ({change:+.2f})" if isinstance(change, int | float) else ""
+        blocking = (
+            f"  blocking {_yes_no(item.get('old_blocking'))} -> {_yes_no(item.get('new_blocking'))}"
+            if item.get("blocking_changed")
+            else ""
+        )
+        status = "" if item.get("status") == "present_in_both" else f"  [{item.get('status')}]"
+        lines.append(
+            f"  {item.get('persona_id')!s:<22} {_short_score(item.get('old_confidence'))} -> "
+            f"{_short_score(item.get('new_confidence'))}{shift}{blocking}{status}"
+        )
+    lines.append("Proposal:")
+    for section, change in (diff.get("proposal_changes") or {}).items():
+        lines.append(f"  {section}: {change.get('status')}")
+        text = change.get("diff") or ""
+        lines.extend(f"    {line}" for line in text.splitlines())
+        if change.get("diff_truncated"):
+            lines.append("    (diff truncated)")
+    return "\n".join(lines)
+
+
+def _yes_no(value: object) -> str:
+    return "-" if value is None else ("yes" if value else "no")
