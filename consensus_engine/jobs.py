@@ -11,17 +11,18 @@ import threading
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Literal
+from typing import Any
 
 import dramatiq
 
 from consensus_engine.domain.runs import Priority
 from consensus_engine.observability.logs import lifecycle
-from consensus_engine.pipeline.sweeper import Job
+from consensus_engine.pipeline.sweeper import Job, JobKind
 from consensus_engine.queues import job_queue
 from consensus_engine.settings import Settings
 
-Stage = Literal["expand", "review", "aggregate"]
+Stage = JobKind
+"""A stage's actor name: ``expand``, ``review`` or ``aggregate``."""
 
 
 def send(
