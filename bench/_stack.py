@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import secrets
 import signal
@@ -24,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TypeVar
 
 import sqlalchemy as sa
 from google.api_core import exceptions as gexc
@@ -62,7 +64,8 @@ WORKER_ENV: dict[str, str] = {
     "WORKER_HTTP_HOST": "127.0.0.1",
 }
 
-log = logging.getLogger("bench.pipeline")
+log = logging.getLogger("bench")
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -493,3 +496,27 @@ def interrupt_once(what: str, on_interrupt: Callable[[], None] = lambda: None) -
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+# -- reporting ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A row that could not run, and why."""
+
+    reason: str
+
+
+def attempt(action: Callable[[], T]) -> T | Skipped:
+    """Run one row; an error becomes a failed row instead of ending the benchmark."""
+    try:
+        return action()
+    except Exception as error:
+        log.debug("row failed", exc_info=True)
+        return Skipped(f"failed: {type(error).__name__}: {error}"[:600])
+
+
+def fmt(value: float, spec: str, width: int) -> str:
+    """``value`` formatted to ``width``, or a dash for a figure that was not measured (NaN)."""
+    return f"{'-':>{width}}" if math.isnan(value) else f"{value:{width}{spec}}"

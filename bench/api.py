@@ -49,6 +49,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from bench import _stack
+from bench._stack import Skipped, attempt
+from bench._stack import fmt as _f
 from consensus_engine.api.auth import digest, new_key
 from consensus_engine.db.engine import create_engine_from_url, session_factory
 from consensus_engine.llm.offline import OfflineLLMServer
@@ -374,9 +376,6 @@ def machine_busy_seconds() -> float:
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
-@dataclass(frozen=True)
-class Skipped:
-    reason: str
 
 
 @dataclass(frozen=True)
@@ -581,7 +580,7 @@ def measure_pubsub(bench: Bench) -> list[tuple[str, Outcome]]:
     )
     try:
         for title, measure in zip(titles, measures, strict=True):
-            rows.append((title, _attempt(measure)))
+            rows.append((title, attempt(measure)))
             _progress(*rows[-1])
     finally:
         server.stop()
@@ -646,7 +645,7 @@ def measure_mock(bench: Bench) -> list[tuple[str, Outcome]]:
         workers=bench.args.api_workers, work_dir=bench.work_dir, name="mock",
     )  # fmt: skip
     try:
-        row = _attempt(partial(measure_submit, bench, server, title))
+        row = attempt(partial(measure_submit, bench, server, title))
     finally:
         server.stop()
     _progress(title, row)
@@ -654,19 +653,6 @@ def measure_mock(bench: Bench) -> list[tuple[str, Outcome]]:
 
 
 # -- reporting ----------------------------------------------------------------------------------
-
-
-def _attempt(action: Callable[[], Row]) -> Outcome:
-    """Run one row; an error becomes a failed row instead of ending the benchmark."""
-    try:
-        return action()
-    except Exception as error:
-        log.debug("row failed", exc_info=True)
-        return Skipped(f"failed: {type(error).__name__}: {error}"[:600])
-
-
-def _f(value: float, spec: str, width: int) -> str:
-    return f"{'-':>{width}}" if math.isnan(value) else f"{value:{width}{spec}}"
 
 
 def _progress(title: str, outcome: Outcome) -> None:

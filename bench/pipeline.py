@@ -38,6 +38,8 @@ from pathlib import Path
 from typing import TypeVar
 
 from bench import _stack
+from bench._stack import Skipped, attempt
+from bench._stack import fmt as _f
 from consensus_engine.domain.aggregation import aggregate
 from consensus_engine.llm import LLMClient
 from consensus_engine.llm.offline import OfflineLLMServer
@@ -97,11 +99,6 @@ DEFAULT_SHAPES = [Shape(1, 8), Shape(1, 32), Shape(2, 16)]
 QUICK_SHAPES = [Shape(1, 8)]
 
 
-@dataclass(frozen=True)
-class Skipped:
-    """A row that could not run, and why."""
-
-    reason: str
 
 
 @dataclass
@@ -442,19 +439,6 @@ def measure_sequential(ctx: Context, threads: int, unloaded: bool) -> Row:
 # -- reporting -------------------------------------------------------------------------------
 
 
-def _attempt(action: Callable[[], T]) -> T | Skipped:
-    """Run one row; an error becomes a failed row instead of ending the benchmark."""
-    try:
-        return action()
-    except Exception as error:
-        log.debug("row failed", exc_info=True)
-        return Skipped(f"failed: {type(error).__name__}: {error}"[:600])
-
-
-def _f(value: float, spec: str, width: int) -> str:
-    return f"{'-':>{width}}" if math.isnan(value) else f"{value:{width}{spec}}"
-
-
 def print_loaded(rows: list[tuple[str, Outcome]], baselines: dict[int, Outcome], runs: int) -> None:
     print(
         f"\nLoaded: {runs} runs submitted at once (latency s; runs/min: first submit -> last end)"
@@ -631,7 +615,7 @@ def run(args: argparse.Namespace) -> list[tuple[str, Outcome]]:
                 args, database.url, emulator.host, llm, work_dir, bool(configured_emulator)
             )
             started = time.monotonic()
-            outcome = _attempt(partial(measure_pipeline, ctx, shape, index))
+            outcome = attempt(partial(measure_pipeline, ctx, shape, index))
             rows.append((title, outcome))
             _progress(title, outcome, time.monotonic() - started)
         if not args.no_baseline:
@@ -639,7 +623,7 @@ def run(args: argparse.Namespace) -> list[tuple[str, Outcome]]:
             for position, threads in enumerate(sorted({shape.total for shape in args.workers})):
                 title = f"sequential personas, {threads} threads"
                 started = time.monotonic()
-                outcome = _attempt(partial(measure_sequential, ctx, threads, position == 0))
+                outcome = attempt(partial(measure_sequential, ctx, threads, position == 0))
                 rows.append((title, outcome))
                 _progress(title, outcome, time.monotonic() - started)
     return rows
