@@ -55,21 +55,8 @@ def accepted_fields(run: Run, enqueued: bool, message: str) -> dict[str, Any]:
 
 
 def list_item(row: queries.RunListRow) -> RunListItem:
-    return RunListItem(
-        run_id=row.run_id,
-        status=row.status,
-        run_type=row.run_type,
-        priority=row.priority,
-        parent_run_id=row.parent_run_id,
-        created_at=row.created_at,
-        queued_at=row.queued_at,
-        started_at=row.started_at,
-        completed_at=row.completed_at,
-        decision=row.decision,
-        overall_score=row.overall_score,
-        proposal_title=row.proposal_title,
-        proposal_summary=row.proposal_summary,
-    )
+    """The row as the API lists it: the two carry the same fields, by name."""
+    return RunListItem.model_validate(row, from_attributes=True)
 
 
 def stored_decision(run: Run) -> Decision | None:

@@ -165,3 +165,10 @@ def end_run(
             step.updated_at = now
             step.completed_at = now
             step.claimed_by = None
+
+
+def time_out(run: Run, *, now: datetime | None = None) -> None:
+    """Fail a run that passed ``deadline_at`` (``WORKER_JOB_TIMEOUT_SECONDS``)."""
+    end_run(
+        run, RunStatus.FAILED, error_code="timeout", error="the run passed its time limit", now=now
+    )

@@ -239,9 +239,7 @@ class Pipeline:
         """Fail the run (in the caller's transaction) when the whole-run time limit passed."""
         if run.deadline_at is None or utcnow() < run.deadline_at:
             return False
-        claims.end_run(
-            run, RunStatus.FAILED, error_code="timeout", error="the run passed its time limit"
-        )
+        claims.time_out(run)
         self._finished(run)
         return True
 

@@ -75,9 +75,7 @@ def sweep(
     now = now or utcnow()
     report = SweepReport()
     for run in _locked(session, Run.deadline_at < now):
-        claims.end_run(
-            run, RunStatus.FAILED, error_code="timeout", error="the run passed its time limit"
-        )
+        claims.time_out(run)
         report.timed_out.append(run.id)
     never_sent = sa.and_(
         Run.status == RunStatus.QUEUED,
