@@ -8,7 +8,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import timedelta
 from typing import Any, Literal
@@ -272,6 +272,37 @@ class PubSubBroker(dramatiq.Broker):
         # Dramatiq replaces a consumer after a connection error; forget the closed ones.
         self._consumers = [c for c in self._consumers if not c.closed] + [consumer]
         return consumer
+
+    # -- health -----------------------------------------------------------------------------
+
+    def check_health(self, timeout: float, *, consumed: Collection[str] | None = None) -> None:
+        """Raise unless Pub/Sub answers, within ``timeout`` per call, for what this broker uses.
+
+        A publisher (``consumed`` None) needs the topics of its declared queues; a
+        worker names the queues it consumes and needs their topics and subscriptions
+        (delay queues aside). It only looks: nothing is created, whatever ``auto_create`` says.
+        """
+        if consumed is None:
+            queue_names = sorted(self.get_declared_queues())
+        else:
+            queue_names = sorted(set(consumed) - self.delay_queues)
+        if not queue_names:
+            raise RuntimeError("the broker has no queue to check yet")
+        for queue_name in queue_names:
+            resources = self._resources(queue_name)
+            self.clients.publisher.get_topic(
+                request={"topic": self.provisioner.topic_path(resources.topic)},
+                timeout=timeout,
+                retry=None,
+            )
+            if consumed is not None:
+                self.clients.subscriber.get_subscription(
+                    request={
+                        "subscription": self.provisioner.subscription_path(resources.subscription)
+                    },
+                    timeout=timeout,
+                    retry=None,
+                )
 
     # -- accounting for join ----------------------------------------------------------------
 

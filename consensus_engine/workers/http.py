@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from brokers.pubsub import PushInbox, PushOutcome
+from consensus_engine.readiness import Check, report
 from consensus_engine.workers.push_auth import PushAuthError, PushTokenVerifier
 
 logger = logging.getLogger(__name__)
@@ -28,8 +29,6 @@ logger = logging.getLogger(__name__)
 #: Pub/Sub messages carry up to 10 MB of data, which base64 makes 13.4 MB,
 #: plus attributes; a smaller cap would refuse messages our broker sends.
 MAX_BODY_BYTES = 14_000_000
-#: The longest a readiness probe waits for its checks.
-CHECK_TIMEOUT_SECONDS = 3.0
 _READ_TIMEOUT_SECONDS = 30.0  # a client that stops sending its body loses its thread after this
 _LINGER_SECONDS = 2.0
 
@@ -67,7 +66,7 @@ class WorkerHTTPServer:
         host: str,
         port: int,
         *,
-        checks: Mapping[str, Callable[[], None]],
+        checks: Mapping[str, Check],
         inbox: PushInbox | None,
         verifier: PushTokenVerifier | None,
         push_timeout: float,
@@ -120,11 +119,7 @@ class WorkerHTTPServer:
         return HTTPStatus.SERVICE_UNAVAILABLE, {"status": "unavailable"}
 
     def readiness(self) -> Answer:
-        passed = _run_checks(self.checks, CHECK_TIMEOUT_SECONDS)
-        report = {name: "ok" if ok else "unavailable" for name, ok in passed.items()}
-        if all(passed.values()):
-            return HTTPStatus.OK, {"status": "ready", "checks": report}
-        return HTTPStatus.SERVICE_UNAVAILABLE, {"status": "failing", "checks": report}
+        return report(self.checks)
 
     def push(self, authorization: str | None, read_body: Callable[[], bytes]) -> Answer:
         if self.inbox is None:
@@ -144,38 +139,6 @@ class WorkerHTTPServer:
             raise _Refused(HTTPStatus.BAD_REQUEST, "not a pub/sub push envelope")
         status, error = _PUSH_STATUS[self.inbox.deliver(envelope, timeout=self.push_timeout)]
         return status, None if error is None else {"error": error}
-
-
-def _first_line(error: Exception) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0] if text else ''}"[:300]
-
-
-def _run_checks(checks: Mapping[str, Callable[[], None]], timeout: float) -> dict[str, bool]:
-    """Run the checks side by side; one that raises or outlasts ``timeout`` fails."""
-    passed: dict[str, bool] = {}
-
-    def run(name: str, check: Callable[[], None]) -> None:
-        try:
-            check()
-        except Exception as error:
-            # One line: a probe fails every few seconds while a dependency is down.
-            logger.warning("Readiness check %r failed: %s", name, _first_line(error))
-        else:
-            passed[name] = True
-
-    threads = {
-        name: threading.Thread(target=run, args=(name, check), daemon=True)
-        for name, check in checks.items()
-    }
-    for thread in threads.values():
-        thread.start()
-    deadline = time.monotonic() + timeout
-    for name, thread in threads.items():
-        thread.join(max(deadline - time.monotonic(), 0.0))
-        if thread.is_alive():
-            logger.warning("Readiness check %r did not answer within %.1f s.", name, timeout)
-    return {name: passed.get(name, False) for name in checks}
 
 
 class _Server(ThreadingHTTPServer):

@@ -12,10 +12,10 @@ import random
 import threading
 
 import dramatiq
-import sqlalchemy as sa
 from dramatiq.middleware import Middleware
 
 from brokers.pubsub import PubSubBroker
+from consensus_engine import readiness
 from consensus_engine.settings import Settings
 from consensus_engine.workers.dispatch import sweep_once
 from consensus_engine.workers.http import WorkerHTTPServer
@@ -23,7 +23,6 @@ from consensus_engine.workers.push_auth import PushTokenVerifier
 from consensus_engine.workers.runtime import runtime
 
 logger = logging.getLogger(__name__)
-_CHECK_TIMEOUT_SECONDS = 3.0
 
 
 class Sweeper(threading.Thread):
@@ -46,25 +45,6 @@ class Sweeper(threading.Thread):
     def stop(self) -> None:
         self.stopped.set()
         self.join(timeout=10)
-
-
-def _database_check(settings: Settings) -> None:
-    with runtime(settings).engine.connect() as connection:
-        connection.execute(sa.text("SELECT 1"))
-
-
-def _broker_check(broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
-    """Pub/Sub answers for the subscriptions this worker consumes (the stub always does)."""
-    if not isinstance(broker, PubSubBroker):
-        return
-    queue_names = sorted(set(worker.consumers) - broker.delay_queues)
-    if not queue_names:
-        raise RuntimeError("the worker consumes no queue yet")
-    for queue_name in queue_names:
-        path = broker.provisioner.subscription_path(broker.queues[queue_name].subscription)
-        broker.clients.subscriber.get_subscription(
-            request={"subscription": path}, timeout=_CHECK_TIMEOUT_SECONDS, retry=None
-        )
 
 
 class WorkerServices(Middleware):
@@ -92,10 +72,9 @@ class WorkerServices(Middleware):
         self.server = WorkerHTTPServer(
             settings.worker_http_host,
             settings.worker_http_port,
-            checks={
-                "database": lambda: _database_check(settings),
-                "broker": lambda: _broker_check(broker, worker),
-            },
+            checks=readiness.checks(
+                lambda: runtime(settings).engine, broker, consumed=worker.consumers.keys()
+            ),
             inbox=broker.push_inbox if push and isinstance(broker, PubSubBroker) else None,
             verifier=verifier,
             push_timeout=max(5.0, settings.worker_ack_deadline_seconds - 10.0),

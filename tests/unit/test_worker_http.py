@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from brokers.pubsub import PubSubBroker
-from consensus_engine.workers import http as worker_http
+from consensus_engine import readiness
 from consensus_engine.workers.http import MAX_BODY_BYTES, WorkerHTTPServer
 from consensus_engine.workers.push_auth import PushAuthError, PushTokenVerifier
 
@@ -133,7 +133,7 @@ def test_failing_check_is_named_but_not_explained(
         raise ConnectionError(f"could not connect to {SECRET}")
 
     server = make_server(checks={"database": database, "broker": lambda: None})
-    with caplog.at_level("WARNING", logger="consensus_engine.workers.http"):
+    with caplog.at_level("WARNING", logger="consensus_engine.readiness"):
         status, body = request(server.port, "GET", "/readyz?verbose=1")
 
     assert status == 503
@@ -147,7 +147,7 @@ def test_failing_check_is_named_but_not_explained(
 def test_check_that_hangs_fails_within_the_bound(
     make_server: ServerFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(worker_http, "CHECK_TIMEOUT_SECONDS", 0.3)
+    monkeypatch.setattr(readiness, "CHECK_TIMEOUT_SECONDS", 0.3)
     release = threading.Event()
     server = make_server(checks={"database": release.wait, "broker": lambda: None})
     try:

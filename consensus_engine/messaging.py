@@ -1,0 +1,110 @@
+"""The job queues and the one place a broker for them is built from settings.
+
+Three uses need a broker, named by ``Role``:
+
+- ``"api"``: the API's publisher. Where the settings allow creating resources (the
+  emulator, development) they are created at start, so readiness reflects a usable
+  queue from the first request; a failure there is logged and the API starts anyway.
+- ``"worker"``: a worker process, with the worker's Dramatiq middleware, which the
+  caller passes in (this module stays below the worker package).
+- ``"plain"``: Pub/Sub as configured, with Dramatiq's default middleware, for the
+  ``pubsub setup`` command, the demo, benchmarks and tests. These need the real
+  queues, so ``PUBSUB_USE_MOCK`` does not apply to them.
+
+With ``PUBSUB_USE_MOCK`` the API and the worker get an in-process ``StubBroker``
+that needs nothing. Every broker has the job queues declared.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal, TypeVar, overload
+
+import dramatiq
+from dramatiq.brokers.stub import StubBroker
+from dramatiq.middleware import Middleware
+from google.api_core.exceptions import GoogleAPIError
+
+from brokers.pubsub import PubSubBroker, SubscriptionPolicy
+from consensus_engine.domain.runs import Priority
+from consensus_engine.settings import Settings
+
+HIGH_PRIORITY_SUFFIX = "-high"
+
+Role = Literal["api", "worker", "plain"]
+_Broker = TypeVar("_Broker", bound=dramatiq.Broker)
+logger = logging.getLogger(__name__)
+
+
+def job_queue(settings: Settings, priority: Priority = Priority.NORMAL) -> str:
+    """Normal jobs use the ``PUBSUB_TOPIC`` queue; high-priority ones its ``-high`` twin."""
+    if priority is Priority.HIGH:
+        return settings.pubsub_topic + HIGH_PRIORITY_SUFFIX
+    return settings.pubsub_topic
+
+
+def job_queues(settings: Settings) -> tuple[str, ...]:
+    return tuple(job_queue(settings, priority) for priority in Priority)
+
+
+def subscription_policy(settings: Settings) -> SubscriptionPolicy:
+    """Ack deadline and dead-lettering from settings; push subscriptions when
+    ``PUBSUB_PUSH_ENDPOINT`` names the worker's URL (with an OIDC token for the push
+    service account, which the worker then checks)."""
+    endpoint = settings.pubsub_push_endpoint
+    return SubscriptionPolicy(
+        ack_deadline_seconds=settings.worker_ack_deadline_seconds,
+        max_delivery_attempts=settings.pubsub_max_delivery_attempts,
+        push_endpoint=endpoint,
+        push_service_account=settings.pubsub_push_service_account if endpoint else None,
+        push_audience=settings.pubsub_push_audience if endpoint else None,
+    )
+
+
+@overload
+def build_broker(settings: Settings, role: Literal["plain"]) -> PubSubBroker: ...
+
+
+@overload
+def build_broker(settings: Settings, role: Literal["api"]) -> dramatiq.Broker: ...
+
+
+@overload
+def build_broker(
+    settings: Settings, role: Literal["worker"], *, middleware: list[Middleware]
+) -> dramatiq.Broker: ...
+
+
+def build_broker(
+    settings: Settings, role: Role, *, middleware: list[Middleware] | None = None
+) -> dramatiq.Broker:
+    """The broker for ``role`` (see the module docstring), its job queues declared."""
+    if settings.pubsub_use_mock and role != "plain":
+        return _with_job_queues(StubBroker(middleware=middleware), settings)
+    broker = _with_job_queues(_pubsub_broker(settings, middleware), settings)
+    if role == "api" and settings.pubsub_creates_resources:
+        try:
+            broker.provision()
+        except GoogleAPIError as error:
+            logger.warning("could not create the Pub/Sub resources yet: %s", error)
+    return broker
+
+
+def _pubsub_broker(settings: Settings, middleware: list[Middleware] | None) -> PubSubBroker:
+    """Pub/Sub from settings, keeping ``PUBSUB_SUBSCRIPTION`` as the normal queue's."""
+    return PubSubBroker(
+        middleware=middleware,
+        project=settings.pubsub_project_id,
+        emulator_host=settings.pubsub_emulator_host,
+        auto_create=settings.pubsub_creates_resources,
+        policy=subscription_policy(settings),
+        publish_timeout=settings.pubsub_publish_timeout_seconds,
+        subscription_overrides={settings.pubsub_topic: settings.pubsub_subscription},
+        delivery=settings.pubsub_delivery,
+    )
+
+
+def _with_job_queues(broker: _Broker, settings: Settings) -> _Broker:
+    for queue_name in job_queues(settings):
+        broker.declare_queue(queue_name)
+    return broker
