@@ -17,12 +17,20 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from consensus_engine.run_progress import (
+    TERMINAL_STATUSES,
+    ChangeFilter,
+    Progress,
+    ServerSentEvent,
+    StatusUpdate,
+    detail_updates,
+    event_updates,
+    parse_sse,
+)
+
 USER_AGENT = "consensus-engine-cli/1"
-TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
 POLL_INTERVAL_SECONDS = 0.5
 STREAM_READ_TIMEOUT_SECONDS = 60.0
 """A silent event stream is dropped after this long (the API sends keep-alives more often)."""
@@ -56,36 +64,6 @@ class ApiUnreachable(ClientError):
 
 class UsageError(ClientError):
     exit_code = 2
-
-
-@dataclass(frozen=True)
-class ServerSentEvent:
-    event: str
-    data: Any
-    """The ``data`` field parsed as JSON, or the raw text when it is not JSON."""
-
-
-@dataclass(frozen=True)
-class StepUpdate:
-    """A step changed: its new status and how many attempts it took so far."""
-
-    step_name: str
-    status: str
-    attempts: int
-    error: str | None = None
-    reused: bool = False
-
-
-@dataclass(frozen=True)
-class StatusUpdate:
-    """The run's status changed; ``final`` once it has ended."""
-
-    status: str
-    final: bool
-    error_code: str | None = None
-
-
-Progress = StepUpdate | StatusUpdate
 
 
 class _NoRedirects(urllib.request.HTTPRedirectHandler):
@@ -269,7 +247,11 @@ class ConsensusClient:
             timeout=STREAM_READ_TIMEOUT_SECONDS,
         )
         with response:
-            yield from _parse_sse(response)
+            try:
+                yield from parse_sse(response)
+            except (OSError, http.client.HTTPException) as error:
+                reason = _describe_network_error(error, STREAM_READ_TIMEOUT_SECONDS)
+                raise ApiUnreachable(f"the event stream broke off: {reason}") from None
 
     # -- following a run ------------------------------------------------------------------
 
@@ -281,24 +263,11 @@ class ConsensusClient:
         Follows the event stream; where the API has none (404) or the stream breaks off,
         polls ``GET /v1/runs/{id}`` instead. Repeats are dropped either way.
         """
-        seen: dict[str, tuple[str, int]] = {}
-        status: list[str] = []
-
-        def changes(updates: Sequence[Progress]) -> Iterator[Progress]:
-            for update in updates:
-                if isinstance(update, StepUpdate):
-                    state = (update.status, update.attempts)
-                    if seen.get(update.step_name) != state:
-                        seen[update.step_name] = state
-                        yield update
-                elif not status or status[-1] != update.status:
-                    status.append(update.status)
-                    yield update
-
+        fresh = ChangeFilter()
         try:
             for event in self.events(run_id):
-                updates = _event_updates(event)
-                yield from changes(updates)
+                updates = event_updates(event)
+                yield from fresh.changes(updates)
                 if any(isinstance(u, StatusUpdate) and u.final for u in updates):
                     return
         except ApiRequestError as error:
@@ -308,8 +277,7 @@ class ConsensusClient:
             pass  # the stream broke off; the state is still one GET away
         while True:
             detail = self.get_run(run_id)
-            updates = _detail_updates(detail)
-            yield from changes(updates)
+            yield from fresh.changes(detail_updates(detail))
             if detail.get("status") in TERMINAL_STATUSES:
                 return
             time.sleep(poll_interval)
@@ -317,90 +285,3 @@ class ConsensusClient:
 
 def _segment(value: str) -> str:
     return urllib.parse.quote(value, safe="")
-
-
-def _parse_sse(response: http.client.HTTPResponse) -> Iterator[ServerSentEvent]:
-    event: str = "message"
-    data: list[str] = []
-    while True:
-        try:
-            raw = response.readline()
-        except (OSError, http.client.HTTPException) as error:
-            raise ApiUnreachable(
-                f"the event stream broke off: "
-                f"{_describe_network_error(error, STREAM_READ_TIMEOUT_SECONDS)}"
-            ) from None
-        if not raw:
-            return
-        line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
-        if not line:
-            if data:
-                text = "\n".join(data)
-                try:
-                    value: Any = json.loads(text)
-                except ValueError:
-                    value = text
-                yield ServerSentEvent(event, value)
-            event, data = "message", []
-            continue
-        if line.startswith(":"):
-            continue
-        name, _, value_text = line.partition(":")
-        value_text = value_text.removeprefix(" ")
-        if name == "event":
-            event = value_text
-        elif name == "data":
-            data.append(value_text)
-
-
-def _step_update(step: Mapping[str, Any]) -> StepUpdate:
-    return StepUpdate(
-        step_name=str(step.get("step_name", "?")),
-        status=str(step.get("status", "?")),
-        attempts=int(step.get("attempts") or 0),
-        error=step.get("error"),
-        reused=bool(step.get("reused", False)),
-    )
-
-
-def _event_updates(event: ServerSentEvent) -> list[Progress]:
-    data = event.data if isinstance(event.data, dict) else {}
-    updates: list[Progress] = []
-    if event.event == "snapshot":
-        updates.extend(_step_update(step) for step in data.get("steps", []))
-    if event.event == "step":
-        updates.append(_step_update(data))
-    if event.event in ("snapshot", "status", "end") and "status" in data:
-        status = str(data["status"])
-        final = event.event == "end" or status in TERMINAL_STATUSES
-        updates.append(StatusUpdate(status, final, data.get("error_code")))
-    return updates
-
-
-def _detail_updates(detail: Mapping[str, Any]) -> list[Progress]:
-    updates: list[Progress] = [_step_update(step) for step in detail.get("steps", [])]
-    status = str(detail.get("status", "?"))
-    error = detail.get("error") or {}
-    updates.append(StatusUpdate(status, status in TERMINAL_STATUSES, error.get("code")))
-    return updates
-
-
-def read_text_file(path: str, what: str) -> str:
-    try:
-        return Path(path).read_text(encoding="utf-8")
-    except OSError as error:
-        raise UsageError(f"cannot read {what} {path}: {error.strerror or error}") from None
-
-
-def read_context_file(path: str) -> str | dict[str, Any]:
-    """A ``.json`` file must hold a JSON object (sent as one); anything else is sent as text."""
-    text = read_text_file(path, "context file")
-    if not path.endswith(".json"):
-        return text
-    try:
-        value = json.loads(text)
-    except ValueError as error:
-        raise UsageError(f"context file {path} is not valid JSON: {error}") from None
-    if not isinstance(value, dict):
-        raise UsageError(f"context file {path} must hold a JSON object")
-    return value

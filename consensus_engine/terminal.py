@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from consensus_engine.client import TERMINAL_STATUSES, Progress, StatusUpdate
+from consensus_engine.run_progress import TERMINAL_STATUSES, Progress, StatusUpdate
 
 
 def _score(value: object) -> str:

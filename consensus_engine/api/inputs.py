@@ -6,13 +6,16 @@ Messages never quote the client's value, which may be large or private.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from consensus_engine.api.errors import invalid
 from consensus_engine.api.schemas import ModelOverrides
+from consensus_engine.api.state import ApiState
+from consensus_engine.domain.choices import ModelChoice
 from consensus_engine.domain.inputs import InputError, validate_extra_context, validate_idea
+from consensus_engine.domain.personas import PersonaConfigError, PersonaSet
 from consensus_engine.domain.prompts import ExtraContext
-from consensus_engine.pipeline.inline import ModelChoice
 from consensus_engine.settings import Settings
 
 
@@ -54,10 +57,21 @@ def idea_and_context(
     return text, context
 
 
-def _choice(model: str | None, temperature: float | None, default: ModelChoice) -> ModelChoice:
-    return ModelChoice(
-        model or default.model, default.temperature if temperature is None else temperature
-    )
+def selected_personas(state: ApiState, ids: Sequence[str] | None) -> PersonaSet:
+    """The configured personas a request names (all of them when it names none).
+
+    The rule is the domain's (:meth:`PersonaSet.select`); every route that takes a persona
+    list answers the same mistake with the same 422.
+    """
+    if ids is None:
+        return state.personas
+    settings = state.settings
+    try:
+        return state.personas.select(
+            ids, min_count=settings.min_persona_count, max_count=settings.max_persona_count
+        )
+    except PersonaConfigError as error:
+        raise invalid("personas", str(error)) from None
 
 
 def model_choices(
@@ -65,6 +79,6 @@ def model_choices(
 ) -> tuple[ModelChoice, ModelChoice]:
     """The expand and review models the request asks for; what it leaves out is the default's."""
     return (
-        _choice(body.expand_model, body.expand_temperature, expand),
-        _choice(body.review_model, body.review_temperature, review),
+        expand.overridden(body.expand_model, body.expand_temperature),
+        review.overridden(body.review_model, body.review_temperature),
     )

@@ -1,6 +1,6 @@
-"""What the run routes document beyond their models: the errors they answer, and links.
+"""What the routes document beyond their models: the errors they answer, and links.
 
-Shared so that every run route describes a status the same way in the OpenAPI schema.
+Shared so that every route describes a status the same way in the OpenAPI schema.
 """
 
 from __future__ import annotations
@@ -17,14 +17,19 @@ _ERROR_DESCRIPTIONS: dict[int, str] = {
     "with a different body",
     413: "the request body is too large",
     422: "the request is invalid (details say where)",
-    429: "rate limit of this API key, or its tenant's cap of runs in flight (API_MAX_RUNS_IN_"
-    "FLIGHT), exceeded",
+    429: "rate limit of this API key exceeded, or, where a run is started, its tenant's cap of "
+    "runs in flight (API_MAX_RUNS_IN_FLIGHT)",
     500: "unexpected server error",
+    502: "the LLM refused this server's credentials (LLM_AUTH_ERROR), answered with unusable "
+    "output (LLM_BAD_OUTPUT) or rejected the request (LLM_ERROR)",
+    503: "the LLM is rate-limiting, failing, unreachable or not configured (LLM_UNAVAILABLE, "
+    "LLM_NOT_CONFIGURED); Retry-After when known",
+    504: "not done within API_SYNC_TIMEOUT_SECONDS",
 }
 
 
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """The error answers of a run route: those every one may give, plus ``statuses``."""
+    """The error answers of a route: those every one may give, plus ``statuses``."""
     return {
         status: {"model": ErrorEnvelope, "description": _ERROR_DESCRIPTIONS[status]}
         for status in (401, 422, 429, 500, *statuses)

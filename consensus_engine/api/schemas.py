@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from consensus_engine.domain.personas import PERSONA_ID_PATTERN
+from consensus_engine.domain.revisions import ProposalSource
 from consensus_engine.domain.runs import Priority, RunStatus, RunType, StepStatus
 from consensus_engine.domain.schemas import (
     Decision,
@@ -52,6 +53,15 @@ ModelName = Annotated[
 """Model names as providers spell them: ``gpt-4.1-mini``, ``org/model``, ``name:tag``."""
 Temperature = Annotated[float, Field(ge=0.0, le=2.0)]
 PersonaId = Annotated[str, StringConstraints(pattern=PERSONA_ID_PATTERN.pattern)]
+PersonaSelection = Annotated[
+    list[PersonaId] | None,
+    Field(
+        max_length=50,
+        description="ids of the configured personas to ask (all by default); their weights "
+        "are rescaled to sum to 1",
+    ),
+]
+"""The personas a request asks for; every route that takes them reads them alike."""
 
 
 class _Request(BaseModel):
@@ -84,12 +94,7 @@ class SubmitRunRequest(ModelOverrides):
     priority: Priority = Field(
         default=Priority.NORMAL, description="high goes to the high-priority queue"
     )
-    personas: list[PersonaId] | None = Field(
-        default=None,
-        max_length=50,
-        description="ids of the configured personas to ask (all by default); their weights "
-        "are rescaled to sum to 1",
-    )
+    personas: PersonaSelection = None
 
 
 class RevisionRequest(ModelOverrides):
@@ -225,7 +230,7 @@ class PersonaOut(BaseModel):
 
 
 class ProposalOut(BaseModel):
-    source: Literal["expanded", "edited", "revised"]
+    source: ProposalSource
     proposal: ExpandedProposal
     diff: dict[str, Any] | None = Field(
         description="for a revision: the sections that differ from the parent's proposal"

@@ -212,17 +212,20 @@ class PersonaSet:
         min_count: int = DEFAULT_MIN_COUNT,
         max_count: int = DEFAULT_MAX_COUNT,
     ) -> PersonaSet:
-        """The subset a run uses, in this set's order.
+        """The subset a run uses, in this set's order: the one rule for choosing personas.
 
         Without ``weights`` the chosen personas keep their relative weights, rescaled to sum
         to 1. With ``weights`` every chosen id needs an explicit weight and they must sum to 1.
+        The ids usually come from a client, so an unknown one is counted, never quoted.
         """
         if isinstance(ids, str):
             raise PersonaConfigError("ids must be a list of persona ids, not a string")
         chosen = list(ids)
-        for persona_id in chosen:
-            if persona_id not in self._by_id:
-                raise PersonaConfigError(self._unknown_message(persona_id))
+        unknown = sum(1 for persona_id in chosen if persona_id not in self._by_id)
+        if unknown:
+            raise PersonaConfigError(
+                f"{unknown} unknown persona id(s); known: {', '.join(self.ids)}"
+            )
         duplicates = sorted({i for i in chosen if chosen.count(i) > 1})
         if duplicates:
             raise PersonaConfigError(f"persona id(s) chosen twice: {', '.join(duplicates)}")

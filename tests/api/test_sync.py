@@ -98,10 +98,41 @@ def test_requests_are_checked_before_any_llm_call(make_api: ApiFactory) -> None:
     unknown = api.acme.post("/v1/review-idea", {"idea": IDEA, "personas": ["critic", "pirate"]})
     body = _envelope(unknown, 422, "VALIDATION_ERROR")
     assert body["message"] == f"1 unknown persona id(s); known: {', '.join(DEFAULT_PERSONAS.ids)}"
-    assert body["details"][0]["loc"] == ["body", "personas", 1]  # where, without echoing it
+    assert body["details"][0]["loc"] == ["body", "personas"]  # which field, without echoing it
     assert "pirate" not in unknown.body.decode()
     none = api.acme.post("/v1/review-idea", {"idea": IDEA, "personas": []})
     _envelope(none, 422, "VALIDATION_ERROR")
+    assert api.stack.llm.stats()["total"] == 0
+
+
+def test_a_bad_persona_list_gets_the_same_answer_as_from_runs(api: ApiHarness) -> None:
+    """One selection rule: /v1/runs and /v1/review-idea answer the same mistake alike."""
+    known = ", ".join(DEFAULT_PERSONAS.ids)
+    settings = api.settings
+    mistakes: list[tuple[list[str], str | None]] = [
+        (["critic", "pirate", "ghost"], f"2 unknown persona id(s); known: {known}"),
+        (["critic", "critic"], "persona id(s) chosen twice: critic"),
+        (
+            [],
+            f"a persona set needs between {settings.min_persona_count} and "
+            f"{settings.max_persona_count} personas, got 0",
+        ),
+        (["Not-An-Id"], None),  # refused by the request schema both routes share
+    ]
+    for personas, message in mistakes:
+        bodies: list[dict[str, Any]] = []
+        for path in ("/v1/runs", "/v1/review-idea"):
+            answer = api.acme.post(path, {"idea": IDEA, "personas": personas})
+            body = _envelope(answer, 422, "VALIDATION_ERROR")
+            assert "pirate" not in answer.body.decode() and "ghost" not in answer.body.decode()
+            del body["request_id"]
+            bodies.append(body)
+        assert bodies[0] == bodies[1], personas
+        if message is not None:
+            assert bodies[0]["message"] == message
+            assert bodies[0]["details"] == [
+                {"loc": ["body", "personas"], "msg": message, "type": "value_error"}
+            ]
     assert api.stack.llm.stats()["total"] == 0
 
 

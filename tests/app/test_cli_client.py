@@ -23,18 +23,13 @@ from api import conftest as api_fixtures
 from api.conftest import ApiHarness
 from pydantic import SecretStr
 from support import REPO_ROOT, environ_without_settings, run_cli
-from support.pubsub import free_port
 from support.stack import PipelineStack
 
 from consensus_engine.api.auth import KeyRing, digest, new_key
-from consensus_engine.client import (
-    ApiRequestError,
-    ConsensusClient,
-    ServerSentEvent,
-    StatusUpdate,
-    StepUpdate,
-)
+from consensus_engine.client import ApiRequestError, ConsensusClient
+from consensus_engine.devtools.ports import free_port
 from consensus_engine.domain.personas import DEFAULT_PERSONAS
+from consensus_engine.run_progress import ServerSentEvent, StatusUpdate, StepUpdate
 from consensus_engine.settings import Settings
 
 api = api_fixtures.api  # the API served over a pipeline stack, shared with tests/api

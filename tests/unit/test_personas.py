@@ -180,11 +180,11 @@ def test_select_with_explicit_weights() -> None:
     ("ids", "weights", "message"),
     [
         pytest.param(
-            ["archtect"],
+            ["archtect", "critic", "nobody"],
             None,
-            "unknown persona id 'archtect'; known: architect, critic, optimist, "
-            "security_guardian, user_advocate",
-            id="unknown-id",
+            r"^2 unknown persona id\(s\); known: architect, critic, optimist, "
+            "security_guardian, user_advocate$",
+            id="unknown-ids-counted-not-quoted",
         ),
         pytest.param(["critic", "critic"], None, "chosen twice: critic", id="duplicate-id"),
         pytest.param([], None, "between 1 and 50 personas, got 0", id="empty"),

@@ -1,0 +1,126 @@
+"""What the synchronous endpoints share in the API process: one LLM client and a small pool.
+
+The work of a request runs on the pool and the request waits at most
+``API_SYNC_TIMEOUT_SECONDS`` for it; past that the client gets 504 ``TIMEOUT`` while the
+work already started goes on in the background until the LLM answers or times out
+(``LLM_TIMEOUT_SECONDS``), because a thread blocked in an HTTP call cannot be interrupted.
+Work still waiting for a free thread at that point is dropped. Every LLM attempt is kept in
+``llm_calls`` (without a run) so these requests show up in cost accounting.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import TypeVar
+
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from consensus_engine.api.errors import ApiError
+from consensus_engine.api.llm_errors import llm_error, llm_not_configured
+from consensus_engine.db import writes
+from consensus_engine.llm import (
+    CallRecord,
+    LLMClient,
+    LLMConfigurationError,
+    LLMError,
+    PricingError,
+)
+from consensus_engine.settings import Settings
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+MAX_CONCURRENT_REQUESTS = 16
+"""Synchronous requests worked on at once per process; more wait (within their timeout)."""
+
+
+class SyncRuntime:
+    """The LLM client and the pool, for the life of the API process.
+
+    The client is built on first use, so an API that never serves these endpoints needs
+    no LLM configuration, and once, so all requests share one connection pool.
+    """
+
+    def __init__(self, settings: Settings, sessions: sessionmaker[Session]) -> None:
+        self._settings = settings
+        self._sessions = sessions
+        self._lock = threading.Lock()
+        self._llm: LLMClient | None = None
+        self._closed = False
+        self._pool = ThreadPoolExecutor(
+            max_workers=MAX_CONCURRENT_REQUESTS, thread_name_prefix="sync-llm"
+        )
+
+    def llm(self) -> LLMClient:
+        """The shared client; 503 ``LLM_NOT_CONFIGURED`` when the settings cannot build one."""
+        with self._lock:
+            if self._llm is None:
+                try:
+                    self._llm = LLMClient.from_settings(self._settings)
+                except (LLMConfigurationError, PricingError) as error:
+                    logger.error(
+                        "cannot build the LLM client for the synchronous endpoints: %s", error
+                    )
+                    raise llm_not_configured() from None
+            return self._llm
+
+    def run(self, work: Callable[[], T], calls_of: Callable[[T], Sequence[CallRecord]]) -> T:
+        """``work()`` on the pool, waited for at most ``API_SYNC_TIMEOUT_SECONDS``.
+
+        ``calls_of`` picks the LLM attempts out of the result, to be recorded; an LLM
+        failure becomes the client-facing error of ``api/llm_errors.py``.
+        """
+
+        def job() -> T:
+            try:
+                result = work()
+            except LLMError as error:
+                self._record(error.calls)
+                raise
+            self._record(calls_of(result))
+            return result
+
+        timeout = self._settings.api_sync_timeout_seconds
+        future: Future[T] = self._pool.submit(job)
+        try:
+            return future.result(timeout=timeout)
+        except FutureTimeout:
+            future.cancel()  # only succeeds if it never started
+            raise ApiError(
+                504,
+                "TIMEOUT",
+                f"not done within {timeout:g} s; POST /v1/full-review runs long work in the "
+                "background",
+                details={"timeout_seconds": timeout},
+            ) from None
+        except LLMError as error:
+            logger.warning("synchronous LLM work failed: %s (%s)", error.code, error.message)
+            raise llm_error(error) from None
+
+    def _record(self, calls: Sequence[CallRecord]) -> None:
+        """Keep each attempt for cost accounting; losing them must not fail the request.
+
+        Work that outlived its request can end after the API shut down; its engine is gone
+        then.
+        """
+        if not calls or self._closed:
+            return
+        try:
+            with self._sessions.begin() as session:
+                writes.record_llm_calls(session, None, calls)
+        except SQLAlchemyError as error:
+            logger.warning("could not store %d synchronous LLM call(s): %s", len(calls), error)
+
+    def close(self) -> None:
+        """Drop queued work and the client; work already running ends on its own."""
+        self._closed = True
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            if self._llm is not None:
+                self._llm.close()
+                self._llm = None
