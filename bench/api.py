@@ -32,15 +32,11 @@ import math
 import os
 import re
 import secrets
-import signal
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -48,13 +44,16 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from bench import _stack
-from bench._stack import Skipped, attempt
-from bench._stack import fmt as _f
-from consensus_engine.api.auth import digest, new_key
+from bench import _cpu, _stack
 from consensus_engine.db.engine import create_engine_from_url, session_factory
-from consensus_engine.llm.offline import OfflineLLMServer
-from consensus_engine.local.emulator import pubsub_emulator
+from consensus_engine.devtools.api_process import HOST, ApiProcess, start_api
+from consensus_engine.devtools.emulator import pubsub_emulator
+from consensus_engine.devtools.environment import environ_without_settings
+from consensus_engine.devtools.http_client import http_request
+from consensus_engine.devtools.offline_llm import OfflineLLMServer
+from consensus_engine.devtools.results import Skipped, attempt, attempt_cleanup, percentile
+from consensus_engine.devtools.results import fmt as _f
+from consensus_engine.devtools.worker import start_worker
 from consensus_engine.settings import Settings
 
 IDEA = "Let people book a bike repair slot online and get a text when it is ready."
@@ -63,7 +62,6 @@ READ_TARGET = 1000.0
 P99_TARGET_MS = 100.0
 READY_TIMEOUT_S = 60.0
 SEED_TIMEOUT_S = 120.0
-HOST = "127.0.0.1"
 ALONE_WARMUP_S = 0.3
 HEALTH_TITLE = "GET /health (framework floor)"
 READ_TITLE = "GET /v1/runs/{id} (completed runs)"
@@ -91,101 +89,17 @@ log = logging.getLogger("bench.api")
 # -- the API server ---------------------------------------------------------------------------
 
 
-@dataclass
-class ApiServer:
-    """``uvicorn`` serving ``create_app()`` in its own process group."""
-
-    popen: subprocess.Popen[bytes]
-    port: int
-    log_path: Path
-    key: str
-    workers: int
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{HOST}:{self.port}"
-
-    def tail(self, limit: int = 3000) -> str:
-        return self.log_path.read_text(errors="replace")[-limit:]
-
-    def pids(self) -> list[int]:
-        return _stack.group_pids(self.popen.pid)
-
-    def wait_until_ready(self, timeout: float) -> None:
-        """Until ``/ready`` answers 200: the database and the broker are reachable."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.popen.poll() is not None:
-                raise RuntimeError(f"the API exited with {self.popen.returncode}:\n{self.tail()}")
-            with contextlib.suppress(OSError):
-                status, _ = http_get(self.base_url + "/ready")
-                if status == 200:
-                    return
-            time.sleep(0.1)
-        raise RuntimeError(f"the API was not ready after {timeout:.0f} s:\n{self.tail()}")
-
-    def stop(self, timeout: float = 15) -> None:
-        """SIGTERM (uvicorn drains), then SIGKILL whatever is left of its group."""
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                log.warning("the API ignored SIGTERM for %.0f s", timeout)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.popen.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.popen.wait(timeout=10)
-
-
-def start_api(
-    env: Mapping[str, str], *, tenant: str, workers: int, work_dir: Path, name: str
-) -> ApiServer:
-    """Start the API on a free port with one key for ``tenant``; returns once it is ready."""
-    key = new_key()
-    port = _stack.free_port()
-    api_env = {**env, "API_KEYS": f"{tenant}:{digest(key)}"}
-    command = [
-        sys.executable, "-m", "uvicorn", "--factory", "consensus_engine.api.app:create_app",
-        "--host", HOST, "--port", str(port), "--workers", str(workers),
-        "--log-level", "warning", "--no-access-log",
-    ]  # fmt: skip
-    log_path = work_dir / f"api-{name}.log"
-    with log_path.open("wb") as log_file:
-        popen = subprocess.Popen(
-            command,
-            env=api_env,
-            cwd=_stack.REPO_ROOT,
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    server = ApiServer(popen, port, log_path, key, workers)
-    try:
-        server.wait_until_ready(READY_TIMEOUT_S)
-    except BaseException:
-        server.stop()
-        raise
-    return server
-
-
 def http_get(url: str, key: str | None = None, body: object = None) -> tuple[int, bytes]:
     """One plain request (set-up and metrics, not the measured load); POST with a body."""
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data)  # always http://127.0.0.1:<our port>
     if data is not None:
-        request.add_header("Content-Type", "application/json")
-    if key:
-        request.add_header("Authorization", f"Bearer {key}")
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
+        headers["Content-Type"] = "application/json"
+    reply = http_request(url, body=data, headers=headers)
+    return reply.status, reply.body
 
 
-def server_seconds(server: ApiServer) -> dict[tuple[str, str], tuple[float, float]]:
+def server_seconds(server: ApiProcess) -> dict[tuple[str, str], tuple[float, float]]:
     """(method, route) -> (seconds, requests) the API itself counted (its /metrics)."""
     _, body = http_get(server.base_url + "/metrics")
     found: dict[tuple[str, str], list[float]] = {}
@@ -282,20 +196,10 @@ class Load:
         return percentile(self.latencies_ms, fraction)
 
 
-def percentile(values: Sequence[float], fraction: float) -> float:
-    """Nearest-rank percentile; NaN when there is nothing."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, math.ceil(fraction * len(ordered)) - 1))
-    return ordered[index]
-
-
 async def _drive(
     port: int,
     make: RequestMaker,
     expected: int,
-    *,
     clients: int,
     warmup_s: float,
     window_s: float,
@@ -346,36 +250,10 @@ def drive(
     keep_bodies: bool = False,
 ) -> Load:
     """``clients`` connections sending back to back for ``warmup_s`` + ``window_s``."""
-    return asyncio.run(
-        _drive(
-            port,
-            make,
-            expected,
-            clients=clients,
-            warmup_s=warmup_s,
-            window_s=window_s,
-            keep_bodies=keep_bodies,
-        )
-    )
+    return asyncio.run(_drive(port, make, expected, clients, warmup_s, window_s, keep_bodies))
 
 
 # -- rows ---------------------------------------------------------------------------------------
-
-
-def machine_busy_seconds() -> float:
-    """CPU seconds all of the machine's CPUs spent busy since boot (/proc/stat), NaN if unknown.
-
-    Other work on the box (tests, builds) competes for the same two cores; the difference
-    between this and what our processes spent shows how much.
-    """
-    try:
-        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-    except (OSError, IndexError):
-        return math.nan
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-
 
 
 @dataclass(frozen=True)
@@ -450,7 +328,7 @@ class Bench:
 
     def api_env(self, **extra: str) -> dict[str, str]:
         env = {
-            **_stack.environ_without_settings(),
+            **environ_without_settings(),
             **API_ENV,
             "PUBSUB_TOPIC": self.topic,
             "PUBSUB_SUBSCRIPTION": f"{self.topic}-sub",
@@ -461,20 +339,20 @@ class Bench:
             env["PUBSUB_EMULATOR_HOST"] = self.emulator_host
         return env
 
-    def cpu_meter(self, server: ApiServer) -> _stack.CpuMeter:
-        sources: dict[str, _stack.PidSource] = {
-            "API": server.pids,
-            "PostgreSQL": partial(_stack.backend_pids, self.sessions),
-        }
-        if self.emulator_host is not None:
-            emulator_port = self.emulator_host.rpartition(":")[2]
-            sources["emulator"] = partial(_stack.pids_running, f"--port={emulator_port}")
-        sources["clients"] = partial(list, [os.getpid()])
-        return _stack.CpuMeter(sources)
+    def start_api(self, name: str, tenant: str, **extra_env: str) -> ApiProcess:
+        """The API on a free port with one key for ``tenant``, ready; the caller stops it."""
+        log_path = self.work_dir / f"api-{name}.log"
+        workers = self.args.api_workers
+        env = self.api_env(**extra_env)
+        return start_api(env, log_path, tenant=tenant, workers=workers, cwd=_stack.REPO_ROOT)
+
+    def cpu_meter(self, server: ApiProcess) -> _cpu.CpuMeter:
+        shared = _cpu.shared_sources(self.sessions, self.emulator_host)
+        return _cpu.CpuMeter({"API": server.pids, **shared, "clients": _cpu.this_process})
 
     def measure(
         self,
-        server: ApiServer,
+        server: ApiProcess,
         title: str,
         make: RequestMaker,
         *,
@@ -484,25 +362,16 @@ class Bench:
         keep_bodies: bool = False,
     ) -> Row:
         args = self.args
-        alone = drive(
-            server.port,
-            make,
-            expected,
-            clients=1,
-            warmup_s=ALONE_WARMUP_S,
-            window_s=args.alone_seconds,
-        )
+        load_with = partial(drive, server.port, make, expected)
+        alone = load_with(clients=1, warmup_s=ALONE_WARMUP_S, window_s=args.alone_seconds)
         meter = self.cpu_meter(server)
         time.sleep(DB_STATS_SETTLE_S)
         db_before = db_counters(self.sessions)
         before = server_seconds(server)
         meter.start()
-        busy_before = machine_busy_seconds()
+        busy_before = _cpu.machine_busy_seconds()
         metered_from = time.monotonic()
-        load = drive(
-            server.port,
-            make,
-            expected,
+        load = load_with(
             clients=args.clients,
             warmup_s=args.warmup,
             window_s=args.seconds,
@@ -510,7 +379,7 @@ class Bench:
         )
         cpu = meter.stop()
         metered_s = time.monotonic() - metered_from
-        cpu["others"] = machine_busy_seconds() - busy_before - sum(cpu.values())
+        cpu["others"] = _cpu.machine_busy_seconds() - busy_before - sum(cpu.values())
         after = server_seconds(server)
         spent, count = (
             after.get(route, (0.0, 0.0))[i] - before.get(route, (0.0, 0.0))[i] for i in (0, 1)
@@ -523,7 +392,7 @@ class Bench:
         return Row(title, target_rate, load, server_ms, cpu, metered_s, db, alone)
 
 
-def seed_completed_runs(bench: Bench, server: ApiServer, count: int) -> list[str]:
+def seed_completed_runs(bench: Bench, server: ApiProcess, count: int) -> list[str]:
     """Runs with a proposal, five reviews and a decision, for the reads to load.
 
     Submitted through the API, run by a real worker with the offline LLM (no latency),
@@ -538,14 +407,12 @@ def seed_completed_runs(bench: Bench, server: ApiServer, count: int) -> list[str
     with contextlib.ExitStack() as stack:
         llm = stack.enter_context(OfflineLLMServer(latency_ms=0))
         env = {
-            **_stack.environ_without_settings(),
+            **environ_without_settings(),
             **_stack.WORKER_ENV,
             **{k: v for k, v in bench.api_env().items() if k.startswith(("PUBSUB_", "DATABASE"))},
             "OPENAI_BASE_URL": llm.base_url,
         }
-        worker = _stack.start_worker(
-            env, processes=1, threads=8, work_dir=bench.work_dir, name="seed"
-        )
+        worker = start_worker(env, bench.work_dir, "seed", cwd=_stack.REPO_ROOT)
         stack.callback(worker.stop)
         worker.wait_until_ready(READY_TIMEOUT_S)
         deadline = time.monotonic() + SEED_TIMEOUT_S
@@ -564,15 +431,11 @@ def seed_completed_runs(bench: Bench, server: ApiServer, count: int) -> list[str
 
 def measure_pubsub(bench: Bench) -> list[tuple[str, Outcome]]:
     """Health, reads and submissions against the API that publishes to the emulator."""
-    args = bench.args
     titles = (HEALTH_TITLE, READ_TITLE, SUBMIT_TITLE)
     if bench.emulator_host is None:
-        return [(title, Skipped("skipped: no Pub/Sub emulator")) for title in titles]
+        return [(title, Skipped("no Pub/Sub emulator")) for title in titles]
     rows: list[tuple[str, Outcome]] = []
-    server = start_api(
-        bench.api_env(), tenant="bench", workers=args.api_workers, work_dir=bench.work_dir,
-        name="pubsub",
-    )  # fmt: skip
+    server = bench.start_api("pubsub", tenant="bench")
     measures = (
         partial(measure_health, bench, server, titles[0]),
         partial(measure_reads, bench, server, titles[1]),
@@ -583,11 +446,11 @@ def measure_pubsub(bench: Bench) -> list[tuple[str, Outcome]]:
             rows.append((title, attempt(measure)))
             _progress(*rows[-1])
     finally:
-        server.stop()
+        server.stop(timeout=15)
     return rows
 
 
-def measure_health(bench: Bench, server: ApiServer, title: str) -> Row:
+def measure_health(bench: Bench, server: ApiProcess, title: str) -> Row:
     health = raw_request("GET", "/health", server.key)
     return bench.measure(
         server,
@@ -599,7 +462,7 @@ def measure_health(bench: Bench, server: ApiServer, title: str) -> Row:
     )
 
 
-def measure_reads(bench: Bench, server: ApiServer, title: str) -> Row:
+def measure_reads(bench: Bench, server: ApiProcess, title: str) -> Row:
     run_ids = seed_completed_runs(bench, server, bench.args.read_runs)
     requests = [raw_request("GET", f"/v1/runs/{run_id}", server.key) for run_id in run_ids]
     _, sample = http_get(f"{server.base_url}/v1/runs/{run_ids[0]}", server.key)
@@ -615,7 +478,7 @@ def measure_reads(bench: Bench, server: ApiServer, title: str) -> Row:
     return row
 
 
-def measure_submit(bench: Bench, server: ApiServer, title: str) -> Row:
+def measure_submit(bench: Bench, server: ApiProcess, title: str) -> Row:
     body = json.dumps({"idea": IDEA}).encode()
     submit = raw_request("POST", "/v1/full-review", server.key, body)
     row = bench.measure(
@@ -640,14 +503,11 @@ def measure_mock(bench: Bench) -> list[tuple[str, Outcome]]:
     Another tenant, so its cap check counts its own runs only, like the first one did.
     """
     title = MOCK_TITLE
-    server = start_api(
-        bench.api_env(PUBSUB_USE_MOCK="true"), tenant="bench-mock",
-        workers=bench.args.api_workers, work_dir=bench.work_dir, name="mock",
-    )  # fmt: skip
+    server = bench.start_api("mock", tenant="bench-mock", PUBSUB_USE_MOCK="true")
     try:
         row = attempt(partial(measure_submit, bench, server, title))
     finally:
-        server.stop()
+        server.stop(timeout=15)
     _progress(title, row)
     return [(title, row)]
 
@@ -656,7 +516,7 @@ def measure_mock(bench: Bench) -> list[tuple[str, Outcome]]:
 
 
 def _progress(title: str, outcome: Outcome) -> None:
-    detail = outcome.reason[:120] if isinstance(outcome, Skipped) else f"{outcome.load.rate:.0f}/s"
+    detail = str(outcome)[:120] if isinstance(outcome, Skipped) else f"{outcome.load.rate:.0f}/s"
     print(f"  ... {title}: {detail}", flush=True)
 
 
@@ -668,7 +528,7 @@ def print_table(rows: list[tuple[str, Outcome]], clients: int, window_s: float) 
     )
     for title, outcome in rows:
         if isinstance(outcome, Skipped):
-            print(f"  {title:42}{outcome.reason}")
+            print(f"  {title:42}{outcome}")
             continue
         load = outcome.load
         errors = sum(load.errors.values())
@@ -765,19 +625,13 @@ def print_shares(rows: list[tuple[str, Outcome]]) -> None:
     print("\nWhere a submission's time goes (ms; differences between rows)")
     print(f"  {'':44}{'latency alone':>14}{'API CPU':>10}")
     parts = (
-        ("framework floor (GET /health)", alone(health), api_cpu(health)),
-        (
-            "+ validation, database (mock - health)",
-            alone(mock) - alone(health),
-            api_cpu(mock) - api_cpu(health),
-        ),
-        (
-            "+ publish to Pub/Sub (emulator - mock)",
-            alone(pubsub) - alone(mock),
-            api_cpu(pubsub) - api_cpu(mock),
-        ),
+        ("framework floor (GET /health)", health, None),
+        ("+ validation, database (mock - health)", mock, health),
+        ("+ publish to Pub/Sub (emulator - mock)", pubsub, mock),
     )
-    for name, latency, cpu in parts:
+    for name, row, base in parts:
+        latency = alone(row) - (alone(base) if base else 0.0)
+        cpu = api_cpu(row) - (api_cpu(base) if base else 0.0)
         print(f"  {name:44}{_f(latency, '.1f', 14)}{_f(cpu, '.2f', 10)}")
     emulator = pubsub.per_request_ms("emulator")
     print(
@@ -793,7 +647,7 @@ def print_shares(rows: list[tuple[str, Outcome]]) -> None:
 def _delete_pubsub_resources(bench: Bench) -> None:
     env = {key: value for key, value in bench.api_env().items() if key.isupper()}
     overrides = {key: value for key, value in env.items() if key.lower() in Settings.model_fields}
-    _stack.attempt_cleanup(
+    attempt_cleanup(
         "delete the Pub/Sub resources",
         lambda: _stack.Target(overrides, submitters=1).close(delete_resources=True),
     )

@@ -27,16 +27,17 @@ import uuid
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import dramatiq
-from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1
 
+from bench._stack import delete_pubsub_resources
 from brokers.pubsub import PubSubBroker
 from brokers.pubsub.clients import Clients
-from consensus_engine.local.emulator import pubsub_emulator
+from consensus_engine.devtools.emulator import pubsub_emulator
+from consensus_engine.devtools.results import Skipped, attempt, attempt_cleanup, percentile
 
 if TYPE_CHECKING:
     from dramatiq.brokers.rabbitmq import RabbitmqBroker
@@ -62,18 +63,9 @@ ROW_TITLES = {
 }
 
 log = logging.getLogger("bench.broker")
-T = TypeVar("T")
 
 
 # -- results -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Skipped:
-    """A row that could not run; ``kind`` is "skipped" (no server) or "failed"."""
-
-    reason: str
-    kind: str = "skipped"
 
 
 @dataclass(frozen=True)
@@ -106,11 +98,7 @@ class Latency:
     lost: int
 
     def percentile(self, fraction: float) -> float:
-        """Nearest-rank percentile; NaN without samples."""
-        if not self.samples_ms:
-            return math.nan
-        ordered = sorted(self.samples_ms)
-        return ordered[min(len(ordered) - 1, max(0, math.ceil(fraction * len(ordered)) - 1))]
+        return percentile(self.samples_ms, fraction)
 
 
 Outcome = Rates | Skipped
@@ -188,22 +176,9 @@ class PubSubBackend(Backend):
 
     def dispose(self, broker: dramatiq.Broker) -> None:
         assert isinstance(broker, PubSubBroker)
-        _quietly("flush Pub/Sub queues", broker.flush_all)
-        _quietly("delete Pub/Sub resources", lambda: _delete_pubsub_resources(broker))
+        attempt_cleanup("flush Pub/Sub queues", broker.flush_all)
+        attempt_cleanup("delete Pub/Sub resources", partial(delete_pubsub_resources, broker))
         broker.close()
-
-
-def _delete_pubsub_resources(broker: PubSubBroker) -> None:
-    """Leave nothing behind on a shared emulator (PUBSUB_EMULATOR_HOST)."""
-    subscriber, publisher = broker.clients.subscriber, broker.clients.publisher
-    for resources in broker.queues.values():
-        for subscription in (resources.subscription, resources.dead_letter_subscription):
-            with contextlib.suppress(gexc.NotFound):
-                path = broker.provisioner.subscription_path(subscription)
-                subscriber.delete_subscription(request={"subscription": path})
-        for topic in (resources.topic, resources.dead_letter_topic):
-            with contextlib.suppress(gexc.NotFound):
-                publisher.delete_topic(request={"topic": broker.provisioner.topic_path(topic)})
 
 
 class RedisBackend(Backend):
@@ -238,8 +213,8 @@ class RedisBackend(Backend):
         from dramatiq.brokers.redis import RedisBroker
 
         assert isinstance(broker, RedisBroker)
-        _quietly("flush Redis queues", broker.flush_all)
-        _quietly("delete Redis keys", lambda: _delete_redis_keys(broker))
+        attempt_cleanup("flush Redis queues", broker.flush_all)
+        attempt_cleanup("delete Redis keys", lambda: _delete_redis_keys(broker))
         broker.close()
 
 
@@ -291,8 +266,8 @@ class RabbitmqBackend(Backend):
         from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
         assert isinstance(broker, RabbitmqBroker)
-        _quietly("flush RabbitMQ queues", broker.flush_all)
-        _quietly("delete RabbitMQ queues", lambda: _delete_rabbitmq_queues(broker))
+        attempt_cleanup("flush RabbitMQ queues", broker.flush_all)
+        attempt_cleanup("delete RabbitMQ queues", lambda: _delete_rabbitmq_queues(broker))
         broker.close()
 
 
@@ -302,14 +277,6 @@ def _delete_rabbitmq_queues(broker: RabbitmqBroker) -> None:
     for queue_name in broker.get_declared_queues():
         for name in (queue_name, dq_name(queue_name), xq_name(queue_name)):
             broker.channel.queue_delete(name)
-
-
-def _quietly(what: str, action: Callable[[], object]) -> None:
-    """Cleanup must not hide the figures; say what failed and go on."""
-    try:
-        action()
-    except Exception as error:
-        log.warning("could not %s: %r", what, error)
 
 
 # -- measuring brokers -----------------------------------------------------------------------
@@ -498,26 +465,17 @@ def measure_raw(
         )
         return Rates(messages, enqueue_s, processed, process_s)
     finally:
-        _quietly(
+        attempt_cleanup(
             "delete raw subscription",
             lambda: clients.subscriber.delete_subscription(request={"subscription": subscription}),
         )
-        _quietly(
+        attempt_cleanup(
             "delete raw topic", lambda: clients.publisher.delete_topic(request={"topic": topic})
         )
         clients.close()
 
 
 # -- running and reporting -------------------------------------------------------------------
-
-
-def _attempt(action: Callable[[], T]) -> T | Skipped:
-    """Run one row; an error becomes a "failed" row instead of ending the benchmark."""
-    try:
-        return action()
-    except Exception as error:
-        log.debug("row failed", exc_info=True)
-        return Skipped(f"{type(error).__name__}: {error}"[:300], kind="failed")
 
 
 @dataclass
@@ -652,7 +610,7 @@ def _raw_rows(args: argparse.Namespace, host: str | None, why_not: str) -> dict[
 
     def raw(messages: int, *, serial: bool) -> Outcome:
         flow = PREFETCH if serial else RAW_DEFAULT_FLOW
-        return _attempt(
+        return attempt(
             partial(
                 measure_raw,
                 host,
@@ -675,13 +633,13 @@ def run(args: argparse.Namespace, host: str | None, description: str) -> Report:
         report.throughput[label] = (
             backend
             if isinstance(backend, Skipped)
-            else _attempt(partial(measure_throughput, backend, args.messages, args.timeout))
+            else attempt(partial(measure_throughput, backend, args.messages, args.timeout))
         )
     for label, backend in backends.items():
         report.latency[label] = (
             backend
             if isinstance(backend, Skipped)
-            else _attempt(
+            else attempt(
                 partial(measure_latency, backend, args.latency_samples, args.latency_gap, 10.0)
             )
         )

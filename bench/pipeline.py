@@ -29,21 +29,21 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 from pathlib import Path
-from typing import TypeVar
 
-from bench import _stack
-from bench._stack import Skipped, attempt
-from bench._stack import fmt as _f
+from bench import _cpu, _stack
+from consensus_engine.devtools.emulator import pubsub_emulator
+from consensus_engine.devtools.offline_llm import OfflineLLMServer
+from consensus_engine.devtools.results import Skipped, attempt, percentile
+from consensus_engine.devtools.results import fmt as _f
+from consensus_engine.devtools.worker import WorkerProcess, start_worker
 from consensus_engine.domain.aggregation import aggregate
 from consensus_engine.llm import LLMClient
-from consensus_engine.llm.offline import OfflineLLMServer
-from consensus_engine.local.emulator import pubsub_emulator
 from consensus_engine.pipeline.config import expand_choice, personas_from_settings, review_choice
 from consensus_engine.pipeline.inline import expand_idea, review_proposal
 from consensus_engine.settings import load_settings
@@ -73,7 +73,6 @@ EXTRA_SEGMENTS = (  # not on the critical path; they explain two of the segments
 )
 
 log = logging.getLogger("bench.pipeline")
-T = TypeVar("T")
 INTERRUPTED = threading.Event()
 
 
@@ -97,8 +96,6 @@ class Shape:
 
 DEFAULT_SHAPES = [Shape(1, 8), Shape(1, 32), Shape(2, 16)]
 QUICK_SHAPES = [Shape(1, 8)]
-
-
 
 
 @dataclass
@@ -164,14 +161,6 @@ class Phases:
         return run
 
 
-def percentile(samples: Sequence[float], fraction: float) -> float:
-    """Nearest-rank percentile; NaN without samples."""
-    if not samples:
-        return math.nan
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(fraction * len(ordered)) - 1))]
-
-
 # -- the pipeline ----------------------------------------------------------------------------
 
 
@@ -212,12 +201,13 @@ def measure_pipeline(ctx: Context, shape: Shape, index: int) -> Row:
         close = partial(target.close, delete_resources=ctx.shared_emulator)
         cleanup.callback(phases.timed("stop", close))
         target.broker.provision()  # topics exist before the clock starts
-        worker = _stack.start_worker(
+        worker = start_worker(
             target.env,
+            ctx.work_dir,
+            f"{index}-{shape.processes}x{shape.threads}",
             processes=shape.processes,
             threads=shape.threads,
-            work_dir=ctx.work_dir,
-            name=f"{index}-{shape.processes}x{shape.threads}",
+            cwd=_stack.REPO_ROOT,
         )
         cleanup.callback(phases.timed("stop", partial(_stop_worker, worker)))
         worker.wait_until_ready(READY_TIMEOUT_S)
@@ -242,15 +232,9 @@ def measure_pipeline(ctx: Context, shape: Shape, index: int) -> Row:
         unloaded = one_at_a_time(_ideas(args.unloaded, "unloaded"))
         phases.mark("lone runs")
 
-        meter = _stack.CpuMeter(
-            {
-                "workers": partial(_stack.group_pids, worker.popen.pid),
-                "PostgreSQL": partial(_stack.backend_pids, target.sessions),
-                "emulator": partial(
-                    _stack.pids_running, f"--port={ctx.emulator_host.rpartition(':')[2]}"
-                ),
-                "this process": partial(list, [os.getpid()]),
-            }
+        sources = _cpu.shared_sources(target.sessions, ctx.emulator_host)
+        meter = _cpu.CpuMeter(
+            {"workers": worker.pids, **sources, "this process": _cpu.this_process}
         )
         ctx.llm.reset()
         meter.start()
@@ -286,7 +270,7 @@ def measure_pipeline(ctx: Context, shape: Shape, index: int) -> Row:
     )
 
 
-def _stop_worker(worker: _stack.WorkerProcess) -> None:
+def _stop_worker(worker: WorkerProcess) -> None:
     """Let in-flight steps finish, but after Ctrl-C (when the emulator may be gone with the
     terminal's signal and the worker cannot drain) kill it sooner."""
     worker.stop(timeout=5 if INTERRUPTED.is_set() else 20)
@@ -330,39 +314,21 @@ def _segments(timings: list[_stack.RunTiming], latency_ms: float) -> dict[str, l
 # -- the earlier system's shape --------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class SequentialFigures:
-    """Milliseconds; ``loaded_ms`` from the moment all runs were handed to the pool."""
+def measure_sequential(ctx: Context, threads: int, unloaded: bool) -> Row:
+    """The baseline on a pool of ``threads``: each run expands, then reviews with the five
+    personas in turn, then aggregates; lone runs only when ``unloaded``.
 
-    unloaded_ms: list[float]
-    loaded_ms: list[float]
-    span_s: float
-    failed: int
-
-
-@dataclass(frozen=True)
-class SequentialJob:
-    """One baseline row: the LLM settings, pool size and how many runs of each kind."""
-
-    overrides: dict[str, str]
-    threads: int
-    runs: int
-    warmup: int
-    unloaded: int
-
-
-def run_sequential(job: SequentialJob, before_loaded: Callable[[], None]) -> SequentialFigures:
-    """N runs on a pool of ``threads``, each expand, then five reviews in turn, then aggregate.
-
-    ``before_loaded`` is called between the lone runs and the loaded ones (the caller
-    resets the LLM's statistics there). It runs in this process: the offline LLM server
-    shares its GIL, which measured no different from a process of its own (the LLM
-    server's work is small next to L).
+    It runs in this process: the offline LLM server shares its GIL, which measured no
+    different from a process of its own (the LLM server's work is small next to L).
     """
-    settings = load_settings(**{key.lower(): value for key, value in job.overrides.items()})
+    args = ctx.args
+    overrides = {**_stack.WORKER_ENV, "OPENAI_BASE_URL": ctx.llm.base_url}
+    settings = load_settings(**{key.lower(): value for key, value in overrides.items()})
     llm = LLMClient.from_settings(settings)
     personas = personas_from_settings(settings)
     expand, review = expand_choice(settings), review_choice(settings)
+    ours = _cpu.CpuMeter({"this process": _cpu.this_process})
+    phases = Phases()
 
     def one(idea: str) -> float:
         proposal, _ = expand_idea(llm, idea, None, expand)
@@ -376,46 +342,26 @@ def run_sequential(job: SequentialJob, before_loaded: Callable[[], None]) -> Seq
         return time.perf_counter()
 
     try:
-        for idea in _ideas(job.warmup, "warm-up"):
+        for idea in _ideas(args.warmup if unloaded else 1, "warm-up"):
             one(idea)
         lone = []
-        for idea in _ideas(job.unloaded, "unloaded"):
+        for idea in _ideas(args.unloaded if unloaded else 0, "unloaded"):
             started = time.perf_counter()
             lone.append((one(idea) - started) * 1000)
-        before_loaded()
+        phases.mark("lone runs")
+        ctx.llm.reset()
+        ours.start()
         ends: list[float] = []
-        failed = 0
-        with ThreadPoolExecutor(job.threads, thread_name_prefix="sequential") as pool:
+        with ThreadPoolExecutor(threads, thread_name_prefix="sequential") as pool:
             started = time.perf_counter()
-            futures = [pool.submit(one, idea) for idea in _ideas(job.runs, "loaded")]
+            futures = [pool.submit(one, idea) for idea in _ideas(args.runs, "loaded")]
             for future in futures:
                 try:
                     ends.append(future.result())
                 except Exception as error:
-                    failed += 1
                     log.warning("sequential run failed: %r", error)
-        span_s = (max(ends) - started) if ends else math.nan
-        loaded = [(end - started) * 1000 for end in ends]
-        return SequentialFigures(lone, loaded, span_s, failed)
     finally:
         llm.close()
-
-
-def measure_sequential(ctx: Context, threads: int, unloaded: bool) -> Row:
-    """The baseline with ``threads`` threads; lone runs only when ``unloaded``."""
-    args = ctx.args
-    overrides = {**_stack.WORKER_ENV, "OPENAI_BASE_URL": ctx.llm.base_url}
-    lone = args.unloaded if unloaded else 0
-    job = SequentialJob(overrides, threads, args.runs, args.warmup if unloaded else 1, lone)
-    ours = _stack.CpuMeter({"this process": partial(list, [os.getpid()])})
-    phases = Phases()
-
-    def before_loaded() -> None:
-        phases.mark("lone runs")
-        ctx.llm.reset()
-        ours.start()
-
-    figures = run_sequential(job, before_loaded)
     cpu_s = ours.stop()
     phases.mark("loaded")
     stats = ctx.llm.stats()
@@ -425,10 +371,10 @@ def measure_sequential(ctx: Context, threads: int, unloaded: bool) -> Row:
         threads=threads,
         critical_ms=SEQUENTIAL_LLM_CALLS * args.latency_ms,
         runs=args.runs,
-        loaded_ms=figures.loaded_ms,
-        failed=figures.failed,
-        span_s=figures.span_s,
-        unloaded_ms=figures.unloaded_ms,
+        loaded_ms=[(end - started) * 1000 for end in ends],
+        failed=args.runs - len(ends),
+        span_s=(max(ends) - started) if ends else math.nan,
+        unloaded_ms=lone,
         llm_calls=int(stats.get("total", 0)),
         llm_peak=int(stats.get("max_in_flight", 0)),
         cpu_s=cpu_s,
@@ -449,7 +395,7 @@ def print_loaded(rows: list[tuple[str, Outcome]], baselines: dict[int, Outcome],
     )
     for title, outcome in rows:
         if isinstance(outcome, Skipped):
-            print(f"  {title:40}{outcome.reason}")
+            print(f"  {title:40}{outcome}")
             continue
         base = baselines.get(outcome.threads)
         thr_ratio = p50_ratio = math.nan
@@ -476,7 +422,7 @@ def print_unloaded(rows: list[tuple[str, Outcome]], samples: int) -> None:
     print(f"  {'':40}{'critical':>10}{'p50':>8}{'min':>8}{'max':>8}{'overhead':>10}  target")
     for title, outcome in rows:
         if isinstance(outcome, Skipped):
-            print(f"  {title:40}{outcome.reason}")
+            print(f"  {title:40}{outcome}")
             continue
         if not outcome.unloaded_ms:
             continue
@@ -545,7 +491,7 @@ def _progress(title: str, outcome: Outcome, elapsed: float) -> None:
     if isinstance(outcome, Row) and outcome.phases:
         detail = " (" + ", ".join(f"{k} {v:.0f} s" for k, v in outcome.phases.items()) + ")"
     elif isinstance(outcome, Skipped):
-        detail = f" ({outcome.reason[:100]})"
+        detail = f" ({str(outcome)[:100]})"
     print(f"  ... {title}: {elapsed:.0f} s{detail}", flush=True)
 
 
@@ -609,7 +555,7 @@ def run(args: argparse.Namespace) -> list[tuple[str, Outcome]]:
         for index, shape in enumerate(args.workers):
             title = f"pipeline, {shape}"
             if emulator.host is None:
-                rows.append((title, Skipped(f"skipped: {emulator.description}")))
+                rows.append((title, Skipped(emulator.description)))
                 continue
             ctx = Context(
                 args, database.url, emulator.host, llm, work_dir, bool(configured_emulator)

@@ -24,13 +24,14 @@ from alembic import command
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 from support import alembic_config
-from support.postgres import NoPostgresError, postgres_server, scratch_database
+from support.postgres import NoPostgresError, postgres_server
 from support.pubsub import PubSubBackend, selected_backend, start_pubsub_backend
 from support.stack import PipelineStack, StackFactory, pipeline_stack
 
 from consensus_engine.db.engine import create_engine_from_url, session_factory
 from consensus_engine.db.models import metadata
-from consensus_engine.llm.offline import OfflineLLMServer
+from consensus_engine.devtools.database import scratch_database
+from consensus_engine.devtools.offline_llm import OfflineLLMServer
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

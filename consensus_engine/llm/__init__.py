@@ -3,8 +3,8 @@
 ``LLMClient.generate`` returns a validated pydantic value plus a record of
 every HTTP attempt (tokens, cost, latency, outcome); failures raise
 :class:`LLMError` subclasses that say whether a retry can help. The offline
-server lives in :mod:`consensus_engine.llm.offline` and is not imported here,
-so the worker does not load the web stack it needs.
+stand-in server for the demo, tests and benchmarks is dev tooling, not a client:
+it lives in :mod:`consensus_engine.devtools.offline_llm`.
 """
 
 from consensus_engine.llm.client import LLMClient
@@ -23,7 +23,7 @@ from consensus_engine.llm.errors import (
     LLMTransientError,
 )
 from consensus_engine.llm.pricing import PriceTable, PricingError, cost_usd
-from consensus_engine.llm.records import ApiMode, CallRecord, Generation, Outcome, WireMode
+from consensus_engine.llm.records import ApiMode, CallRecord, Generation, LlmCallOutcome, WireMode
 
 __all__ = [
     "ApiMode",
@@ -42,7 +42,7 @@ __all__ = [
     "LLMServerError",
     "LLMTimeoutError",
     "LLMTransientError",
-    "Outcome",
+    "LlmCallOutcome",
     "PriceTable",
     "PricingError",
     "WireMode",

@@ -6,22 +6,21 @@ The test process publishes; the workers append lines to an events file (see
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
-import subprocess
 import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import dramatiq
 import pytest
 
 from brokers.pubsub import PubSubBroker
+from consensus_engine.devtools.process import ChildProcess, spawn
 
 from .conftest import Backend, BrokerFactory, pull_handed_back
 
@@ -40,56 +39,6 @@ class Event:
     at: float
 
 
-class WorkerProcess:
-    """``python -m dramatiq worker_app -p 1 -t 2`` in its own process group."""
-
-    def __init__(self, log: Path, env: dict[str, str]) -> None:
-        self.log = log
-        self._log_file: IO[bytes] = log.open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "dramatiq", "worker_app", "-p", "1", "-t", "2"],
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def pids(self) -> set[int]:
-        """The master and its worker children (process group members)."""
-        group = os.getpgid(self.process.pid)
-        found = {self.process.pid}
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                with contextlib.suppress(OSError):
-                    if os.getpgid(int(entry.name)) == group:
-                        found.add(int(entry.name))
-        return found
-
-    def terminate(self) -> None:
-        """SIGTERM to the master, which passes it on to its workers."""
-        self.process.send_signal(signal.SIGTERM)
-
-    def kill(self) -> None:
-        """SIGKILL to every process of the worker at once."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-
-    def wait(self, timeout: float) -> int:
-        return self.process.wait(timeout=timeout)
-
-    def log_tail(self, lines: int = 30) -> str:
-        text = self.log.read_text(errors="replace")
-        return "\n".join(text.splitlines()[-lines:])
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.kill()
-            self.process.wait(timeout=10)
-        self._log_file.close()
-
-
 class Scenario:
     """Worker processes, a producer and the events file of one test."""
 
@@ -106,10 +55,13 @@ class Scenario:
             "PYTHONPATH": os.pathsep.join([str(HERE), str(ROOT)]),
             "PYTHONUNBUFFERED": "1",
         }
-        self.workers: list[WorkerProcess] = []
+        self.workers: list[ChildProcess] = []
 
-    def start_worker(self) -> WorkerProcess:
-        worker = WorkerProcess(self._tmp_path / f"worker-{len(self.workers)}.log", self.env)
+    def start_worker(self) -> ChildProcess:
+        """``python -m dramatiq worker_app -p 1 -t 2`` in its own process group."""
+        log = self._tmp_path / f"worker-{len(self.workers)}.log"
+        command = [sys.executable, "-m", "dramatiq", "worker_app", "-p", "1", "-t", "2"]
+        worker = ChildProcess(spawn(command, env=self.env, log_path=log, cwd=ROOT), log, "worker")
         self.workers.append(worker)
         return worker
 
@@ -129,13 +81,13 @@ class Scenario:
             if done(events):
                 return events
             if time.monotonic() > deadline:
-                logs = "\n".join(f"--- {w.log.name}\n{w.log_tail()}" for w in self.workers)
+                logs = "\n".join(f"--- {w.log_path.name}\n{w.tail()}" for w in self.workers)
                 pytest.fail(f"no {what} within {timeout} s; events: {events!r}\n{logs}")
             time.sleep(0.1)
 
     def close(self) -> None:
         for worker in self.workers:
-            worker.close()
+            worker.kill()
 
 
 @pytest.fixture
@@ -179,9 +131,9 @@ def test_killed_worker_process_loses_no_message(
     send(producer, "orphan", 4)
     scenario.wait_for(lambda events: any(e.kind == "start" for e in events), 60, "start")
     doomed_pids = doomed.pids()
-    doomed.kill()
     killed_at = time.time()
-    assert doomed.wait(timeout=10) == -signal.SIGKILL
+    doomed.kill()
+    assert doomed.popen.returncode == -signal.SIGKILL
 
     rescuer = scenario.start_worker()
     events = scenario.wait_for(
@@ -195,8 +147,7 @@ def test_killed_worker_process_loses_no_message(
     assert first.pid in doomed_pids
     assert second.pid == done.pid
     assert second.at - killed_at < lease_s + 20
-    rescuer.terminate()
-    assert rescuer.wait(timeout=30) == 0
+    assert rescuer.stop(timeout=30) == 0
 
 
 def test_sigterm_drains_and_hands_back_unstarted_messages(
@@ -222,8 +173,7 @@ def test_sigterm_drains_and_hands_back_unstarted_messages(
         send(producer, tag, 2)
     scenario.wait_for(lambda events: len(started(events, draining.pids())) >= 2, 60, "2 starts")
     draining_pids = draining.pids()
-    draining.terminate()
-    assert draining.wait(timeout=60) == 0, draining.log_tail()
+    assert draining.stop(timeout=60) == 0, draining.tail()
 
     events = scenario.events()
     in_flight = started(events, draining_pids)
@@ -242,5 +192,4 @@ def test_sigterm_drains_and_hands_back_unstarted_messages(
     assert Counter(e.tag for e in events if e.kind == "start") == Counter(tags)
     assert Counter(e.tag for e in events if e.kind == "done") == Counter(tags)
     assert {e.pid for e in events if e.tag in handed_back} <= second.pids()
-    second.terminate()
-    assert second.wait(timeout=30) == 0
+    assert second.stop(timeout=30) == 0

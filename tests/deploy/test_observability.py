@@ -20,9 +20,9 @@ from api.conftest import ApiFactory, ApiHarness, make_api  # noqa: F401  (the fi
 from support import REPO_ROOT
 from support.prometheus import running_prometheus
 
+from consensus_engine.devtools.offline_llm import Fault
 from consensus_engine.domain.runs import RunStatus
-from consensus_engine.llm.offline_app import Fault
-from consensus_engine.queues import job_queue
+from consensus_engine.messaging import job_queue
 
 CHART_FILES = Path(REPO_ROOT) / "helm" / "consensus-engine" / "files"
 DASHBOARD = CHART_FILES / "dashboard.json"

@@ -6,8 +6,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from consensus_engine.devtools.offline_llm import OfflineLLMServer
 from consensus_engine.llm.client import LLMClient
-from consensus_engine.llm.offline import OfflineLLMServer
 from consensus_engine.llm.records import ApiMode
 
 API_KEY = "test-offline-key"

@@ -13,6 +13,7 @@ import httpx2
 import pytest
 from pydantic import BaseModel
 
+from consensus_engine.devtools.offline_llm import OfflineLLMServer
 from consensus_engine.domain.schemas import ExpandedProposal, ReviewDraft
 from consensus_engine.llm.client import LLMClient
 from consensus_engine.llm.errors import (
@@ -26,7 +27,6 @@ from consensus_engine.llm.errors import (
     LLMServerError,
     LLMTimeoutError,
 )
-from consensus_engine.llm.offline import OfflineLLMServer
 from consensus_engine.llm.pricing import PriceTable
 from consensus_engine.llm.records import Generation, WireMode
 from consensus_engine.settings import Settings

@@ -17,16 +17,16 @@ import openai
 import pytest
 from pydantic import BaseModel, Field
 
-from consensus_engine.domain.schemas import ExpandedProposal, ReviewDraft
-from consensus_engine.llm import synthetic
-from consensus_engine.llm.client import LLMClient
-from consensus_engine.llm.errors import LLMTimeoutError
-from consensus_engine.llm.offline import (
+from consensus_engine.devtools.offline_llm import (
     OfflineLLMServer,
     OfflineOptions,
     add_cli_arguments,
     serve,
+    synthetic,
 )
+from consensus_engine.domain.schemas import ExpandedProposal, ReviewDraft
+from consensus_engine.llm.client import LLMClient
+from consensus_engine.llm.errors import LLMTimeoutError
 from consensus_engine.llm.records import WireMode
 from consensus_engine.llm.wire import strict_schema
 

@@ -30,17 +30,17 @@ from support.pubsub import (
     EXTERNAL,
     GOOGLE_EMULATOR,
     PYTHON_FAKE,
-    EmulatorProcess,
-    EmulatorStartError,
     PubSubBackend,
-    find_emulator_jar,
-    free_port,
     publisher_client,
     selected_backend,
     start_pubsub_backend,
     subscriber_client,
 )
 from support.pubsub_server import FakePubSubServer
+
+from consensus_engine.devtools.emulator import find_emulator_jar, start_emulator
+from consensus_engine.devtools.ports import free_port
+from consensus_engine.devtools.process import ProcessError
 
 PROJECT = "projects/ce-test"
 # pull_now() uses return_immediately: deprecated, but the only way to ask "anything right now?"
@@ -557,7 +557,7 @@ def test_emulator_process_reports_a_failed_start(tmp_path: Path) -> None:
         pytest.skip("needs java")
     bogus = tmp_path / "not-a.jar"
     bogus.write_text("not a jar")
-    with pytest.raises(EmulatorStartError) as caught:
-        EmulatorProcess(bogus).start(timeout_s=30)
+    with pytest.raises(ProcessError) as caught:
+        start_emulator(bogus, timeout_s=30)
     assert caught.value.exited
     assert "not-a.jar" in str(caught.value)

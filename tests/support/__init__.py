@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 from consensus_engine.db.migrations import alembic_config
-from consensus_engine.settings import Settings
+from consensus_engine.devtools.environment import environ_without_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 __all__ = ["REPO_ROOT", "alembic_config", "environ_without_settings", "run_cli"]
-
-
-def environ_without_settings() -> dict[str, str]:
-    """This process's environment minus every variable the Settings class reads."""
-    names = {name.upper() for name in Settings.model_fields}
-    return {key: value for key, value in os.environ.items() if key.upper() not in names}
 
 
 def run_cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:

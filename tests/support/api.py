@@ -4,30 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import json
-import threading
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import uvicorn
 from starlette.types import ASGIApp
 
 from consensus_engine.api.app import create_app
+from consensus_engine.devtools.app_thread import BackgroundServer
+from consensus_engine.devtools.http_client import Response, http_request
 from consensus_engine.settings import Settings
-from support.pubsub import free_port
 
-
-@dataclass(frozen=True)
-class Response:
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
+__all__ = ["ApiClient", "Response", "running_api", "running_app"]
 
 
 @dataclass
@@ -53,14 +41,9 @@ class ApiClient:
         token = key if key is not None else self.key
         if token:
             sent["Authorization"] = f"Bearer {token}"
-        request = urllib.request.Request(
-            self.base_url + path, data=data, method=method, headers=sent
+        return http_request(
+            self.base_url + path, method=method, body=data, headers=sent, timeout=timeout
         )
-        try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                return Response(response.status, dict(response.headers), response.read())
-        except urllib.error.HTTPError as error:
-            return Response(error.code, dict(error.headers), error.read())
 
     def get(self, path: str, **options: Any) -> Response:
         return self.request("GET", path, **options)
@@ -79,18 +62,5 @@ def running_api(settings: Settings) -> Iterator[str]:
 @contextlib.contextmanager
 def running_app(app: ASGIApp) -> Iterator[str]:
     """Serve any ASGI app (e.g. ``create_app`` plus a test's own route) until the block ends."""
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="api-server", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the API server did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    with BackgroundServer(app) as server:
+        yield server.url

@@ -1,4 +1,4 @@
-"""A PostgreSQL server for the test suite, and scratch databases on it.
+"""A PostgreSQL server for the test suite (scratch databases on it: ``devtools.database``).
 
 The suite needs a real server (CHECK constraints, JSONB, ON DELETE behave
 differently on SQLite). In order of preference: ``TEST_DATABASE_URL``; a server
@@ -11,17 +11,16 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
-import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
-from sqlalchemy.pool import NullPool
+
+from consensus_engine.devtools.database import can_connect
+from consensus_engine.devtools.ports import free_port
 
 LOCAL_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 INSTALL_HINT = (
@@ -34,35 +33,6 @@ INSTALL_HINT = (
 
 class NoPostgresError(RuntimeError):
     """No server is reachable and none can be started."""
-
-
-def sqlalchemy_url(url: str, *, database: str | None = None) -> str:
-    """The URL with this project's driver, optionally pointing at another database."""
-    parsed = sa.make_url(url).set(drivername="postgresql+psycopg2")
-    if database is not None:
-        parsed = parsed.set(database=database)
-    return parsed.render_as_string(hide_password=False)
-
-
-def _admin_engine(url: str, *, timeout_s: int = 5) -> Engine:
-    # AUTOCOMMIT: CREATE/DROP DATABASE refuse to run inside a transaction.
-    return sa.create_engine(
-        sqlalchemy_url(url),
-        isolation_level="AUTOCOMMIT",
-        poolclass=NullPool,
-        connect_args={"connect_timeout": timeout_s},
-    )
-
-
-def can_connect(url: str, *, timeout_s: int = 2) -> bool:
-    engine = _admin_engine(url, timeout_s=timeout_s)
-    try:
-        with engine.connect():
-            return True
-    except sa.exc.OperationalError:
-        return False
-    finally:
-        engine.dispose()
 
 
 @contextlib.contextmanager
@@ -79,43 +49,6 @@ def postgres_server(configured_url: str | None) -> Iterator[str]:
         return
     with throwaway_cluster() as url:
         yield url
-
-
-@contextlib.contextmanager
-def scratch_database(server_url: str, prefix: str) -> Iterator[str]:
-    """Create an empty database with a unique name; drop it afterwards."""
-    name = f"{prefix}_{secrets.token_hex(4)}".lower()
-    engine = _admin_engine(server_url)
-    try:
-        quoted = engine.dialect.identifier_preparer.quote(name)
-        with engine.connect() as connection:
-            connection.exec_driver_sql(f"CREATE DATABASE {quoted}")
-        try:
-            yield sqlalchemy_url(server_url, database=name)
-        finally:
-            _drop_database(engine, name)
-    finally:
-        engine.dispose()
-
-
-def _drop_database(engine: Engine, name: str) -> None:
-    """Drop a database even if a leaked connection still uses it."""
-    quoted = engine.dialect.identifier_preparer.quote(name)
-    with engine.connect() as connection:
-        if (connection.dialect.server_version_info or (0,)) >= (13,):
-            connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)")
-            return
-        connection.execute(
-            sa.text(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = :name AND pid <> pg_backend_pid()"
-            ),
-            {"name": name},
-        )
-        connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {quoted}")
-
-
-# --- a throwaway cluster -------------------------------------------------------------
 
 
 def find_server_binaries() -> Path:
@@ -152,13 +85,6 @@ def _run_as_prefix() -> list[str]:
     if runuser is None:
         raise NoPostgresError("running as root and 'runuser' is missing; cannot start initdb")
     return [runuser, "-u", "postgres", "--"]
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def _run(command: list[str]) -> None:
@@ -201,7 +127,7 @@ def _start(pg_ctl: list[str], root: Path) -> int:
     """Start the server; retry on another port if a concurrent process took ours."""
     last_error: NoPostgresError | None = None
     for _attempt in range(3):
-        port = _free_port()
+        port = free_port()
         options = (
             f"-p {port} -k {root} -c listen_addresses=127.0.0.1 "
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"

@@ -8,37 +8,32 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
-import subprocess
-import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from support.pubsub import free_port
+from consensus_engine.devtools.http_client import answers_200, http_request
+from consensus_engine.devtools.ports import free_port
+from consensus_engine.devtools.process import ChildProcess, spawn
 
 PROMETHEUS_BINARY = "/usr/bin/prometheus"
 
 
-@dataclass(frozen=True)
-class PrometheusServer:
+@dataclass
+class PrometheusServer(ChildProcess):
     """A running server: query it over its HTTP API."""
 
     base_url: str
-    popen: subprocess.Popen[bytes]
-    log_path: Path
 
     def get(self, path: str, params: Mapping[str, str] | None = None) -> tuple[int, bytes]:
         query = f"?{urllib.parse.urlencode(params)}" if params else ""
-        try:
-            with urllib.request.urlopen(self.base_url + path + query, timeout=10) as response:
-                return response.status, response.read()
-        except urllib.error.HTTPError as error:
-            return error.code, error.read()
+        reply = http_request(self.base_url + path + query)
+        return reply.status, reply.body
 
     def query(self, expr: str) -> dict[str, Any]:
         """``/api/v1/query`` at now: the JSON answer, errors (HTTP 400/422) included."""
@@ -51,9 +46,6 @@ class PrometheusServer:
         _, body = self.get("/api/v1/targets", {"state": "active"})
         active: list[dict[str, Any]] = json.loads(body)["data"]["activeTargets"]
         return active
-
-    def logs(self) -> str:
-        return self.log_path.read_text(errors="replace")
 
 
 def scrape_config(targets: Mapping[str, Sequence[str]], interval: str) -> dict[str, Any]:
@@ -90,40 +82,19 @@ def running_prometheus(
     config = home / "prometheus.yml"
     config.write_text(json.dumps(scrape_config(targets, interval), indent=2))
     port = free_port()
+    command = [
+        binary,
+        f"--config.file={config}",
+        f"--storage.tsdb.path={home / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--storage.tsdb.retention.time=1h",
+        "--log.level=warn",
+    ]
     log_path = home / "prometheus.log"
-    with log_path.open("wb") as log:
-        popen = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={config}",
-                f"--storage.tsdb.path={home / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-                "--storage.tsdb.retention.time=1h",
-                "--log.level=warn",
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    server = PrometheusServer(f"http://127.0.0.1:{port}", popen, log_path)
+    popen = spawn(command, env=os.environ, log_path=log_path)
+    server = PrometheusServer(popen, log_path, "prometheus", f"http://127.0.0.1:{port}")
     try:
-        deadline = time.monotonic() + ready_timeout
-        while True:
-            if popen.poll() is not None:
-                raise RuntimeError(f"prometheus exited with {popen.returncode}:\n{server.logs()}")
-            with contextlib.suppress(OSError):
-                if server.get("/-/ready")[0] == 200:
-                    break
-            if time.monotonic() > deadline:
-                logs = server.logs()
-                raise RuntimeError(f"prometheus not ready after {ready_timeout} s:\n{logs}")
-            time.sleep(0.1)
+        server.wait_until(partial(answers_200, f"{server.base_url}/-/ready"), ready_timeout)
         yield server
     finally:
-        if popen.poll() is None:
-            popen.terminate()
-            try:
-                popen.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                popen.kill()
-                popen.wait(timeout=30)
+        server.stop(timeout=30)

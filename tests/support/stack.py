@@ -8,14 +8,7 @@ with the same functions the API uses, then watches the database.
 from __future__ import annotations
 
 import contextlib
-import json
-import os
-import signal
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -28,15 +21,16 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 from brokers.pubsub import PubSubBroker
 from consensus_engine.db.engine import create_engine_from_url, session_factory
 from consensus_engine.db.models import LlmCall, PersonaReview, ProposalVersion, Run
-from consensus_engine.domain.runs import Priority
-from consensus_engine.jobs import enqueue_run
-from consensus_engine.llm.offline import OfflineLLMServer
+from consensus_engine.devtools.environment import environ_without_settings
+from consensus_engine.devtools.offline_llm import OfflineLLMServer
+from consensus_engine.devtools.worker import WorkerProcess, start_worker
+from consensus_engine.domain.runs import Job, Priority, Stage
+from consensus_engine.jobs import job_sender, send_jobs
+from consensus_engine.messaging import build_broker
 from consensus_engine.pipeline.config import expand_choice, personas_from_settings, review_choice
-from consensus_engine.pipeline.submit import mark_enqueued, submit_revision, submit_run
-from consensus_engine.queues import build_pubsub_broker
+from consensus_engine.pipeline.service import NewRevision, NewRun, RunService
 from consensus_engine.settings import Settings, load_settings
-from support import REPO_ROOT, environ_without_settings
-from support.pubsub import free_port
+from support import REPO_ROOT
 
 SAMPLE_IDEA = "Let people book a bike repair slot online and get a text when it is ready."
 
@@ -54,62 +48,6 @@ WORKER_DEFAULTS: dict[str, str] = {
     "SWEEPER_REQUEUE_AFTER_SECONDS": "2",
     "PUBSUB_AUTO_CREATE": "true",
 }
-
-
-@dataclass
-class WorkerProcess:
-    """One ``dramatiq consensus_engine.actors`` process tree and its log."""
-
-    popen: subprocess.Popen[bytes]
-    log_path: Path
-    http_port: int
-    metrics_port: int
-
-    def stop(self, timeout: float = 60) -> int:
-        """SIGTERM and wait: the worker finishes in-flight steps and exits."""
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-        return self.popen.wait(timeout=timeout)
-
-    def kill(self) -> None:
-        """SIGKILL the whole process group: no clean-up of any kind."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.popen.pid, signal.SIGKILL)
-        self.popen.wait(timeout=30)
-
-    def logs(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def events(self) -> list[dict[str, Any]]:
-        """The JSON lifecycle records the worker wrote so far."""
-        records = []
-        for line in self.logs().splitlines():
-            if line.startswith("{"):
-                with contextlib.suppress(json.JSONDecodeError):
-                    record = json.loads(line)
-                    if "lifecycle_event" in record:
-                        records.append(record)
-        return records
-
-    def get(self, path: str, *, port: int | None = None) -> tuple[int, bytes]:
-        url = f"http://127.0.0.1:{port or self.http_port}{path}"
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                return response.status, response.read()
-        except urllib.error.HTTPError as error:
-            return error.code, error.read()
-
-    def wait_until_ready(self, timeout: float = 60) -> None:
-        """Until ``/readyz`` answers 200 (imports, broker and database checked)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.popen.poll() is not None:
-                raise AssertionError(f"worker exited with {self.popen.returncode}:\n{self.logs()}")
-            with contextlib.suppress(OSError):
-                if self.get("/readyz")[0] == 200:
-                    return
-            time.sleep(0.1)
-        raise AssertionError(f"worker not ready after {timeout} s:\n{self.logs()[-3000:]}")
 
 
 @dataclass
@@ -134,42 +72,29 @@ class PipelineStack:
         wait_ready: bool = True,
     ) -> WorkerProcess:
         """Start a worker; ``entry_point`` replaces ``dramatiq consensus_engine.actors``."""
-        http_port, metrics_port = free_port(), free_port()
-        worker_env = {
-            **self.env,
-            "WORKER_HTTP_PORT": str(http_port),
-            "WORKER_METRICS_PORT": str(metrics_port),
-            "dramatiq_prom_db": str(self.tmp_path / f"prom-{len(self.workers)}"),
-            **(env or {}),
-        }
-        Path(worker_env["dramatiq_prom_db"]).mkdir(exist_ok=True)
-        shutdown_ms = int(worker_env["WORKER_SHUTDOWN_TIMEOUT_SECONDS"]) * 1000
-        command = [*entry_point] if entry_point is not None else [
-            *(sys.executable, "-m", "dramatiq", "consensus_engine.actors"),
-            *("-p", str(processes), "-t", str(threads), "--skip-logging"),
-            *("--worker-shutdown-timeout", str(shutdown_ms)),
-        ]
-        log_path = self.tmp_path / f"worker-{len(self.workers)}.log"
-        with log_path.open("wb") as log:
-            popen = subprocess.Popen(
-                [*command, *dramatiq_args],
-                env=worker_env,
-                cwd=REPO_ROOT,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        worker = WorkerProcess(
-            popen,
-            log_path,
-            int(worker_env["WORKER_HTTP_PORT"]),
-            int(worker_env["WORKER_METRICS_PORT"]),
+        worker = start_worker(
+            self.env,
+            self.tmp_path,
+            str(len(self.workers)),
+            processes=processes,
+            threads=threads,
+            args=dramatiq_args,
+            entry_point=entry_point,
+            overrides=env,
+            cwd=REPO_ROOT,
         )
         self.workers.append(worker)
         if wait_ready:
             worker.wait_until_ready()
         return worker
+
+    def service(
+        self, *, publish: bool = True, job_timeout_seconds: float | None = None
+    ) -> RunService:
+        """The run service as the API has it; with ``publish`` off, every publish is lost."""
+        send = job_sender(self.broker, self.settings) if publish else _lost
+        timeout = job_timeout_seconds or self.settings.worker_job_timeout_seconds
+        return RunService(self.sessions, send, job_timeout_seconds=timeout)
 
     def submit(
         self,
@@ -181,38 +106,25 @@ class PipelineStack:
     ) -> uuid.UUID:
         """Store a run as the API does and, unless ``publish`` is off, send its first message."""
         settings = self.settings
-        with self.sessions.begin() as session:
-            run = submit_run(
-                session,
-                idea=idea,
-                personas=personas_from_settings(settings),
-                expand=expand_choice(settings),
-                review=review_choice(settings),
-                job_timeout_seconds=job_timeout_seconds or settings.worker_job_timeout_seconds,
-                priority=priority,
-            )
-            run_id = run.id
-        if publish:
-            self.publish(run_id, priority)
-        return run_id
+        new = NewRun(
+            idea=idea,
+            personas=personas_from_settings(settings),
+            expand=expand_choice(settings),
+            review=review_choice(settings),
+            priority=priority,
+        )
+        service = self.service(publish=publish, job_timeout_seconds=job_timeout_seconds)
+        return service.submit(new).run.id
 
     def revise(self, parent_id: uuid.UUID, **options: Any) -> uuid.UUID:
-        with self.sessions.begin() as session:
-            parent = session.get_one(Run, parent_id)
-            run = submit_revision(
-                session,
-                parent,
-                job_timeout_seconds=self.settings.worker_job_timeout_seconds,
-                **options,
-            )
-            run_id, priority = run.id, run.priority
-        self.publish(run_id, priority)
-        return run_id
+        """A revision of ``parent_id`` as the API makes it (``NewRevision``'s fields)."""
+        if options.get("rerun_personas") is not None:
+            options["rerun_personas"] = tuple(options["rerun_personas"])
+        return self.service().revise(parent_id, NewRevision(**options)).run.id
 
     def publish(self, run_id: uuid.UUID, priority: Priority = Priority.NORMAL) -> None:
-        enqueue_run(self.broker, self.settings, run_id, priority)
-        with self.sessions.begin() as session:
-            mark_enqueued(session, run_id)
+        """Send the run's first message once more, as a duplicate delivery would."""
+        send_jobs(self.broker, self.settings, [Job(Stage.EXPAND, run_id, priority)])
 
     def run(self, run_id: uuid.UUID) -> Run:
         """The run with its steps, reviews, proposal and decision loaded."""
@@ -243,9 +155,8 @@ class PipelineStack:
 
     def count(self, model: type[Any], run_id: uuid.UUID) -> int:
         with self.sessions() as session:
-            return session.scalar(
-                sa.select(sa.func.count()).select_from(model).where(model.run_id == run_id)
-            ) or 0
+            query = sa.select(sa.func.count()).select_from(model).where(model.run_id == run_id)
+            return session.scalar(query) or 0
 
     def row_counts(self, run_id: uuid.UUID) -> dict[str, int]:
         """Rows the run owns in each result table, to check nothing was written twice."""
@@ -289,7 +200,7 @@ def pipeline_stack(
     }
     settings = load_settings(**{key.lower(): value for key, value in overrides.items()})
     engine = create_engine_from_url(database_url, pool_size=2, max_overflow=4)
-    broker = build_pubsub_broker(settings)
+    broker = build_broker(settings, "plain")
     stack = PipelineStack(
         env={**environ_without_settings(), **overrides},
         settings=settings,
@@ -304,3 +215,7 @@ def pipeline_stack(
         stack.stop_workers()
         broker.close()
         engine.dispose()
+
+
+def _lost(_jobs: Sequence[Job]) -> None:
+    raise ConnectionError("this test loses the publish on purpose")

@@ -9,14 +9,13 @@ the server's event loop, so the counters need no lock, and every wait is an
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import json
 import random
 import uuid
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypedDict, get_args
 
@@ -25,8 +24,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from consensus_engine.llm import synthetic
-from consensus_engine.llm.offline_wire import (
+from consensus_engine.devtools.offline_llm import synthetic
+from consensus_engine.devtools.offline_llm.wire import (
     Ask,
     chat_payload,
     estimate_tokens,
@@ -241,17 +240,8 @@ class _OfflineApp:
         self._recent.append(entry)
 
 
-def create_app(
-    options: OfflineOptions, *, on_startup: Callable[[], None] | None = None
-) -> Starlette:
+def create_app(options: OfflineOptions) -> Starlette:
     handlers = _OfflineApp(options)
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        if on_startup is not None:
-            on_startup()
-        yield
-
     routes = [
         Route("/v1/chat/completions", handlers.chat, methods=["POST"]),
         Route("/v1/responses", handlers.responses, methods=["POST"]),
@@ -261,7 +251,7 @@ def create_app(
         Route("/_offline/stats", handlers.stats, methods=["GET"]),
         Route("/_offline/reset", handlers.reset, methods=["POST"]),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    return Starlette(routes=routes)
 
 
 def _json(

@@ -18,114 +18,40 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
-import socket
-import threading
-import urllib.request
 from collections.abc import Sequence
-from types import TracebackType
 from typing import Any, Unpack
 
 import uvicorn
 
-from consensus_engine.llm.offline_app import (
-    FAULTS,
+from consensus_engine.devtools.app_thread import LOOPBACK, BackgroundServer
+from consensus_engine.devtools.http_client import http_request
+from consensus_engine.devtools.offline_llm.app import (
     Fault,
     OfflineOptions,
     OptionFields,
     create_app,
 )
 
-__all__ = [
-    "FAULTS",
-    "Fault",
-    "OfflineLLMServer",
-    "OfflineOptions",
-    "OptionFields",
-    "add_cli_arguments",
-    "main",
-    "serve",
-    "serve_from_args",
-]
-
-LOOPBACK = "127.0.0.1"
 DEFAULT_PORT = 8089
-_STARTUP_TIMEOUT_SECONDS = 10.0
 _GRACEFUL_SHUTDOWN_SECONDS = 1
 
 
-class OfflineLLMServer:
-    """The server on a background thread of this process; use it as a context manager.
-
-    The listening socket is bound before the thread starts, so ``base_url`` is
-    valid (connections queue in the backlog) the moment ``start`` returns.
-    """
+class OfflineLLMServer(BackgroundServer):
+    """The server on a background thread of this process; use it as a context manager."""
 
     def __init__(self, *, port: int = 0, **options: Unpack[OptionFields]) -> None:
-        self.options = OfflineOptions(**options)
-        self._port = port
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
+        super().__init__(
+            create_app(OfflineOptions(**options)),
+            port=port,
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=_GRACEFUL_SHUTDOWN_SECONDS,
+        )
 
     @property
     def base_url(self) -> str:
         """What to give the openai client (or ``OPENAI_BASE_URL``)."""
-        return f"http://{LOOPBACK}:{self._port}/v1"
-
-    @property
-    def is_running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def start(self) -> OfflineLLMServer:
-        if self._thread is not None:
-            raise RuntimeError("the offline LLM server is already running")
-        # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets that say so, and
-        # without it every keep-alive answer stalls ~40 ms (Nagle against delayed ACKs).
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((LOOPBACK, self._port))
-        sock.listen(2048)
-        self._port = sock.getsockname()[1]
-        ready = threading.Event()
-        config = uvicorn.Config(
-            create_app(self.options, on_startup=ready.set),
-            lifespan="on",
-            log_config=None,
-            log_level="warning",
-            access_log=False,
-            timeout_graceful_shutdown=_GRACEFUL_SHUTDOWN_SECONDS,
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run,
-            kwargs={"sockets": [sock]},
-            name=f"offline-llm-{self._port}",
-            daemon=True,
-        )
-        self._thread.start()
-        if not ready.wait(_STARTUP_TIMEOUT_SECONDS):
-            self.stop()
-            raise RuntimeError("the offline LLM server did not start")
-        return self
-
-    def stop(self) -> None:
-        """Stop accepting, let running requests end (hung ones are cancelled after 1 s)."""
-        if self._server is None or self._thread is None:
-            return
-        self._server.should_exit = True
-        self._thread.join()
-        self._server = None
-        self._thread = None
-
-    def __enter__(self) -> OfflineLLMServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
+        return f"{self.url}/v1"
 
     def push_faults(self, *faults: Fault) -> None:
         """Make the next ``len(faults)`` generation requests fail in these ways, in order."""
@@ -139,14 +65,12 @@ class OfflineLLMServer:
         self._admin("POST", "reset", {})
 
     def _admin(self, method: str, name: str, body: object = None) -> dict[str, Any]:
-        url = f"http://{LOOPBACK}:{self._port}/_offline/{name}"
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(
-            url, data=data, method=method, headers={"content-type": "application/json"}
+        headers = {"content-type": "application/json"}
+        reply = http_request(
+            f"{self.url}/_offline/{name}", method=method, body=data, headers=headers
         )
-        # The URL is always http://127.0.0.1, never user input.
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
-            answer: dict[str, Any] = json.load(response)
+        answer: dict[str, Any] = reply.json()
         return answer
 
 
@@ -203,7 +127,7 @@ def serve_from_args(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m consensus_engine.llm.offline",
+        prog="python -m consensus_engine.devtools.offline_llm",
         description="Offline OpenAI-compatible server with synthetic, schema-valid answers.",
     )
     add_cli_arguments(parser)
@@ -217,7 +141,3 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-if __name__ == "__main__":
-    main()

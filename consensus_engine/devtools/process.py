@@ -1,0 +1,122 @@
+"""A child process in its own process group, with its output in a log file.
+
+Workers, the API, Google's emulator and Prometheus start the same way: they are ready
+when a probe says so, and stop with SIGTERM, then SIGKILL for whatever is left of their
+group (forked children that outlived their parent included).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+class ProcessError(RuntimeError):
+    """The child exited or never became ready; the message ends with its log."""
+
+    def __init__(self, message: str, *, exited: bool) -> None:
+        super().__init__(message)
+        self.exited = exited
+
+
+def spawn(
+    command: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    log_path: Path,
+    cwd: Path | None = None,
+    preexec_fn: Callable[[], object] | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start ``command`` in a new session (so its group is ours to kill), logging to a file."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("wb") as log_file:
+        return subprocess.Popen(  # noqa: S603 - our own commands
+            command,
+            env=dict(env),
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=preexec_fn,
+        )
+
+
+def group_pids(pgid: int) -> set[int]:
+    """Every live process of a process group (a child and the processes it forked)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if os.getpgid(int(entry.name)) == pgid:
+                    found.add(int(entry.name))
+    return found
+
+
+@dataclass
+class ChildProcess:
+    """A started child; ``name`` ("the worker") words its errors."""
+
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+    name: str
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def tail(self, limit: int = 3000) -> str:
+        return self.logs()[-limit:]
+
+    def pids(self) -> set[int]:
+        return group_pids(self.popen.pid)
+
+    def check_alive(self) -> None:
+        if self.popen.poll() is not None:
+            raise ProcessError(
+                f"{self.name} exited with {self.popen.returncode}; end of {self.log_path}:\n"
+                + self.tail(),
+                exited=True,
+            )
+
+    def wait_until(self, ready: Callable[[], bool], timeout: float) -> None:
+        """Until ``ready()`` holds; ProcessError if the child exits or time runs out first."""
+        deadline = time.monotonic() + timeout
+        while not ready():
+            self.check_alive()
+            if time.monotonic() > deadline:
+                raise ProcessError(
+                    f"{self.name} was not ready after {timeout:.0f} s; end of {self.log_path}:\n"
+                    + self.tail(),
+                    exited=False,
+                )
+            time.sleep(0.05)
+
+    def stop(self, timeout: float = 60) -> int:
+        """SIGTERM (the child finishes what it is doing), SIGKILL after ``timeout``; its status."""
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                log.warning("%s ignored SIGTERM for %.0f s", self.name, timeout)
+        self.kill()
+        return self.popen.returncode
+
+    def kill(self) -> None:
+        """SIGKILL the whole group at once: no clean-up of any kind."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        self.popen.wait(timeout=30)
