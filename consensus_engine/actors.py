@@ -13,11 +13,12 @@ import logging
 
 import dramatiq
 
+from consensus_engine.domain.runs import Stage
 from consensus_engine.llm import LLMClient, LLMConfigurationError
+from consensus_engine.messaging import build_broker, job_queue
 from consensus_engine.observability.logs import configure_logging
-from consensus_engine.queues import job_queue
 from consensus_engine.settings import SettingsError, get_settings
-from consensus_engine.workers.broker import build_broker
+from consensus_engine.workers.broker import worker_middleware
 from consensus_engine.workers.dispatch import execute
 
 
@@ -33,28 +34,27 @@ except (SettingsError, LLMConfigurationError) as error:
 
 logging.getLogger().handlers.clear()  # Dramatiq's basicConfig; ours replaces it
 configure_logging(json_lines=settings.is_production, level=settings.effective_log_level)
-broker = build_broker(settings)
+broker = build_broker(settings, "worker", middleware=worker_middleware(settings))
 dramatiq.set_broker(broker)
 
 _QUEUE = job_queue(settings)
-_MAX_RETRIES = settings.max_retries_per_persona
 
 
 # Within a worker, later stages go first (lower number: higher priority), so a run
 # under way finishes before new runs start and latency does not pile up under load.
-@dramatiq.actor(actor_name="expand", queue_name=_QUEUE, max_retries=_MAX_RETRIES, priority=20)
+@dramatiq.actor(actor_name=Stage.EXPAND.value, queue_name=_QUEUE, priority=20)
 def expand(run_id: str) -> None:
     """Expand the idea (or apply a revision's edits), then send the reviews."""
-    execute(settings, "expand", run_id)
+    execute(settings, Stage.EXPAND, run_id)
 
 
-@dramatiq.actor(actor_name="review", queue_name=_QUEUE, max_retries=_MAX_RETRIES, priority=10)
+@dramatiq.actor(actor_name=Stage.REVIEW.value, queue_name=_QUEUE, priority=10)
 def review(run_id: str, persona_id: str) -> None:
     """One persona's review; the last review of a run sends the aggregate."""
-    execute(settings, "review", run_id, persona_id)
+    execute(settings, Stage.REVIEW, run_id, persona_id)
 
 
-@dramatiq.actor(actor_name="aggregate", queue_name=_QUEUE, max_retries=_MAX_RETRIES, priority=0)
+@dramatiq.actor(actor_name=Stage.AGGREGATE.value, queue_name=_QUEUE, priority=0)
 def aggregate(run_id: str) -> None:
     """Decide from the reviews; the run completes (or fails short of its quorum)."""
-    execute(settings, "aggregate", run_id)
+    execute(settings, Stage.AGGREGATE, run_id)

@@ -17,22 +17,22 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import sqlalchemy as sa
-from sqlalchemy.orm import Session, selectinload, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
+from consensus_engine.db import reads
 from consensus_engine.db.engine import create_engine_from_settings, session_factory
 from consensus_engine.db.migrations import upgrade_head
-from consensus_engine.db.models import Run, StepProgress
+from consensus_engine.db.models import Run
+from consensus_engine.devtools.database import local_database
+from consensus_engine.devtools.emulator import pubsub_emulator
+from consensus_engine.devtools.ports import free_port
+from consensus_engine.devtools.worker import running_worker
 from consensus_engine.domain.inputs import validate_idea
-from consensus_engine.domain.runs import Priority
 from consensus_engine.domain.schemas import Decision, PersonaReview
-from consensus_engine.jobs import enqueue_run
-from consensus_engine.local.database import local_database
-from consensus_engine.local.emulator import free_port, pubsub_emulator
-from consensus_engine.local.worker import running_worker
+from consensus_engine.jobs import job_sender
+from consensus_engine.messaging import build_broker
 from consensus_engine.pipeline.config import expand_choice, personas_from_settings, review_choice
-from consensus_engine.pipeline.submit import mark_enqueued, submit_run
-from consensus_engine.queues import build_pubsub_broker
+from consensus_engine.pipeline.service import NewRun, RunService
 from consensus_engine.settings import Settings, get_settings, load_settings
 
 SAMPLE_IDEA = (
@@ -54,7 +54,7 @@ def _llm(settings: Settings) -> Iterator[dict[str, str]]:
         print(f"LLM:      {target} (models {settings.expand_model} / {settings.review_model})")
         yield {}
         return
-    from consensus_engine.llm.offline import OfflineLLMServer
+    from consensus_engine.devtools.offline_llm import OfflineLLMServer
 
     with OfflineLLMServer(latency_ms=150) as server:
         print(
@@ -80,12 +80,9 @@ def _progress(sessions: sessionmaker[Session], run_id: uuid.UUID, started: float
     deadline = time.monotonic() + _TIMEOUT_SECONDS
     while time.monotonic() < deadline:
         with sessions() as session:
-            steps = session.scalars(
-                sa.select(StepProgress)
-                .where(StepProgress.run_id == run_id)
-                .order_by(StepProgress.step_order)
-            ).all()
-            for step in steps:
+            run = reads.get_run(session, run_id, tenant=None, detailed=True)
+            assert run is not None, "the demo's run was stored before it was followed"
+            for step in run.steps:
                 state = (step.status.value, step.attempts)
                 if seen.get(step.step_name) != state:
                     seen[step.step_name] = state
@@ -95,11 +92,6 @@ def _progress(sessions: sessionmaker[Session], run_id: uuid.UUID, started: float
                         f"  [{time.monotonic() - started:6.2f}s] {step.step_name:<28} "
                         f"{step.status.value}{note}{reused}"
                     )
-            run = session.scalars(
-                sa.select(Run)
-                .where(Run.id == run_id)
-                .options(selectinload(Run.reviews), selectinload(Run.decision_record))
-            ).one()
             if run.status.is_terminal:
                 return run
         time.sleep(0.1)
@@ -169,9 +161,7 @@ def run_demo(idea: str | None = None) -> int:
         )
         upgrade_head(database.url)
         log_path = DEMO_DIR / "worker.log"
-        worker = stack.enter_context(
-            running_worker(os.environ | overrides, log_path, http_port)
-        )
+        worker = stack.enter_context(running_worker(os.environ | overrides, log_path))
         print(
             f"Worker:   python -m consensus_engine.workers.pipeline_worker "
             f"(pid {worker.pid}, log {log_path})\n"
@@ -179,21 +169,21 @@ def run_demo(idea: str | None = None) -> int:
         engine = create_engine_from_settings(demo_settings)
         stack.callback(engine.dispose)
         sessions = session_factory(engine)
-        broker = build_pubsub_broker(demo_settings)
+        broker = build_broker(demo_settings, "plain")
         stack.callback(broker.close)
+        service = RunService(
+            sessions,
+            job_sender(broker, demo_settings),
+            job_timeout_seconds=demo_settings.worker_job_timeout_seconds,
+        )
         started = time.monotonic()
-        with sessions.begin() as session:
-            run_id = submit_run(
-                session,
-                idea=text,
-                personas=personas,
-                expand=expand_choice(demo_settings),
-                review=review_choice(demo_settings),
-                job_timeout_seconds=demo_settings.worker_job_timeout_seconds,
-            ).id
-        enqueue_run(broker, demo_settings, run_id, Priority.NORMAL)
-        with sessions.begin() as session:
-            mark_enqueued(session, run_id)
+        new = NewRun(
+            idea=text,
+            personas=personas,
+            expand=expand_choice(demo_settings),
+            review=review_choice(demo_settings),
+        )
+        run_id = service.submit(new).run.id
         run = _progress(sessions, run_id, started)
         return _report(run, time.monotonic() - started)
     return 1

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import dramatiq
-from dramatiq.brokers.stub import StubBroker
 from fastapi import FastAPI
-from google.api_core.exceptions import GoogleAPIError
 
 from consensus_engine.api import errors
 from consensus_engine.api.auth import KeyRing
@@ -18,33 +14,15 @@ from consensus_engine.api.metrics import ApiMetrics
 from consensus_engine.api.middleware import ApiMiddleware
 from consensus_engine.api.routes import control, events, ops, revisions, runs, sync
 from consensus_engine.api.state import ApiState
+from consensus_engine.api.sync_runtime import SyncRuntime
 from consensus_engine.db.engine import create_engine_from_settings, session_factory
+from consensus_engine.jobs import job_sender
+from consensus_engine.messaging import build_broker
 from consensus_engine.pipeline.config import personas_from_settings
-from consensus_engine.queues import build_pubsub_broker, job_queues
+from consensus_engine.pipeline.service import RunService
 from consensus_engine.settings import Settings, get_settings
 
 API_VERSION = "1.0.0"
-logger = logging.getLogger(__name__)
-
-
-def _broker(settings: Settings) -> dramatiq.Broker:
-    """The publisher: Pub/Sub, or with ``PUBSUB_USE_MOCK`` a stub that only records.
-
-    Where the settings allow creating resources (the emulator, development), they are
-    created at start, so readiness reflects a usable queue from the first request.
-    """
-    if not settings.pubsub_use_mock:
-        broker = build_pubsub_broker(settings)
-        if settings.pubsub_creates_resources:
-            try:
-                broker.provision()
-            except GoogleAPIError as error:
-                logger.warning("could not create the Pub/Sub resources yet: %s", error)
-        return broker
-    stub = StubBroker()
-    for queue_name in job_queues(settings):
-        stub.declare_queue(queue_name)
-    return stub
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -55,20 +33,30 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine_from_settings(settings)
-        broker = _broker(settings)
+        broker = build_broker(settings, "api")
+        sessions = session_factory(engine)
+        sync = SyncRuntime(settings, sessions)
         app.state.api = ApiState(
             settings=settings,
             engine=engine,
-            sessions=session_factory(engine),
+            sessions=sessions,
             broker=broker,
             keys=keys,
             limiter=RateLimiter(settings.api_rate_limit_per_minute, settings.api_rate_limit_burst),
             metrics=metrics,
             personas=personas_from_settings(settings),
+            sync=sync,
+            runs=RunService(
+                sessions,
+                job_sender(broker, settings),
+                job_timeout_seconds=settings.worker_job_timeout_seconds,
+                max_in_flight=settings.api_max_runs_in_flight,
+            ),
         )
         try:
             yield
         finally:
+            sync.close()  # first: work that outlives it must not record into a closed engine
             broker.close()
             engine.dispose()
 

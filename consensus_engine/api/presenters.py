@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
 from consensus_engine.api.schemas import (
@@ -25,7 +26,7 @@ from consensus_engine.api.schemas import (
     StepOut,
     StepUsageOut,
 )
-from consensus_engine.db import queries
+from consensus_engine.db import reads
 from consensus_engine.db.models import Run
 from consensus_engine.domain.runs import EXPAND_STEP, RunStatus, RunType, persona_of_step
 from consensus_engine.domain.schemas import Decision, ExpandedProposal, PersonaReview
@@ -54,7 +55,7 @@ def accepted_fields(run: Run, enqueued: bool, message: str) -> dict[str, Any]:
     }
 
 
-def list_item(row: queries.RunListRow) -> RunListItem:
+def list_item(row: Row[*tuple[Any, ...]]) -> RunListItem:
     """The row as the API lists it: the two carry the same fields, by name."""
     return RunListItem.model_validate(row, from_attributes=True)
 
@@ -118,7 +119,7 @@ def _reviews(run: Run) -> list[ReviewOut]:
 
 
 def _usage(session: Session, run: Run) -> RunUsage:
-    by_step = queries.usage_by_step(session, run.id)
+    by_step = reads.usage_by_step(session, run.id)
     return RunUsage(
         input_tokens=run.input_tokens,
         output_tokens=run.output_tokens,
@@ -154,7 +155,7 @@ def _revision(run: Run) -> RevisionOut | None:
 
 
 def run_detail(session: Session, run: Run) -> RunDetail:
-    """Everything about the run; ``run`` as ``queries.run_detail`` loads it. ``session``
+    """Everything about the run; ``run`` as ``reads.get_run(detailed=True)`` loads it. ``session``
     reads the LLM usage, which the run does not hold."""
     failed = run.status in (RunStatus.FAILED, RunStatus.CANCELLED)
     return RunDetail(

@@ -1,7 +1,7 @@
 """What the API process holds for its whole life, and the per-request dependencies.
 
-One engine (pool), one broker (publisher), one key ring and one rate limiter per
-process; one database session per request.
+One engine (pool), one broker (publisher), one key ring, one rate limiter and the
+synchronous endpoints' LLM client and pool per process; one database session per request.
 """
 
 from __future__ import annotations
@@ -21,7 +21,9 @@ from consensus_engine.api.auth import KeyRing, Principal
 from consensus_engine.api.errors import ApiError
 from consensus_engine.api.limits import RateLimiter
 from consensus_engine.api.metrics import ApiMetrics
+from consensus_engine.api.sync_runtime import SyncRuntime
 from consensus_engine.domain.personas import PersonaSet
+from consensus_engine.pipeline.service import RunService
 from consensus_engine.settings import Settings
 
 
@@ -35,6 +37,8 @@ class ApiState:
     limiter: RateLimiter
     metrics: ApiMetrics
     personas: PersonaSet
+    sync: SyncRuntime
+    runs: RunService
 
 
 def get_state(request: Request) -> ApiState:

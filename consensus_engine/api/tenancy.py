@@ -1,7 +1,7 @@
 """Every run belongs to the tenant of the API key that created it.
 
 Another tenant's run answers 404, exactly like a run that does not exist, so ids reveal
-nothing; and each tenant has its own cap on runs in flight.
+nothing; the run service's refusals become the API's errors here.
 """
 
 from __future__ import annotations
@@ -10,10 +10,17 @@ import uuid
 
 from sqlalchemy.orm import Session
 
-from consensus_engine.api.errors import ApiError
-from consensus_engine.api.state import ApiState
-from consensus_engine.db import queries, repository
+from consensus_engine.api.errors import ApiError, conflict, invalid
+from consensus_engine.db import reads
 from consensus_engine.db.models import Run
+from consensus_engine.pipeline.refusals import (
+    IdempotencyConflict,
+    InvalidRevision,
+    RunNotFound,
+    RunRefused,
+    RunStateConflict,
+    TooManyRunsInFlight,
+)
 
 
 def not_found(run_id: uuid.UUID) -> ApiError:
@@ -22,25 +29,27 @@ def not_found(run_id: uuid.UUID) -> ApiError:
 
 def owned(session: Session, run_id: uuid.UUID, tenant: str) -> Run:
     """The tenant's run, or the 404 a missing run gets."""
-    run = repository.get_run(session, run_id, tenant=tenant)
+    run = reads.get_run(session, run_id, tenant=tenant)
     if run is None:
         raise not_found(run_id)
     return run
 
 
-def check_capacity(session: Session, state: ApiState, tenant: str) -> None:
-    """The tenant's cap on queued plus running runs.
-
-    Checked before the insert, without a lock: two requests racing for the last slot may
-    both pass, so the cap can be overshot by the number of concurrent submissions.
-    """
-    cap = state.settings.api_max_runs_in_flight
-    in_flight = queries.count_in_flight(session, tenant=tenant)
-    if in_flight >= cap:
-        raise ApiError(
+def refusal(error: RunRefused) -> ApiError:
+    """The answer to a request the run service refused."""
+    if isinstance(error, RunNotFound):
+        return not_found(error.run_id)
+    if isinstance(error, InvalidRevision):
+        return invalid(error.field, str(error))
+    if isinstance(error, IdempotencyConflict):
+        return conflict(str(error), run_id=str(error.run_id))
+    if isinstance(error, TooManyRunsInFlight):
+        return ApiError(
             429,
             "TOO_MANY_RUNS_IN_FLIGHT",
-            f"this tenant already has {in_flight} runs queued or running (limit {cap}); "
-            "wait for some to finish",
-            details={"in_flight": in_flight, "limit": cap},
+            str(error),
+            details={"in_flight": error.in_flight, "limit": error.limit},
         )
+    if isinstance(error, RunStateConflict) and error.status is not None:
+        return conflict(str(error), status=error.status)
+    return conflict(str(error))

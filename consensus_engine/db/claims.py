@@ -11,6 +11,7 @@ limit) may be taken over.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -20,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from consensus_engine.db.models import Run, StepProgress
 from consensus_engine.db.types import utcnow
-from consensus_engine.domain.runs import RunStatus, StepStatus
+from consensus_engine.domain.runs import IN_FLIGHT, RunStatus, StepStatus
 
 
 class ClaimOutcome(StrEnum):
@@ -167,8 +168,59 @@ def end_run(
             step.claimed_by = None
 
 
+def reopen(run: Run, *, deadline_at: datetime, now: datetime) -> None:
+    """Queue a failed run again: its failed and skipped steps become pending, the rest are
+    kept. Its enqueue counts as unconfirmed until the caller's publish is."""
+    for step in run.steps:
+        if step.status in (StepStatus.FAILED, StepStatus.SKIPPED):
+            step.status = StepStatus.PENDING
+            step.claimed_by = None
+            step.error = None
+            step.completed_at = None
+            step.updated_at = now
+    run.status = RunStatus.QUEUED
+    run.error_code = run.error = None
+    run.completed_at = None
+    run.attempts = 0
+    run.queued_at = now
+    run.last_enqueued_at = None
+    run.updated_at = now
+    run.deadline_at = deadline_at
+
+
 def time_out(run: Run, *, now: datetime | None = None) -> None:
     """Fail a run that passed ``deadline_at`` (``WORKER_JOB_TIMEOUT_SECONDS``)."""
     end_run(
         run, RunStatus.FAILED, error_code="timeout", error="the run passed its time limit", now=now
     )
+
+
+def lock_overdue_runs(session: Session, now: datetime, *, limit: int) -> Sequence[Run]:
+    """Runs under way past their deadline, locked; rows another sweeper holds are skipped."""
+    return _lock_in_flight(session, Run.deadline_at < now, limit)
+
+
+def lock_stuck_runs(
+    session: Session, *, never_sent_before: datetime, silent_since: datetime, limit: int
+) -> Sequence[Run]:
+    """Runs that may need their messages sent again, locked (skipping those held):
+    queued ones whose enqueue was never confirmed, running ones untouched for a while."""
+    never_sent = sa.and_(
+        Run.status == RunStatus.QUEUED,
+        Run.last_enqueued_at.is_(None),
+        Run.created_at < never_sent_before,
+    )
+    stalled = sa.and_(Run.status == RunStatus.RUNNING, Run.updated_at < silent_since)
+    return _lock_in_flight(session, sa.or_(never_sent, stalled), limit)
+
+
+def _lock_in_flight(
+    session: Session, condition: sa.ColumnElement[bool], limit: int
+) -> Sequence[Run]:
+    return session.scalars(
+        sa.select(Run)
+        .where(Run.status.in_(IN_FLIGHT), condition)
+        .order_by(Run.created_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()

@@ -11,15 +11,16 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from decimal import Decimal
-from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from consensus_engine.db.types import JSONType, UTCDateTime, str_enum, utcnow
+from consensus_engine.domain.revisions import ProposalSource
 from consensus_engine.domain.runs import Priority, RunStatus, RunType, StepStatus
 from consensus_engine.domain.schemas import DecisionLabel
+from consensus_engine.llm.records import LlmCallOutcome
 
 NAMING_CONVENTION: dict[str, str] = {
     "pk": "pk_%(table_name)s",
@@ -32,29 +33,6 @@ NAMING_CONVENTION: dict[str, str] = {
 
 MONEY = sa.Numeric(12, 6)
 """US dollars: cents are too coarse for one LLM call."""
-
-
-class ProposalSource(StrEnum):
-    """Where a stored proposal came from."""
-
-    EXPANDED = "expanded"  # written by the expand stage
-    EDITED = "edited"  # a user's edited proposal, stored verbatim
-    REVISED = "revised"  # re-expanded from the parent's proposal plus edit notes
-
-
-class LlmCallOutcome(StrEnum):
-    """How one LLM request ended; one row per attempt."""
-
-    SUCCESS = "success"
-    REPAIRED = "repaired"
-    INVALID_OUTPUT = "invalid_output"
-    RATE_LIMITED = "rate_limited"
-    SERVER_ERROR = "server_error"
-    TIMEOUT = "timeout"
-    CONNECTION_ERROR = "connection_error"
-    AUTH_ERROR = "auth_error"
-    BAD_REQUEST = "bad_request"
-    ERROR = "error"
 
 
 class Base(DeclarativeBase):

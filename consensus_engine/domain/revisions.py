@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, TypedDict
 
 from pydantic import ValidationError
@@ -23,6 +24,17 @@ TEXT_EDIT_SECTION = "proposed_solution"
 """The section a plain-text ``edited_proposal`` replaces."""
 
 EditedProposal = Mapping[str, Any] | str | None
+
+
+class ProposalSource(StrEnum):
+    """Where a run's proposal came from."""
+
+    EXPANDED = "expanded"
+    """Written by the expand stage from the idea."""
+    EDITED = "edited"
+    """The parent's proposal with the author's direct edits, stored verbatim."""
+    REVISED = "revised"
+    """Rewritten by the model from the edited proposal and the author's edit notes."""
 
 
 class RevisionError(ValueError):
@@ -177,4 +189,33 @@ def select_personas_to_rerun(
                 f"{fmt_score(low_confidence)}, no blocking issues, no change to the sections "
                 "it reviews",
             )
+    return RerunPlan(rerun=tuple(rerun), reused=tuple(reused), reasons=reasons)
+
+
+def plan_revision(
+    parent: ExpandedProposal,
+    revised: ExpandedProposal,
+    parent_reviews: Mapping[str, PersonaReview],
+    personas: PersonaSet,
+    *,
+    forced: Collection[str] | None = None,
+) -> RerunPlan:
+    """The one plan of a revision: the API's answer and the worker's record both come from it.
+
+    With ``forced`` (the author's ``rerun_personas``) exactly those personas re-run, plus
+    any the parent has no review from, since there is nothing to reuse; otherwise the
+    personas are chosen from the sections that differ between ``parent`` and ``revised``.
+    Either way the personas are listed in persona-set order.
+    """
+    if forced is None:
+        changed = proposal_diff(parent, revised)["changed_fields"]
+        return select_personas_to_rerun(parent_reviews, personas, changed)
+    missing = [p for p in personas.ids if p not in parent_reviews]
+    rerun = [p for p in personas.ids if p in forced or p in missing]
+    reused = [p for p in personas.ids if p not in rerun]
+    reasons: dict[str, tuple[str, ...]] = {
+        p: ("no review in the parent run",) if p in missing else ("chosen to re-run",)
+        for p in rerun
+    }
+    reasons.update(dict.fromkeys(reused, ("not chosen to re-run: the parent's review is reused",)))
     return RerunPlan(rerun=tuple(rerun), reused=tuple(reused), reasons=reasons)

@@ -37,7 +37,7 @@ from consensus_engine.llm.errors import (
     LLMTimeoutError,
 )
 from consensus_engine.llm.pricing import PriceTable
-from consensus_engine.llm.records import ApiMode, CallRecord, Generation, Outcome, WireMode
+from consensus_engine.llm.records import ApiMode, CallRecord, Generation, LlmCallOutcome, WireMode
 
 if TYPE_CHECKING:
     from consensus_engine.settings import Settings
@@ -147,7 +147,13 @@ class LLMClient:
             except openai.OpenAIError as exc:
                 latency = _elapsed_ms(started)
                 if self._falls_back(mode, exc):
-                    log.add(mode, "bad_request", latency, error_code="llm_bad_request", exc=exc)
+                    log.add(
+                        mode,
+                        LlmCallOutcome.BAD_REQUEST,
+                        latency,
+                        error_code="llm_bad_request",
+                        exc=exc,
+                    )
                     continue
                 error = self._to_error(exc, mode)
                 log.add(mode, error.outcome, latency, error_code=error.code, exc=exc)
@@ -156,10 +162,16 @@ class LLMClient:
             latency = _elapsed_ms(started)
             value, problem = _validate(schema, reply)
             if value is not None:
-                outcome: Outcome = "repaired" if len(turns) > 1 else "success"
+                outcome = LlmCallOutcome.REPAIRED if len(turns) > 1 else LlmCallOutcome.SUCCESS
                 log.add(mode, outcome, latency, reply)
                 return Generation(value=value, calls=log.calls, mode=mode)
-            log.add(mode, "invalid_output", latency, reply, error_code=LLMInvalidOutputError.code)
+            log.add(
+                mode,
+                LlmCallOutcome.INVALID_OUTPUT,
+                latency,
+                reply,
+                error_code=LLMInvalidOutputError.code,
+            )
             if repairs_left == 0:
                 raise LLMInvalidOutputError(
                     f"The model's answer did not match {schema.__name__} after "
@@ -243,7 +255,7 @@ class _CallLog:
     def add(
         self,
         mode: WireMode,
-        outcome: Outcome,
+        outcome: LlmCallOutcome,
         latency_ms: float,
         reply: wire.Reply | None = None,
         *,

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
-from consensus_engine.llm.records import CallRecord, Outcome
+from consensus_engine.llm.records import CallRecord, LlmCallOutcome
 
 
 class LLMConfigurationError(ValueError):
@@ -24,7 +24,7 @@ class LLMError(Exception):
 
     code: ClassVar[str] = "llm_error"
     transient: ClassVar[bool] = False
-    outcome: ClassVar[Outcome] = "error"
+    outcome: ClassVar[LlmCallOutcome] = LlmCallOutcome.ERROR
 
     def __init__(
         self,
@@ -52,43 +52,43 @@ class LLMPermanentError(LLMError):
 
 class LLMRateLimitedError(LLMTransientError):
     code = "llm_rate_limited"
-    outcome = "rate_limited"
+    outcome = LlmCallOutcome.RATE_LIMITED
 
 
 class LLMTimeoutError(LLMTransientError):
     code = "llm_timeout"
-    outcome = "timeout"
+    outcome = LlmCallOutcome.TIMEOUT
 
 
 class LLMConnectionError(LLMTransientError):
     code = "llm_connection"
-    outcome = "connection_error"
+    outcome = LlmCallOutcome.CONNECTION_ERROR
 
 
 class LLMServerError(LLMTransientError):
     code = "llm_server_error"
-    outcome = "server_error"
+    outcome = LlmCallOutcome.SERVER_ERROR
 
 
 class LLMAuthError(LLMPermanentError):
     code = "llm_auth"
-    outcome = "auth_error"
+    outcome = LlmCallOutcome.AUTH_ERROR
 
 
 class LLMQuotaError(LLMPermanentError):
     """A 429 that means "out of credit", which waiting does not fix."""
 
     code = "llm_quota_exceeded"
-    outcome = "rate_limited"
+    outcome = LlmCallOutcome.RATE_LIMITED
 
 
 class LLMBadRequestError(LLMPermanentError):
     code = "llm_bad_request"
-    outcome = "bad_request"
+    outcome = LlmCallOutcome.BAD_REQUEST
 
 
 class LLMInvalidOutputError(LLMPermanentError):
     """The model kept answering with something that does not fit the schema."""
 
     code = "llm_invalid_output"
-    outcome = "invalid_output"
+    outcome = LlmCallOutcome.INVALID_OUTPUT

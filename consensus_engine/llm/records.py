@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from enum import StrEnum
 from typing import Generic, Literal, TypeVar
 
 ApiMode = Literal["auto", "responses", "chat", "chat_json_object"]
@@ -12,18 +13,21 @@ ApiMode = Literal["auto", "responses", "chat", "chat_json_object"]
 WireMode = Literal["responses", "chat", "chat_json_object"]
 """How a request actually went over the wire."""
 
-Outcome = Literal[
-    "success",
-    "repaired",
-    "invalid_output",
-    "rate_limited",
-    "server_error",
-    "timeout",
-    "connection_error",
-    "auth_error",
-    "bad_request",
-    "error",
-]
+
+class LlmCallOutcome(StrEnum):
+    """How one LLM request ended; stored as is, one row per attempt."""
+
+    SUCCESS = "success"
+    REPAIRED = "repaired"
+    INVALID_OUTPUT = "invalid_output"
+    RATE_LIMITED = "rate_limited"
+    SERVER_ERROR = "server_error"
+    TIMEOUT = "timeout"
+    CONNECTION_ERROR = "connection_error"
+    AUTH_ERROR = "auth_error"
+    BAD_REQUEST = "bad_request"
+    ERROR = "error"
+
 
 T = TypeVar("T")
 
@@ -36,7 +40,7 @@ class CallRecord:
     model: str
     mode: WireMode
     attempt: int
-    outcome: Outcome
+    outcome: LlmCallOutcome
     input_tokens: int
     output_tokens: int
     cost_usd: Decimal

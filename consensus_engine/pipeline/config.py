@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from consensus_engine.domain.choices import ModelChoice
 from consensus_engine.domain.personas import DEFAULT_PERSONAS, PersonaSet, load_persona_set
-from consensus_engine.pipeline.inline import ModelChoice
 from consensus_engine.settings import Settings
 
 

@@ -1,17 +1,18 @@
-"""A whole review in one process: expand, review with every persona in parallel, aggregate.
+"""The LLM steps of a review, and a whole review in one process.
 
-The synchronous API endpoints and the early demo use this; the worker runs the same
-steps as separate Dramatiq messages. Nothing here touches the database.
+The worker's stages call the single steps (expand, revise, review); the synchronous API
+endpoints run a whole review here at once. Nothing here touches the database.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 from consensus_engine.domain.aggregation import aggregate
+from consensus_engine.domain.choices import ModelChoice
 from consensus_engine.domain.personas import Persona, PersonaSet
 from consensus_engine.domain.prompts import (
     ExtraContext,
@@ -25,17 +26,6 @@ from consensus_engine.domain.schemas import Decision, ExpandedProposal, PersonaR
 from consensus_engine.llm import CallRecord, Generation, LLMClient
 
 Draft = TypeVar("Draft", ExpandedProposal, ReviewDraft)
-
-ProgressCallback = Callable[[str, str], None]
-"""Called with ``(step_name, event)`` where event is ``started`` or ``completed``."""
-
-
-@dataclass(frozen=True)
-class ModelChoice:
-    """Which model a step uses and at what temperature (``None``: not sent)."""
-
-    model: str
-    temperature: float | None
 
 
 @dataclass(frozen=True)
@@ -112,24 +102,15 @@ def review_idea(
     review: ModelChoice,
     approve_threshold: float,
     revise_threshold: float,
-    on_progress: ProgressCallback | None = None,
 ) -> InlineResult:
     """Expand the idea, then run every persona concurrently and aggregate their reviews."""
-    notify = on_progress or (lambda _step, _event: None)
-    notify(EXPAND_STEP, "started")
     proposal, calls = expand_idea(llm, idea, extra_context, expand)
-    notify(EXPAND_STEP, "completed")
 
     def run(persona: Persona) -> tuple[PersonaReview, list[CallRecord]]:
-        notify(review_step(persona.id), "started")
-        outcome = review_proposal(llm, persona, proposal, review)
-        notify(review_step(persona.id), "completed")
-        return outcome
+        return review_proposal(llm, persona, proposal, review)
 
     with ThreadPoolExecutor(max_workers=len(personas), thread_name_prefix="review") as pool:
-        results: Sequence[tuple[PersonaReview, list[CallRecord]]] = list(
-            pool.map(run, personas)
-        )
+        results: Sequence[tuple[PersonaReview, list[CallRecord]]] = list(pool.map(run, personas))
     reviews = [review_ for review_, _ in results]
     for _, review_calls in results:
         calls.extend(review_calls)

@@ -10,42 +10,28 @@ its step. A run past its time limit, or one resumed too often, fails instead.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal
 
-import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from consensus_engine.db import claims
+from consensus_engine.db import claims, reads
 from consensus_engine.db.models import Run
 from consensus_engine.db.types import utcnow
 from consensus_engine.domain.runs import (
     AGGREGATE_STEP,
     EXPAND_STEP,
-    Priority,
+    Job,
     RunStatus,
+    Stage,
     StepStatus,
     persona_of_step,
 )
 
-JobKind = Literal["expand", "review", "aggregate"]
 MAX_RESUMES = 3
 """A run resumed this many times in a row with no step settling in between fails:
 something keeps breaking it. (``runs.attempts`` counts those resumes.)"""
 _BATCH = 200
-_ACTIVE = (RunStatus.QUEUED, RunStatus.RUNNING)
-
-
-@dataclass(frozen=True)
-class Job:
-    """A stage message to send."""
-
-    kind: JobKind
-    run_id: uuid.UUID
-    priority: Priority
-    persona_id: str | None = None
 
 
 @dataclass
@@ -74,19 +60,16 @@ def sweep(
     """
     now = now or utcnow()
     report = SweepReport()
-    for run in _locked(session, Run.deadline_at < now):
+    for run in claims.lock_overdue_runs(session, now, limit=_BATCH):
         claims.time_out(run)
         report.timed_out.append(run.id)
-    never_sent = sa.and_(
-        Run.status == RunStatus.QUEUED,
-        Run.last_enqueued_at.is_(None),
-        Run.created_at < now - timedelta(seconds=requeue_after),
+    stuck = claims.lock_stuck_runs(
+        session,
+        never_sent_before=now - timedelta(seconds=requeue_after),
+        silent_since=now - timedelta(seconds=stale_after),
+        limit=_BATCH,
     )
-    stalled = sa.and_(
-        Run.status == RunStatus.RUNNING,
-        Run.updated_at < now - timedelta(seconds=stale_after),
-    )
-    for run in _locked(session, sa.or_(never_sent, stalled)):
+    for run in stuck:
         jobs = resumable_jobs(run, now=now, stale_after=stale_after)
         if not jobs:
             continue
@@ -106,19 +89,8 @@ def sweep(
         run.updated_at = now
         report.jobs += jobs
     session.flush()
-    report.counts = run_counts(session)
+    report.counts = reads.run_counts(session)
     return report
-
-
-def _locked(session: Session, condition: sa.ColumnElement[bool]) -> Iterable[Run]:
-    """Active runs matching ``condition``, locked; rows another sweeper holds are skipped."""
-    return session.scalars(
-        sa.select(Run)
-        .where(Run.status.in_(_ACTIVE), condition)
-        .order_by(Run.created_at)
-        .limit(_BATCH)
-        .with_for_update(skip_locked=True)
-    ).all()
 
 
 def resumable_jobs(run: Run, *, now: datetime, stale_after: float) -> list[Job]:
@@ -134,20 +106,15 @@ def resumable_jobs(run: Run, *, now: datetime, stale_after: float) -> list[Job]:
         return (now - step.updated_at).total_seconds() >= stale_after
 
     if EXPAND_STEP in steps and not steps[EXPAND_STEP].status.is_terminal:
-        return [Job("expand", run.id, run.priority)] if movable(EXPAND_STEP) else []
+        return [Job(Stage.EXPAND, run.id, run.priority)] if movable(EXPAND_STEP) else []
     reviews = [name for name in steps if persona_of_step(name) is not None]
     open_reviews = [name for name in reviews if not steps[name].status.is_terminal]
     if open_reviews:
         return [
-            Job("review", run.id, run.priority, persona_of_step(name))
+            Job(Stage.REVIEW, run.id, run.priority, persona_of_step(name))
             for name in open_reviews
             if movable(name)
         ]
     if movable(AGGREGATE_STEP):
-        return [Job("aggregate", run.id, run.priority)]
+        return [Job(Stage.AGGREGATE, run.id, run.priority)]
     return []
-
-
-def run_counts(session: Session) -> dict[str, int]:
-    rows = session.execute(sa.select(Run.status, sa.func.count()).group_by(Run.status))
-    return {str(status): int(count) for status, count in rows}

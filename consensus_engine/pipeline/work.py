@@ -1,42 +1,62 @@
 """What each stage reads, computes and writes, kept apart from claiming and retrying.
 
-A unit of work is prepared inside the claim's transaction (plain values only, so no
-session is held open), runs without the database (the LLM calls), and stores its
-result inside the settling transaction.
+Every stage has the same shape. Its work is *prepared* inside the claim's transaction
+(plain values only, so no session is held open), *runs* without the database (the LLM
+calls; aggregation's arithmetic), and *stores* its result inside the settling
+transaction, saying in a :class:`Stored` what that means for the run.
 """
 
 from __future__ import annotations
 
 import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from consensus_engine.db import repository
-from consensus_engine.db.models import DecisionRecord, ProposalSource, ProposalVersion, Run
+from consensus_engine.db import reads, writes
+from consensus_engine.db.models import Run
 from consensus_engine.domain.aggregation import aggregate
+from consensus_engine.domain.choices import ModelChoice
 from consensus_engine.domain.personas import Persona, PersonaSet
 from consensus_engine.domain.revisions import (
+    ProposalSource,
     RerunPlan,
     apply_edits,
+    plan_revision,
     proposal_diff,
-    select_personas_to_rerun,
 )
-from consensus_engine.domain.runs import RunType, StepStatus, persona_of_step, review_step
-from consensus_engine.domain.schemas import ExpandedProposal, PersonaReview
+from consensus_engine.domain.runs import RunType, Stage, StepStatus, persona_of_step, review_step
+from consensus_engine.domain.schemas import Decision, ExpandedProposal, PersonaReview
 from consensus_engine.llm import CallRecord, LLMClient
-from consensus_engine.pipeline.inline import (
-    ModelChoice,
-    expand_idea,
-    review_proposal,
-    revise_proposal,
-)
+from consensus_engine.pipeline.inline import expand_idea, review_proposal, revise_proposal
 
 
 class StageInputError(ValueError):
     """The run lacks something the stage needs (a proposal, a parent); retrying cannot help."""
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """What aggregation needs besides the reviews."""
+
+    approve: float
+    revise: float
+    quorum: int | None
+    """Fewest successful reviews needed to aggregate; ``None``: every persona."""
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What storing a result means for the run."""
+
+    reviews: tuple[str, ...] = ()
+    """Personas whose review must be sent now."""
+    completes_run: bool = False
+    failure: tuple[str, str] | None = None
+    """(error code, text): the step fails for good, and the run with it."""
 
 
 def run_personas(run: Run) -> PersonaSet:
@@ -45,14 +65,20 @@ def run_personas(run: Run) -> PersonaSet:
 
 
 @dataclass
-class Work:
-    """Base of a stage's work: the LLM calls it made and what its step should record."""
+class Work(ABC):
+    """One stage's work: the LLM calls it made and what its step should record."""
 
     calls: list[CallRecord] = field(default_factory=list, init=False)
     metadata: dict[str, Any] = field(default_factory=dict, init=False)
 
-    def run(self, llm: LLMClient) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def run(self, llm: LLMClient) -> None: ...
+
+    @abstractmethod
+    def store(self, session: Session, run: Run) -> Stored: ...
+
+
+Prepare = Callable[[Session, Run, "str | None", Thresholds], Work]
 
 
 @dataclass
@@ -69,10 +95,10 @@ class _Parent:
 def _load_parent(session: Session, parent_id: uuid.UUID | None) -> _Parent:
     if parent_id is None:
         raise StageInputError("the revision's parent run no longer exists")
-    proposal = repository.load_proposal(session, parent_id)
+    proposal = reads.load_proposal(session, parent_id)
     if proposal is None:
         raise StageInputError("the parent run has no proposal to revise")
-    rows = repository.load_reviews(session, parent_id)
+    rows = reads.load_reviews(session, parent_id)
     return _Parent(
         run_id=parent_id,
         proposal=proposal,
@@ -99,7 +125,9 @@ class ExpandWork(Work):
     plan: RerunPlan | None = None
 
     @classmethod
-    def prepare(cls, session: Session, run: Run) -> ExpandWork:
+    def prepare(
+        cls, session: Session, run: Run, _persona: str | None, _thresholds: Thresholds
+    ) -> ExpandWork:
         forced = run.parameters.get("rerun_personas")
         return cls(
             idea=run.idea,
@@ -118,9 +146,7 @@ class ExpandWork(Work):
 
     def run(self, llm: LLMClient) -> None:
         if self.parent is None:
-            self.proposal, self.calls = expand_idea(
-                llm, self.idea, self.extra_context, self.choice
-            )
+            self.proposal, self.calls = expand_idea(llm, self.idea, self.extra_context, self.choice)
             self.metadata = {"source": self.source.value}
             return
         edited = apply_edits(self.parent.proposal, self.edited_proposal)
@@ -131,43 +157,32 @@ class ExpandWork(Work):
                 llm, edited, self.edit_notes, self.choice, user_edited_sections=changed_by_hand
             )
             self.source = ProposalSource.REVISED
-        changed = proposal_diff(self.parent.proposal, self.proposal)["changed_fields"]
-        self.plan = self._plan(changed)
+        self.plan = plan_revision(
+            self.parent.proposal,
+            self.proposal,
+            self.parent.reviews,
+            self.personas,
+            forced=self.forced_reruns,
+        )
         self.metadata = {"source": self.source.value, "plan": self.plan.to_dict()}
 
-    def _plan(self, changed_sections: dict[str, Any]) -> RerunPlan:
-        assert self.parent is not None
-        if self.forced_reruns is None:
-            return select_personas_to_rerun(self.parent.reviews, self.personas, changed_sections)
-        rerun = [p for p in self.personas.ids if p in self.forced_reruns]
-        missing = [p for p in self.personas.ids if p not in self.parent.reviews]
-        rerun += [p for p in missing if p not in rerun]
-        reused = [p for p in self.personas.ids if p not in rerun]
-        reasons = {
-            p: ("no review in the parent run",) if p in missing else ("chosen to re-run",)
-            for p in rerun
-        }
-        kept = ("not chosen to re-run: the parent's review is reused",)
-        reasons.update(dict.fromkeys(reused, kept))
-        return RerunPlan(rerun=tuple(rerun), reused=tuple(reused), reasons=reasons)
-
-    def store(self, session: Session, run: Run) -> tuple[str, ...]:
+    def store(self, session: Session, run: Run) -> Stored:
         """Write the proposal (and reused reviews); the personas that must review now."""
         assert self.proposal is not None
-        version = session.scalar(
-            sa.select(ProposalVersion).where(ProposalVersion.run_id == run.id)
-        ) or ProposalVersion(run_id=run.id)
-        version.proposal = self.proposal.model_dump(mode="json")
-        version.source = self.source
-        version.edit_notes = self.edit_notes
-        version.diff = None
-        if self.parent is not None:
-            version.diff = dict(proposal_diff(self.parent.proposal, self.proposal))
-        session.add(version)
+        writes.store_proposal(
+            session,
+            run.id,
+            self.proposal,
+            source=self.source,
+            edit_notes=self.edit_notes,
+            diff=None
+            if self.parent is None
+            else proposal_diff(self.parent.proposal, self.proposal),
+        )
         if self.plan is None:
-            return self.personas.ids
+            return Stored(reviews=self.personas.ids)
         self._reuse(session, run)
-        return self.plan.rerun
+        return Stored(reviews=self.plan.rerun)
 
     def _reuse(self, session: Session, run: Run) -> None:
         assert self.plan is not None and self.parent is not None
@@ -175,7 +190,7 @@ class ExpandWork(Work):
         for persona_id in self.plan.reused:
             persona = self.personas[persona_id]
             model, temperature = self.parent.models[persona_id]
-            repository.upsert_review(
+            writes.upsert_review(
                 session,
                 run.id,
                 self.parent.reviews[persona_id],
@@ -210,17 +225,18 @@ class ReviewWork(Work):
     review: PersonaReview | None = None
 
     @classmethod
-    def prepare(cls, session: Session, run: Run, persona_id: str) -> ReviewWork:
-        personas = run_personas(run)
-        persona = personas.get(persona_id)
+    def prepare(
+        cls, session: Session, run: Run, persona_id: str | None, _thresholds: Thresholds
+    ) -> ReviewWork:
+        persona = run_personas(run).get(persona_id or "")
         if persona is None:
             raise StageInputError(f"persona {persona_id!r} is not part of this run")
-        proposal = repository.load_proposal(session, run.id)
+        proposal = reads.load_proposal(session, run.id)
         if proposal is None:
             raise StageInputError("the run has no proposal to review")
         previous = None
         if run.run_type is RunType.REVISION and run.parent_run_id is not None:
-            row = repository.load_reviews(session, run.parent_run_id).get(persona_id)
+            row = reads.load_reviews(session, run.parent_run_id).get(persona.id)
             previous = None if row is None else PersonaReview.model_validate(row.review)
         return cls(
             persona=persona,
@@ -241,9 +257,9 @@ class ReviewWork(Work):
         )
         self.metadata = {"confidence_score": self.review.confidence_score}
 
-    def store(self, session: Session, run: Run) -> None:
+    def store(self, session: Session, run: Run) -> Stored:
         assert self.review is not None
-        repository.upsert_review(
+        writes.upsert_review(
             session,
             run.id,
             self.review,
@@ -252,58 +268,75 @@ class ReviewWork(Work):
             temperature=self.choice.temperature,
             prompt_set_version=run.prompt_set_version,
         )
+        return Stored()
 
 
-@dataclass(frozen=True)
-class AggregateOutcome:
-    error: str | None
-    metadata: dict[str, Any]
+@dataclass
+class AggregateWork(Work):
+    """Decide over the reviews that exist, or refuse when fewer than the quorum do.
 
+    Every review step has ended when this runs (the barrier), so the reviews read while
+    preparing are final.
+    """
 
-def aggregate_run(
-    session: Session,
-    run: Run,
-    *,
-    approve_threshold: float,
-    revise_threshold: float,
-    quorum: int | None,
-) -> AggregateOutcome:
-    """Decide over the reviews that exist, or refuse when fewer than the quorum do."""
-    personas = run_personas(run)
-    rows = repository.load_reviews(session, run.id)
-    reviews = [PersonaReview.model_validate(row.review) for row in rows.values()]
-    needed = len(personas) if quorum is None else min(quorum, len(personas))
-    failures = {
-        persona_id: step.error or step.status.value
-        for step in run.steps
-        if (persona_id := persona_of_step(step.step_name)) is not None and persona_id not in rows
-    }
-    if len(reviews) < needed:
-        missing = "; ".join(f"{pid}: {why}" for pid, why in failures.items())
-        return AggregateOutcome(
-            error=(
-                f"{len(reviews)} of {len(personas)} personas reviewed, {needed} needed "
-                f"(REVIEW_QUORUM); missing {missing}"
-            ),
-            metadata={"missing": sorted(failures)},
+    personas: PersonaSet
+    reviews: list[PersonaReview]
+    failures: dict[str, str]
+    """Persona id -> why it has no review."""
+    thresholds: Thresholds
+    decision: Decision | None = None
+    shortfall: str | None = None
+
+    @classmethod
+    def prepare(
+        cls, session: Session, run: Run, _persona: str | None, thresholds: Thresholds
+    ) -> AggregateWork:
+        rows = reads.load_reviews(session, run.id)
+        return cls(
+            personas=run_personas(run),
+            reviews=[PersonaReview.model_validate(row.review) for row in rows.values()],
+            failures={
+                persona_id: step.error or step.status.value
+                for step in run.steps
+                if (persona_id := persona_of_step(step.step_name)) is not None
+                and persona_id not in rows
+            },
+            thresholds=thresholds,
         )
-    decision = aggregate(
-        reviews,
-        personas,
-        approve_threshold=approve_threshold,
-        revise_threshold=revise_threshold,
-        expected=personas.ids,
-    )
-    record = session.scalar(
-        sa.select(DecisionRecord).where(DecisionRecord.run_id == run.id)
-    ) or DecisionRecord(run_id=run.id)
-    session.add(record)
-    record.decision = decision.decision
-    record.overall_score = decision.overall_weighted_confidence
-    record.decision_json = decision.model_dump(mode="json")
-    run.decision = decision.decision
-    run.overall_score = decision.overall_weighted_confidence
-    return AggregateOutcome(
-        error=None,
-        metadata={"decision": decision.decision.value, "missing": decision.missing_personas},
-    )
+
+    def run(self, llm: LLMClient) -> None:
+        quorum, personas = self.thresholds.quorum, self.personas
+        needed = len(personas) if quorum is None else min(quorum, len(personas))
+        if len(self.reviews) < needed:
+            missing = "; ".join(f"{pid}: {why}" for pid, why in self.failures.items())
+            self.shortfall = (
+                f"{len(self.reviews)} of {len(personas)} personas reviewed, {needed} needed "
+                f"(REVIEW_QUORUM); missing {missing}"
+            )
+            return
+        self.decision = aggregate(
+            self.reviews,
+            personas,
+            approve_threshold=self.thresholds.approve,
+            revise_threshold=self.thresholds.revise,
+            expected=personas.ids,
+        )
+        self.metadata = {
+            "decision": self.decision.decision.value,
+            "missing": self.decision.missing_personas,
+        }
+
+    def store(self, session: Session, run: Run) -> Stored:
+        if self.decision is None:
+            assert self.shortfall is not None
+            return Stored(failure=("quorum_not_met", self.shortfall))
+        writes.store_decision(session, run, self.decision)
+        return Stored(completes_run=True)
+
+
+PREPARE: dict[Stage, Prepare] = {
+    Stage.EXPAND: ExpandWork.prepare,
+    Stage.REVIEW: ReviewWork.prepare,
+    Stage.AGGREGATE: AggregateWork.prepare,
+}
+"""How each stage prepares its work."""

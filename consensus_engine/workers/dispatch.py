@@ -1,91 +1,45 @@
-"""Between Dramatiq and the pipeline: run a stage for the current message, send what follows."""
+"""Between Dramatiq and the pipeline: run a stage for the current message and translate
+its outcome (send the follow-ups, or raise ``Retry`` with the chosen delay)."""
 
 from __future__ import annotations
 
 import logging
 import os
-import random
 import socket
 import uuid
 
 import dramatiq
-from dramatiq.common import q_name
 from dramatiq.middleware import CurrentMessage
 from sqlalchemy.orm import Session, sessionmaker
 
-from consensus_engine.jobs import Stage, send, send_all, send_jobs
-from consensus_engine.llm import LLMRateLimitedError
+from consensus_engine.domain.runs import Job, Stage
+from consensus_engine.jobs import priority_of, send_jobs
 from consensus_engine.observability.logs import bound, lifecycle
 from consensus_engine.observability.metrics import pipeline_metrics
 from consensus_engine.pipeline import sweeper
-from consensus_engine.pipeline.stages import StageResult, is_retryable
+from consensus_engine.pipeline.outcome import OutcomeKind
 from consensus_engine.settings import Settings
 from consensus_engine.workers.runtime import runtime, stage_settings
 
 _HOST = socket.gethostname()
 
 
-def backoff_ms(settings: Settings, retries: int, error: BaseException) -> int:
-    """Exponential backoff with jitter; a provider's Retry-After is a floor."""
-    seconds = settings.retry_initial_backoff_seconds * settings.retry_backoff_multiplier**retries
-    seconds = min(seconds, settings.retry_max_backoff_seconds) * random.uniform(0.9, 1.1)  # noqa: S311
-    if isinstance(error, LLMRateLimitedError) and error.retry_after:
-        seconds = max(seconds, min(error.retry_after, settings.retry_max_backoff_seconds))
-    return int(seconds * 1000)
-
-
 def execute(settings: Settings, stage: Stage, run_id: str, persona_id: str | None = None) -> None:
-    """Run one stage for the message being processed, then send what must follow.
-
-    A retryable failure becomes :class:`dramatiq.Retry` with our backoff; on the last
-    attempt the stage records the failure itself and the message is acked.
-    """
+    """Run one stage for the message being processed, then do what its outcome says."""
     message = CurrentMessage.get_current_message()
     assert message is not None, "stages run inside a Dramatiq worker"
-    broker = dramatiq.get_broker()
     retries = int(message.options.get("retries", 0))
-    max_retries = settings.max_retries_per_persona
     holder = f"{_HOST}:{os.getpid()}:{message.message_id}:{retries}"
-    pipeline = runtime(settings).pipeline
-    the_run = uuid.UUID(run_id)
-    final = retries >= max_retries
     with bound(message_id=message.message_id, attempt=retries + 1):
-        try:
-            if stage == "review":
-                assert persona_id is not None
-                result = pipeline.review(
-                    the_run, persona_id, holder=holder, final_attempt=final
-                )
-            elif stage == "expand":
-                result = pipeline.expand(the_run, holder=holder, final_attempt=final)
-            else:
-                result = pipeline.aggregate(the_run, holder=holder, final_attempt=final)
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except BaseException as error:  # a time limit is an Interrupt, not an Exception
-            if is_retryable(error) and not final:
-                raise dramatiq.Retry(delay=backoff_ms(settings, retries, error)) from error
-            raise
-        _follow_up(broker, stage, result, run_id, persona_id, q_name(message.queue_name))
-
-
-def _follow_up(
-    broker: dramatiq.Broker,
-    stage: Stage,
-    result: StageResult,
-    run_id: str,
-    persona_id: str | None,
-    queue_name: str,
-) -> None:
-    if result.check_again_in is not None:
-        args = (run_id,) if persona_id is None else (run_id, persona_id)
-        delay = int((result.check_again_in + 1) * 1000)
-        send(broker, stage, *args, queue_name=queue_name, delay_ms=delay)
-    if result.reviews:
-        reviews = [(run_id, persona) for persona in result.reviews]
-        send_all(broker, "review", reviews, queue_name=queue_name)
-    if result.aggregate:
-        send(broker, "aggregate", run_id, queue_name=queue_name)
+        priority = priority_of(settings, message.queue_name)
+        job = Job(stage, uuid.UUID(run_id), priority, persona_id)
+        outcome = runtime(settings).pipeline.run(job, holder=holder, retries=retries)
+        if outcome.kind is OutcomeKind.RETRY:
+            assert outcome.retry_after is not None
+            raise dramatiq.Retry(
+                "the stage asked for a retry", delay=int(outcome.retry_after * 1000)
+            )
+        send_jobs(dramatiq.get_broker(), settings, outcome.follow_ups)
 
 
 def sweep_once(

@@ -15,7 +15,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from consensus_engine.db.engine import create_engine_from_settings, session_factory
 from consensus_engine.llm import LLMClient
+from consensus_engine.pipeline.retries import RetryPolicy
 from consensus_engine.pipeline.stages import Pipeline, StageSettings
+from consensus_engine.pipeline.work import Thresholds
 from consensus_engine.settings import Settings
 
 
@@ -27,9 +29,12 @@ def stale_after(step_timeout: float) -> float:
 
 def stage_settings(settings: Settings) -> StageSettings:
     return StageSettings(
-        approve_threshold=settings.approve_threshold,
-        revise_threshold=settings.revise_threshold,
-        review_quorum=settings.review_quorum,
+        thresholds=Thresholds(
+            approve=settings.approve_threshold,
+            revise=settings.revise_threshold,
+            quorum=settings.review_quorum,
+        ),
+        retries=RetryPolicy.from_settings(settings),
         stale_after=stale_after(settings.worker_step_timeout_seconds),
     )
 

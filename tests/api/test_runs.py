@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 from support.api import ApiClient, Response
-from support.stack import WorkerProcess
 
 from consensus_engine.api.routes import events as events_routes
 from consensus_engine.db.models import Run
+from consensus_engine.devtools.worker import WorkerProcess
 from consensus_engine.domain.personas import DEFAULT_PERSONAS
 
 from .conftest import ApiFactory, ApiHarness

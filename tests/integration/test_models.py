@@ -20,16 +20,17 @@ from consensus_engine.db.engine import create_engine_from_url, session_factory
 from consensus_engine.db.models import (
     DecisionRecord,
     LlmCall,
-    LlmCallOutcome,
     PersonaReview,
-    ProposalSource,
     ProposalVersion,
     Run,
     StepProgress,
 )
-from consensus_engine.db.repository import create_run, get_run
+from consensus_engine.db.reads import get_run
+from consensus_engine.db.writes import create_run
+from consensus_engine.domain.revisions import ProposalSource
 from consensus_engine.domain.runs import RunStatus, StepStatus, step_names
 from consensus_engine.domain.schemas import DecisionLabel
+from consensus_engine.llm.records import LlmCallOutcome
 
 PERSONAS = [
     {"id": "architect", "name": "Architect", "weight": 0.6},

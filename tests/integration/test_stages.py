@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import fields, replace
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -28,33 +28,51 @@ from consensus_engine.db.migrations import upgrade_head
 from consensus_engine.db.models import (
     DecisionRecord,
     LlmCall,
-    LlmCallOutcome,
     PersonaReview,
-    ProposalSource,
     Run,
     StepProgress,
 )
 from consensus_engine.db.types import utcnow
+from consensus_engine.devtools.offline_llm import OfflineLLMServer
+from consensus_engine.domain.choices import ModelChoice
 from consensus_engine.domain.personas import DEFAULT_PERSONAS
+from consensus_engine.domain.revisions import ProposalSource
 from consensus_engine.domain.runs import (
     AGGREGATE_STEP,
     EXPAND_STEP,
+    Job,
+    Priority,
     RunStatus,
+    Stage,
     StepStatus,
     review_step,
 )
 from consensus_engine.llm import LLMClient
-from consensus_engine.llm.errors import LLMServerError
-from consensus_engine.llm.offline import OfflineLLMServer
-from consensus_engine.pipeline.inline import ModelChoice
-from consensus_engine.pipeline.stages import Pipeline, StageResult, StageSettings
-from consensus_engine.pipeline.submit import submit_revision, submit_run
+from consensus_engine.llm.records import LlmCallOutcome
+from consensus_engine.pipeline.outcome import OutcomeKind, StageOutcome
+from consensus_engine.pipeline.retries import RetryPolicy
+from consensus_engine.pipeline.service import NewRevision, NewRun, RunService
+from consensus_engine.pipeline.stages import Pipeline, StageSettings
+from consensus_engine.pipeline.work import Thresholds
 
 IDEA = "Let people book a bike repair slot online and get a text when it is ready."
 PERSONAS = DEFAULT_PERSONAS.ids
 SETTINGS = StageSettings(
-    approve_threshold=0.8, revise_threshold=0.6, review_quorum=None, stale_after=30.0
+    thresholds=Thresholds(approve=0.8, revise=0.6, quorum=None),
+    retries=RetryPolicy(max_retries=3, initial_backoff=0.1, multiplier=2.0, max_backoff=2.0),
+    stale_after=30.0,
 )
+
+
+def settings_with(**overrides: Any) -> StageSettings:
+    """``SETTINGS`` with some values replaced, each named by its field in ``StageSettings``
+    or in one of its parts (``quorum=4``, ``max_retries=1``, ``stale_after=5.0``)."""
+    rest = dict(overrides)
+    parts: dict[str, Any] = {}
+    for name, part in (("thresholds", SETTINGS.thresholds), ("retries", SETTINGS.retries)):
+        own = {f.name for f in fields(part)} & rest.keys()
+        parts[name] = replace(part, **{key: rest.pop(key) for key in own})
+    return replace(SETTINGS, **parts, **rest)  # an unknown name raises TypeError
 
 
 # -- fixtures ---------------------------------------------------------------------------------
@@ -92,10 +110,11 @@ PipelineFactory = Callable[..., Pipeline]
 def make_pipeline(
     sessions: sessionmaker[Session], llm: LLMClient, llm_server: OfflineLLMServer
 ) -> PipelineFactory:
-    """``make_pipeline(**StageSettings overrides)``; the LLM server is reset first."""
+    """``make_pipeline(**overrides)`` as :func:`settings_with` takes them; the LLM server
+    is reset first."""
 
     def make(**overrides: Any) -> Pipeline:
-        return Pipeline(sessions, llm, replace(SETTINGS, **overrides))
+        return Pipeline(sessions, llm, settings_with(**overrides))
 
     return make
 
@@ -108,17 +127,77 @@ def pipeline(make_pipeline: PipelineFactory) -> Pipeline:
 # -- helpers ----------------------------------------------------------------------------------
 
 
+def service(sessions: sessionmaker[Session]) -> RunService:
+    """The run service with a sender that drops the jobs: each test delivers them by hand."""
+    return RunService(sessions, send=lambda jobs: None, job_timeout_seconds=300)
+
+
 def submit(sessions: sessionmaker[Session]) -> uuid.UUID:
-    with sessions.begin() as session:
-        run = submit_run(
-            session,
-            idea=IDEA,
-            personas=DEFAULT_PERSONAS,
-            expand=ModelChoice("offline-expand", 0.7),
-            review=ModelChoice("offline-review", 0.2),
-            job_timeout_seconds=300,
-        )
-        return run.id
+    new = NewRun(
+        idea=IDEA,
+        personas=DEFAULT_PERSONAS,
+        expand=ModelChoice("offline-expand", 0.7),
+        review=ModelChoice("offline-review", 0.2),
+    )
+    return service(sessions).submit(new).run.id
+
+
+def revise(
+    sessions: sessionmaker[Session], parent_id: uuid.UUID, revision: NewRevision | None = None
+) -> uuid.UUID:
+    return service(sessions).revise(parent_id, revision or NewRevision()).run.id
+
+
+def _retries(pipeline: Pipeline, final: bool) -> int:
+    """A final attempt is one whose message was retried as often as the policy allows."""
+    return pipeline.settings.retries.max_retries if final else 0
+
+
+def expand(pipeline: Pipeline, run_id: uuid.UUID, holder: str, final: bool = False) -> StageOutcome:
+    return pipeline.run(
+        Job(Stage.EXPAND, run_id, Priority.NORMAL),
+        holder=holder,
+        retries=_retries(pipeline, final),
+    )
+
+
+def review(
+    pipeline: Pipeline, run_id: uuid.UUID, persona_id: str, holder: str, final: bool = False
+) -> StageOutcome:
+    return pipeline.run(
+        Job(Stage.REVIEW, run_id, Priority.NORMAL, persona_id),
+        holder=holder,
+        retries=_retries(pipeline, final),
+    )
+
+
+def aggregate(
+    pipeline: Pipeline, run_id: uuid.UUID, holder: str, final: bool = False
+) -> StageOutcome:
+    return pipeline.run(
+        Job(Stage.AGGREGATE, run_id, Priority.NORMAL),
+        holder=holder,
+        retries=_retries(pipeline, final),
+    )
+
+
+def review_jobs(run_id: uuid.UUID, personas: Iterable[str]) -> tuple[Job, ...]:
+    """The review jobs an outcome sends for ``personas``, in that order."""
+    return tuple(Job(Stage.REVIEW, run_id, Priority.NORMAL, p) for p in personas)
+
+
+def aggregate_job(run_id: uuid.UUID) -> Job:
+    """The job the barrier sends once every review has ended."""
+    return Job(Stage.AGGREGATE, run_id, Priority.NORMAL)
+
+
+def reviews_sent(outcome: StageOutcome) -> tuple[str, ...]:
+    """The personas whose review jobs ``outcome`` sends, in order."""
+    return tuple(
+        job.persona_id
+        for job in outcome.follow_ups
+        if job.stage is Stage.REVIEW and job.persona_id is not None
+    )
 
 
 def load(sessions: sessionmaker[Session], run_id: uuid.UUID) -> Run:
@@ -166,18 +245,20 @@ def snapshot(sessions: sessionmaker[Session], run_id: uuid.UUID) -> dict[str, An
     }
 
 
-def review_all(pipeline: Pipeline, run_id: uuid.UUID, personas: tuple[str, ...]) -> StageResult:
-    """Run the reviews one after another; the last result (the barrier's answer)."""
-    result = StageResult()
+def review_all(pipeline: Pipeline, run_id: uuid.UUID, personas: tuple[str, ...]) -> StageOutcome:
+    """Run the reviews one after another; the last outcome (the barrier's answer)."""
+    outcome = StageOutcome.done()
     for persona_id in personas:
-        result = pipeline.review(run_id, persona_id, holder=f"w-{persona_id}", final_attempt=False)
-    return result
+        outcome = review(pipeline, run_id, persona_id, holder=f"w-{persona_id}")
+    return outcome
 
 
 def complete(pipeline: Pipeline, run_id: uuid.UUID) -> None:
-    expanded = pipeline.expand(run_id, holder="w-expand", final_attempt=False)
-    assert review_all(pipeline, run_id, expanded.reviews).aggregate
-    assert pipeline.aggregate(run_id, holder="w-aggregate", final_attempt=False).failed is None
+    expanded = expand(pipeline, run_id, holder="w-expand")
+    assert expanded.kind is OutcomeKind.DONE
+    last = review_all(pipeline, run_id, reviews_sent(expanded))
+    assert last.follow_ups == (aggregate_job(run_id),)
+    assert aggregate(pipeline, run_id, holder="w-aggregate").kind is OutcomeKind.DONE
 
 
 # -- the happy path ---------------------------------------------------------------------------
@@ -188,16 +269,14 @@ def test_stages_say_what_to_send_next_and_complete_the_run(
 ) -> None:
     run_id = submit(sessions)
 
-    expanded = pipeline.expand(run_id, holder="w1", final_attempt=False)
-    assert expanded == StageResult(reviews=PERSONAS)
+    expanded = expand(pipeline, run_id, holder="w1")
+    assert expanded == StageOutcome.done(*review_jobs(run_id, PERSONAS))
     assert load(sessions, run_id).status is RunStatus.RUNNING
 
-    asks = [
-        pipeline.review(run_id, p, holder=f"w-{p}", final_attempt=False).aggregate for p in PERSONAS
-    ]
-    assert asks == [False] * 4 + [True]
+    reviewed = [review(pipeline, run_id, p, holder=f"w-{p}") for p in PERSONAS]
+    assert reviewed == [StageOutcome.done()] * 4 + [StageOutcome.done(aggregate_job(run_id))]
 
-    assert pipeline.aggregate(run_id, holder="w2", final_attempt=False) == StageResult()
+    assert aggregate(pipeline, run_id, holder="w2") == StageOutcome.done()
 
     run = load(sessions, run_id)
     assert run.status is RunStatus.COMPLETED and run.error_code is None
@@ -222,27 +301,27 @@ def test_a_duplicate_delivery_is_skipped_without_writing_or_calling_the_llm(
     pipeline: Pipeline, sessions: sessionmaker[Session], llm_server: OfflineLLMServer
 ) -> None:
     run_id = submit(sessions)
-    pipeline.expand(run_id, holder="w1", final_attempt=False)
-    pipeline.review(run_id, "critic", holder="w2", final_attempt=False)
+    expand(pipeline, run_id, holder="w1")
+    review(pipeline, run_id, "critic", holder="w2")
     before, calls = snapshot(sessions, run_id), requests(llm_server)
 
-    assert pipeline.expand(run_id, holder="w3", final_attempt=False) == StageResult(skipped="done")
-    again = pipeline.review(run_id, "critic", holder="w4", final_attempt=True)
-    assert again == StageResult(skipped="done")
+    assert expand(pipeline, run_id, holder="w3") == StageOutcome.skipped("done")
+    again = review(pipeline, run_id, "critic", holder="w4", final=True)
+    assert again == StageOutcome.skipped("done")
 
     assert snapshot(sessions, run_id) == before
     assert requests(llm_server) == calls
 
     # Once the run has ended, every late message is dropped too.
     review_all(pipeline, run_id, tuple(p for p in PERSONAS if p != "critic"))
-    pipeline.aggregate(run_id, holder="w5", final_attempt=False)
+    aggregate(pipeline, run_id, holder="w5")
     ended, calls = snapshot(sessions, run_id), requests(llm_server)
-    for result in (
-        pipeline.expand(run_id, holder="w6", final_attempt=False),
-        pipeline.review(run_id, "critic", holder="w6", final_attempt=False),
-        pipeline.aggregate(run_id, holder="w6", final_attempt=False),
+    for outcome in (
+        expand(pipeline, run_id, holder="w6"),
+        review(pipeline, run_id, "critic", holder="w6"),
+        aggregate(pipeline, run_id, holder="w6"),
     ):
-        assert result == StageResult(skipped="run_ended")
+        assert outcome == StageOutcome.skipped("run_ended")
     assert snapshot(sessions, run_id) == ended
     assert requests(llm_server) == calls
 
@@ -260,10 +339,13 @@ def test_a_held_step_waits_until_its_claim_goes_stale_then_the_late_holder_loses
         )
         assert claim.claimed and claim.job_started
 
-    held = pipeline.expand(run_id, holder="B", final_attempt=False)
-    assert held.skipped == "held elsewhere" and held.reviews == ()
-    assert held.check_again_in is not None
-    assert 0 < held.check_again_in <= SETTINGS.stale_after
+    held = expand(pipeline, run_id, holder="B")
+    assert (held.kind, held.reason) == (OutcomeKind.SKIPPED, "held elsewhere")
+    # No review is sent; only the same expand job again, once A's claim would go stale.
+    (again,) = held.follow_ups
+    assert replace(again, delay_seconds=None) == Job(Stage.EXPAND, run_id, Priority.NORMAL)
+    assert again.delay_seconds is not None
+    assert 0 < again.delay_seconds - 1 <= SETTINGS.stale_after
     assert requests(llm_server) == 0
     assert steps(load(sessions, run_id))[EXPAND_STEP].claimed_by == "A"
 
@@ -276,11 +358,15 @@ def test_a_held_step_waits_until_its_claim_goes_stale_then_the_late_holder_loses
             .values(updated_at=silent_since)
         )
 
-    taken_over = pipeline.expand(run_id, holder="B", final_attempt=False)
-    assert taken_over.reviews == PERSONAS
+    taken_over = expand(pipeline, run_id, holder="B")
+    assert taken_over == StageOutcome.done(*review_jobs(run_id, PERSONAS))
     assert requests(llm_server) == 1
-    expand = steps(load(sessions, run_id))[EXPAND_STEP]
-    assert (expand.status, expand.claimed_by, expand.attempts) == (StepStatus.COMPLETED, "B", 2)
+    expand_step = steps(load(sessions, run_id))[EXPAND_STEP]
+    assert (expand_step.status, expand_step.claimed_by, expand_step.attempts) == (
+        StepStatus.COMPLETED,
+        "B",
+        2,
+    )
 
     with sessions.begin() as session:  # A wakes up and tries to settle its result
         assert claims.reclaim(session, run_id, EXPAND_STEP, holder="A") is None
@@ -303,29 +389,30 @@ def test_concurrent_and_duplicate_reviews_pass_the_barrier_exactly_once(
         sessions = session_factory(engine)
         pipeline = Pipeline(sessions, llm, SETTINGS)
         run_id = submit(sessions)
-        pipeline.expand(run_id, holder="w-expand", final_attempt=False)
+        expand(pipeline, run_id, holder="w-expand")
 
         deliveries = [(p, copy) for p in PERSONAS for copy in ("a", "b")]
         start = threading.Barrier(len(deliveries))
 
-        def deliver(persona_id: str, copy: str) -> StageResult:
+        def deliver(persona_id: str, copy: str) -> StageOutcome:
             start.wait(timeout=30)
-            return pipeline.review(
-                run_id, persona_id, holder=f"{persona_id}-{copy}", final_attempt=False
-            )
+            return review(pipeline, run_id, persona_id, holder=f"{persona_id}-{copy}")
 
         with ThreadPoolExecutor(max_workers=len(deliveries)) as pool:
             futures = {d: pool.submit(deliver, *d) for d in deliveries}
-            results = {d: f.result(timeout=60) for d, f in futures.items()}
+            outcomes = {d: f.result(timeout=60) for d, f in futures.items()}
 
-        assert sum(r.aggregate for r in results.values()) == 1
+        barrier = [o for o in outcomes.values() if aggregate_job(run_id) in o.follow_ups]
+        assert len(barrier) == 1
+        assert barrier[0].follow_ups == (aggregate_job(run_id),)
         for persona_id in PERSONAS:
-            pair = [results[persona_id, "a"], results[persona_id, "b"]]
-            done = [r for r in pair if r.skipped is None]
-            dropped = [r for r in pair if r.skipped is not None]
+            pair = [outcomes[persona_id, "a"], outcomes[persona_id, "b"]]
+            done = [o for o in pair if o.kind is not OutcomeKind.SKIPPED]
+            dropped = [o for o in pair if o.kind is OutcomeKind.SKIPPED]
             assert len(done) == 1, pair
-            assert dropped[0].skipped in ("held elsewhere", "done"), pair
-            assert not dropped[0].aggregate
+            assert done[0].kind is OutcomeKind.DONE, pair
+            assert dropped[0].reason in ("held elsewhere", "done"), pair
+            assert aggregate_job(run_id) not in dropped[0].follow_ups
         assert requests(llm_server) == 1 + len(PERSONAS)
 
         run = load(sessions, run_id)
@@ -335,7 +422,7 @@ def test_concurrent_and_duplicate_reviews_pass_the_barrier_exactly_once(
         assert all(steps(run)[review_step(p)].attempts == 1 for p in PERSONAS)
         assert steps(run)[AGGREGATE_STEP].status is StepStatus.PENDING
 
-        assert pipeline.aggregate(run_id, holder="w-agg", final_attempt=False).failed is None
+        assert aggregate(pipeline, run_id, holder="w-agg").kind is OutcomeKind.DONE
         assert load(sessions, run_id).status is RunStatus.COMPLETED
     finally:
         engine.dispose()
@@ -344,25 +431,27 @@ def test_concurrent_and_duplicate_reviews_pass_the_barrier_exactly_once(
 # -- failures ---------------------------------------------------------------------------------
 
 
-def test_a_retryable_failure_hands_the_step_back_and_reraises(
+def test_a_retryable_failure_hands_the_step_back_and_asks_for_a_retry(
     pipeline: Pipeline, sessions: sessionmaker[Session], llm_server: OfflineLLMServer
 ) -> None:
     run_id = submit(sessions)
-    pipeline.expand(run_id, holder="w1", final_attempt=False)
+    expand(pipeline, run_id, holder="w1")
     llm_server.push_faults("500")
 
-    with pytest.raises(LLMServerError):
-        pipeline.review(run_id, "critic", holder="w2", final_attempt=False)
+    retried = review(pipeline, run_id, "critic", holder="w2")
 
+    assert retried.kind is OutcomeKind.RETRY and retried.follow_ups == ()
+    assert retried.retry_after is not None and retried.retry_after > 0
     run = load(sessions, run_id)
     step = steps(run)[review_step("critic")]
     assert (step.status, step.claimed_by, step.attempts) == (StepStatus.PENDING, None, 1)
     assert step.error is not None and "HTTP 500" in step.error
+    assert retried.reason == step.error
     failed = [c for c in run.llm_calls if c.step == review_step("critic")]
     assert [c.outcome for c in failed] == [LlmCallOutcome.SERVER_ERROR]
     assert run.status is RunStatus.RUNNING and run.reviews == []
 
-    assert pipeline.review(run_id, "critic", holder="w3", final_attempt=False) == StageResult()
+    assert review(pipeline, run_id, "critic", holder="w3") == StageOutcome.done()
     run = load(sessions, run_id)
     step = steps(run)[review_step("critic")]
     assert (step.status, step.error, step.attempts) == (StepStatus.COMPLETED, None, 2)
@@ -377,35 +466,38 @@ def test_a_final_attempt_fails_the_step_and_the_last_one_still_opens_the_barrier
     pipeline: Pipeline, sessions: sessionmaker[Session], llm_server: OfflineLLMServer
 ) -> None:
     run_id = submit(sessions)
-    pipeline.expand(run_id, holder="w1", final_attempt=False)
+    expand(pipeline, run_id, holder="w1")
     llm_server.push_faults("500")
-    first = pipeline.review(run_id, "critic", holder="w2", final_attempt=True)
-    assert first.failed is not None and "HTTP 500" in first.failed
-    assert not first.aggregate  # four reviews are still open
+    first = review(pipeline, run_id, "critic", holder="w2", final=True)
+    assert first.kind is OutcomeKind.FAILED
+    assert first.reason is not None and "HTTP 500" in first.reason
+    assert first.follow_ups == ()  # four reviews are still open: no aggregate job
 
     last = review_all(pipeline, run_id, tuple(p for p in PERSONAS if p != "critic"))
-    assert last.aggregate
+    assert last == StageOutcome.done(aggregate_job(run_id))
 
     run_id = submit(sessions)
-    pipeline.expand(run_id, holder="w1", final_attempt=False)
+    expand(pipeline, run_id, holder="w1")
     review_all(pipeline, run_id, tuple(p for p in PERSONAS if p != "critic"))
     llm_server.push_faults("500")
-    final = pipeline.review(run_id, "critic", holder="w2", final_attempt=True)
-    assert final.failed is not None and final.aggregate
+    final = review(pipeline, run_id, "critic", holder="w2", final=True)
+    assert final.kind is OutcomeKind.FAILED and final.reason is not None
+    assert final.follow_ups == (aggregate_job(run_id),)
     step = steps(load(sessions, run_id))[review_step("critic")]
-    assert step.status is StepStatus.FAILED and step.error == final.failed
+    assert step.status is StepStatus.FAILED and step.error == final.reason
 
 
-def test_a_permanent_review_failure_fails_at_once_without_raising(
+def test_a_permanent_review_failure_fails_at_once_without_a_retry(
     pipeline: Pipeline, sessions: sessionmaker[Session], llm_server: OfflineLLMServer
 ) -> None:
     run_id = submit(sessions)
-    pipeline.expand(run_id, holder="w1", final_attempt=False)
+    expand(pipeline, run_id, holder="w1")
     llm_server.push_faults("401")
 
-    result = pipeline.review(run_id, "critic", holder="w2", final_attempt=False)
+    outcome = review(pipeline, run_id, "critic", holder="w2")  # not a final attempt
 
-    assert result.failed is not None and "HTTP 401" in result.failed
+    assert outcome.kind is OutcomeKind.FAILED and outcome.retry_after is None
+    assert outcome.reason is not None and "HTTP 401" in outcome.reason
     run = load(sessions, run_id)
     assert steps(run)[review_step("critic")].status is StepStatus.FAILED
     assert run.status is RunStatus.RUNNING  # one review failing does not end the run
@@ -420,9 +512,10 @@ def test_a_permanent_expand_failure_fails_the_run_and_skips_the_rest(
     run_id = submit(sessions)
     llm_server.push_faults("401")
 
-    result = pipeline.expand(run_id, holder="w1", final_attempt=False)
+    outcome = expand(pipeline, run_id, holder="w1")
 
-    assert result.failed is not None and result.reviews == ()
+    assert outcome.kind is OutcomeKind.FAILED and outcome.reason is not None
+    assert outcome.follow_ups == ()
     run = load(sessions, run_id)
     assert (run.status, run.error_code) == (RunStatus.FAILED, "llm_auth")
     assert run.error is not None and run.error.startswith("expand: ")
@@ -441,13 +534,13 @@ def test_every_stage_of_a_cancelled_run_is_skipped(
     update_run(sessions, run_id, status=RunStatus.CANCELLED)
     before = snapshot(sessions, run_id)
 
-    results = [
-        pipeline.expand(run_id, holder="w", final_attempt=False),
-        *(pipeline.review(run_id, p, holder="w", final_attempt=False) for p in PERSONAS),
-        pipeline.aggregate(run_id, holder="w", final_attempt=False),
+    outcomes = [
+        expand(pipeline, run_id, holder="w"),
+        *(review(pipeline, run_id, p, holder="w") for p in PERSONAS),
+        aggregate(pipeline, run_id, holder="w"),
     ]
 
-    assert set(results) == {StageResult(skipped="run_ended")}
+    assert set(outcomes) == {StageOutcome.skipped("run_ended")}
     assert requests(llm_server) == 0
     assert snapshot(sessions, run_id) == before
 
@@ -458,9 +551,10 @@ def test_a_run_past_its_deadline_fails_with_timeout(
     run_id = submit(sessions)
     update_run(sessions, run_id, deadline_at=utcnow() - timedelta(seconds=1))
 
-    result = pipeline.expand(run_id, holder="w", final_attempt=False)
+    outcome = expand(pipeline, run_id, holder="w")
 
-    assert result.skipped is not None and result.reviews == ()
+    assert outcome.kind is OutcomeKind.SKIPPED and outcome.reason is not None
+    assert outcome.follow_ups == ()
     run = load(sessions, run_id)
     assert (run.status, run.error_code) == (RunStatus.FAILED, "timeout")
     assert {s.status for s in run.steps} == {StepStatus.SKIPPED}
@@ -477,24 +571,28 @@ def test_the_quorum_decides_whether_a_failed_review_blocks_the_decision(
     sessions: sessionmaker[Session],
     llm_server: OfflineLLMServer,
 ) -> None:
-    pipeline = make_pipeline(review_quorum=quorum)
+    pipeline = make_pipeline(quorum=quorum)
+    assert pipeline.settings.thresholds.quorum == quorum
     run_id = submit(sessions)
-    pipeline.expand(run_id, holder="w1", final_attempt=False)
+    expand(pipeline, run_id, holder="w1")
     llm_server.push_faults("401")
-    assert pipeline.review(run_id, "critic", holder="w2", final_attempt=False).failed
-    assert review_all(pipeline, run_id, tuple(p for p in PERSONAS if p != "critic")).aggregate
+    failed = review(pipeline, run_id, "critic", holder="w2")
+    assert failed.kind is OutcomeKind.FAILED and failed.reason
+    last = review_all(pipeline, run_id, tuple(p for p in PERSONAS if p != "critic"))
+    assert last.follow_ups == (aggregate_job(run_id),)
 
-    result = pipeline.aggregate(run_id, holder="w3", final_attempt=False)
+    outcome = aggregate(pipeline, run_id, holder="w3")
 
     run = load(sessions, run_id)
     if quorum == 4:
-        assert result == StageResult()
+        assert outcome == StageOutcome.done()
         assert run.status is RunStatus.COMPLETED and run.decision is not None
         assert run.decision_record is not None
         assert run.decision_record.decision_json["missing_personas"] == ["critic"]
         assert steps(run)[AGGREGATE_STEP].step_metadata["missing"] == ["critic"]
     else:
-        assert result.failed is not None and "critic" in result.failed
+        assert outcome.kind is OutcomeKind.FAILED
+        assert outcome.reason is not None and "critic" in outcome.reason
         assert (run.status, run.error_code) == (RunStatus.FAILED, "quorum_not_met")
         assert run.decision is None and run.decision_record is None
         assert steps(run)[AGGREGATE_STEP].status is StepStatus.FAILED
@@ -503,23 +601,17 @@ def test_the_quorum_decides_whether_a_failed_review_blocks_the_decision(
 # -- revisions ----------------------------------------------------------------------------------
 
 
-def _revise(sessions: sessionmaker[Session], parent_id: uuid.UUID, **options: Any) -> uuid.UUID:
-    with sessions.begin() as session:
-        parent = session.get_one(Run, parent_id)
-        return submit_revision(session, parent, job_timeout_seconds=300, **options).id
-
-
 def test_a_revision_reruns_the_chosen_persona_and_reuses_the_other_reviews(
     pipeline: Pipeline, sessions: sessionmaker[Session], llm_server: OfflineLLMServer
 ) -> None:
     parent_id = submit(sessions)
     complete(pipeline, parent_id)
-    revision_id = _revise(sessions, parent_id, rerun_personas=["critic"])
+    revision_id = revise(sessions, parent_id, NewRevision(rerun_personas=("critic",)))
     calls = requests(llm_server)
 
-    result = pipeline.expand(revision_id, holder="w1", final_attempt=False)
+    outcome = expand(pipeline, revision_id, holder="w1")
 
-    assert result == StageResult(reviews=("critic",))
+    assert outcome == StageOutcome.done(*review_jobs(revision_id, ["critic"]))
     assert requests(llm_server) == calls  # no edits and no notes: nothing to ask the LLM
     run = load(sessions, revision_id)
     reused = {r.persona_id: r for r in run.reviews}
@@ -532,8 +624,9 @@ def test_a_revision_reruns_the_chosen_persona_and_reuses_the_other_reviews(
         assert step.step_metadata["source_run_id"] == str(parent_id)
     assert steps(run)[review_step("critic")].status is StepStatus.PENDING
 
-    assert pipeline.review(revision_id, "critic", holder="w2", final_attempt=False).aggregate
-    assert pipeline.aggregate(revision_id, holder="w3", final_attempt=False).failed is None
+    critic_outcome = review(pipeline, revision_id, "critic", holder="w2")
+    assert critic_outcome.follow_ups == (aggregate_job(revision_id),)
+    assert aggregate(pipeline, revision_id, holder="w3").kind is OutcomeKind.DONE
     run = load(sessions, revision_id)
     assert run.status is RunStatus.COMPLETED
     critic = next(r for r in run.reviews if r.persona_id == "critic")
@@ -545,13 +638,14 @@ def test_a_revision_whose_parent_was_deleted_fails_at_once_with_the_cause(
 ) -> None:
     parent_id = submit(sessions)
     complete(pipeline, parent_id)
-    revision_id = _revise(sessions, parent_id)
+    revision_id = revise(sessions, parent_id)  # accepted while the parent still exists
     with sessions.begin() as session:
         session.delete(session.get_one(Run, parent_id))
 
-    result = pipeline.expand(revision_id, holder="w1", final_attempt=False)
+    outcome = expand(pipeline, revision_id, holder="w1")
 
-    assert result.failed is not None and "parent run no longer exists" in result.failed
+    assert outcome.kind is OutcomeKind.FAILED
+    assert outcome.reason is not None and "parent run no longer exists" in outcome.reason
     run = load(sessions, revision_id)
     assert run.status is RunStatus.FAILED
     assert run.error_code == "stage_input_error"
@@ -566,10 +660,10 @@ def test_an_edited_title_is_stored_verbatim_with_its_diff_and_no_llm_call(
     parent = load(sessions, parent_id)
     assert parent.proposal is not None
     old_title = parent.proposal.proposal["title"]
-    revision_id = _revise(sessions, parent_id, edited_proposal={"title": "New title"})
+    revision_id = revise(sessions, parent_id, NewRevision(edited_proposal={"title": "New title"}))
     calls = requests(llm_server)
 
-    result = pipeline.expand(revision_id, holder="w1", final_attempt=False)
+    outcome = expand(pipeline, revision_id, holder="w1")
 
     assert requests(llm_server) == calls
     run = load(sessions, revision_id)
@@ -581,8 +675,9 @@ def test_an_edited_title_is_stored_verbatim_with_its_diff_and_no_llm_call(
         "num_changes": 1,
     }
     plan = steps(run)[EXPAND_STEP].step_metadata["plan"]
-    assert result.reviews == tuple(plan["rerun"])
-    assert "critic" in result.reviews  # the critic reads every section, the title too
+    assert outcome.kind is OutcomeKind.DONE
+    assert outcome.follow_ups == review_jobs(revision_id, plan["rerun"])
+    assert "critic" in reviews_sent(outcome)  # the critic reads every section, the title too
     assert sorted(r.persona_id for r in run.reviews) == sorted(plan["reused"])
     assert [c for c in run.llm_calls if c.step == EXPAND_STEP] == []
 
@@ -601,10 +696,11 @@ def test_the_stages_complete_a_run_on_sqlite(
         pipeline = Pipeline(sessions, llm, SETTINGS)
         run_id = submit(sessions)
 
-        assert pipeline.expand(run_id, holder="w", final_attempt=False).reviews == PERSONAS
-        assert review_all(pipeline, run_id, PERSONAS).aggregate
-        assert pipeline.expand(run_id, holder="w", final_attempt=False).skipped == "done"
-        assert pipeline.aggregate(run_id, holder="w", final_attempt=False) == StageResult()
+        expanded = expand(pipeline, run_id, holder="w")
+        assert expanded == StageOutcome.done(*review_jobs(run_id, PERSONAS))
+        assert review_all(pipeline, run_id, PERSONAS).follow_ups == (aggregate_job(run_id),)
+        assert expand(pipeline, run_id, holder="w") == StageOutcome.skipped("done")
+        assert aggregate(pipeline, run_id, holder="w") == StageOutcome.done()
 
         run = load(sessions, run_id)
         assert run.status is RunStatus.COMPLETED and run.decision is not None
@@ -624,7 +720,7 @@ def test_a_settled_step_restarts_the_sweepers_count_of_resumes(
     run_id = submit(sessions)
     update_run(sessions, run_id, attempts=2)  # resumed twice without progress
 
-    pipeline.expand(run_id, holder="w1", final_attempt=False)
+    expand(pipeline, run_id, holder="w1")
 
     assert load(sessions, run_id).attempts == 0
 
@@ -635,11 +731,13 @@ def test_a_reused_review_keeps_the_model_that_wrote_it(
     parent_id = submit(sessions)
     complete(pipeline, parent_id)
     parent_models = {r.persona_id: r.model for r in load(sessions, parent_id).reviews}
-    revision_id = _revise(
-        sessions, parent_id, rerun_personas=["critic"], review=ModelChoice("other-model", 0.1)
+    revision_id = revise(
+        sessions,
+        parent_id,
+        NewRevision(rerun_personas=("critic",), review_model="other-model", review_temperature=0.1),
     )
 
-    pipeline.expand(revision_id, holder="w1", final_attempt=False)
+    expand(pipeline, revision_id, holder="w1")
 
     reused = [r for r in load(sessions, revision_id).reviews if r.reused]
     assert len(reused) == 4

@@ -7,7 +7,7 @@ test sleeps. No broker is involved: the sweep only decides which jobs to send.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 
 import pytest
@@ -15,39 +15,50 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from consensus_engine.db import claims
+from consensus_engine.db import claims, writes
 from consensus_engine.db.engine import session_factory
 from consensus_engine.db.models import Run
 from consensus_engine.db.types import utcnow
+from consensus_engine.domain.choices import ModelChoice
 from consensus_engine.domain.personas import DEFAULT_PERSONAS
 from consensus_engine.domain.runs import (
     AGGREGATE_STEP,
     EXPAND_STEP,
+    Job,
     Priority,
     RunStatus,
+    Stage,
     StepStatus,
     review_step,
 )
-from consensus_engine.pipeline.inline import ModelChoice
-from consensus_engine.pipeline.submit import mark_enqueued, submit_run
-from consensus_engine.pipeline.sweeper import MAX_RESUMES, Job, SweepReport, sweep
+from consensus_engine.pipeline.service import NewRun, RunService
+from consensus_engine.pipeline.sweeper import MAX_RESUMES, SweepReport, sweep
 
 REQUEUE_AFTER = 2.0
 STALE_AFTER = 10.0
 PERSONAS = DEFAULT_PERSONAS.ids
 
 
+def _unsent(_jobs: Sequence[Job]) -> None:
+    raise ConnectionError("no broker here: the run stays stored but unconfirmed")
+
+
 def submit(session: Session, *, priority: Priority = Priority.NORMAL, timeout: float = 300) -> Run:
-    run = submit_run(
-        session,
+    """A run stored by the run service whose publish was never confirmed."""
+    engine = session.get_bind()
+    assert isinstance(engine, Engine)
+    service = RunService(session_factory(engine), _unsent, job_timeout_seconds=timeout)
+    new = NewRun(
         idea="A tool that sweeps up stuck runs.",
         personas=DEFAULT_PERSONAS,
         expand=ModelChoice("offline-expand", 0.7),
         review=ModelChoice("offline-review", 0.2),
-        job_timeout_seconds=timeout,
         priority=priority,
     )
-    session.commit()
+    accepted = service.submit(new)
+    assert not accepted.enqueued
+    run = session.get(Run, accepted.run.id)
+    assert run is not None
     return run
 
 
@@ -101,7 +112,7 @@ def test_a_queued_run_never_confirmed_is_sent_once(db_session: Session) -> None:
     now = run.created_at + timedelta(seconds=REQUEUE_AFTER + 1)
     report = run_sweep(db_session, now)
 
-    assert report.jobs == [Job("expand", run.id, Priority.HIGH)]
+    assert report.jobs == [Job(Stage.EXPAND, run.id, Priority.HIGH)]
     db_session.refresh(run)
     assert run.last_enqueued_at == now
     assert (run.status, run.attempts) == (RunStatus.QUEUED, 0)
@@ -110,7 +121,7 @@ def test_a_queued_run_never_confirmed_is_sent_once(db_session: Session) -> None:
 
 def test_a_queued_run_whose_message_was_confirmed_waits_its_turn(db_session: Session) -> None:
     run = submit(db_session)
-    mark_enqueued(db_session, run.id)
+    writes.mark_enqueued(db_session, run.id)
     db_session.commit()
 
     report = run_sweep(db_session, run.created_at + timedelta(seconds=STALE_AFTER * 10))
@@ -131,7 +142,7 @@ def test_a_stalled_run_gets_its_pending_reviews_again(db_session: Session) -> No
     report = run_sweep(db_session, now)
 
     assert sorted(report.jobs, key=lambda j: str(j.persona_id)) == [
-        Job("review", run.id, Priority.HIGH, persona_id) for persona_id in sorted(PERSONAS[3:])
+        Job(Stage.REVIEW, run.id, Priority.HIGH, persona_id) for persona_id in sorted(PERSONAS[3:])
     ]
     db_session.refresh(run)
     assert (run.attempts, run.last_enqueued_at, run.updated_at) == (1, now, now)
@@ -145,7 +156,7 @@ def test_a_stalled_run_whose_reviews_all_ended_gets_its_aggregate(db_session: Se
 
     report = run_sweep(db_session, then + timedelta(seconds=STALE_AFTER + 1))
 
-    assert report.jobs == [Job("aggregate", run.id, Priority.NORMAL)]
+    assert report.jobs == [Job(Stage.AGGREGATE, run.id, Priority.NORMAL)]
 
 
 def test_a_review_held_by_a_live_worker_is_not_resent(db_session: Session) -> None:
@@ -157,7 +168,7 @@ def test_a_review_held_by_a_live_worker_is_not_resent(db_session: Session) -> No
     stall(db_session, run, at=then, completed=done, running=live)
 
     report = run_sweep(db_session, now)
-    assert report.jobs == [Job("review", run.id, Priority.NORMAL, PERSONAS[1])]
+    assert report.jobs == [Job(Stage.REVIEW, run.id, Priority.NORMAL, PERSONAS[1])]
 
     # Once that one review is done, the live worker's review alone is not resent.
     step = next(s for s in run.steps if s.step_name == review_step(PERSONAS[1]))
@@ -244,12 +255,12 @@ def test_a_run_locked_elsewhere_is_skipped(db_session: Session, other_session: S
 
     report = run_sweep(db_session, now)
 
-    assert report.jobs == [Job("expand", free.id, Priority.NORMAL)]
+    assert report.jobs == [Job(Stage.EXPAND, free.id, Priority.NORMAL)]
     db_session.refresh(locked)
     assert locked.last_enqueued_at is None
 
     other_session.rollback()
-    assert run_sweep(db_session, now).jobs == [Job("expand", locked.id, Priority.NORMAL)]
+    assert run_sweep(db_session, now).jobs == [Job(Stage.EXPAND, locked.id, Priority.NORMAL)]
 
 
 def _ids(report: SweepReport) -> set[uuid.UUID]:

@@ -15,10 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from support import run_cli
-from support.stack import PipelineStack, StackFactory, WorkerProcess
+from support.stack import PipelineStack, StackFactory
 
-from consensus_engine.db.models import LlmCallOutcome, ProposalSource, Run, StepProgress
+from consensus_engine.db.models import Run, StepProgress
 from consensus_engine.db.types import utcnow
+from consensus_engine.devtools.worker import WorkerProcess
+from consensus_engine.domain.revisions import ProposalSource
 from consensus_engine.domain.runs import (
     AGGREGATE_STEP,
     EXPAND_STEP,
@@ -27,7 +29,8 @@ from consensus_engine.domain.runs import (
     StepStatus,
     review_step,
 )
-from consensus_engine.queues import job_queue
+from consensus_engine.llm.records import LlmCallOutcome
+from consensus_engine.messaging import job_queue
 
 PERSONAS = {"architect", "critic", "optimist", "security_guardian", "user_advocate"}
 WRONG_KEY = "sk-wrong-key-123456789"

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from support.pubsub import free_port
 from support.stack import StackFactory
 
+from consensus_engine.devtools.ports import free_port
 from consensus_engine.domain.runs import RunStatus
 
 

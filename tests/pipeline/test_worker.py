@@ -20,22 +20,27 @@ from typing import Any, TypeVar
 import pytest
 import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
-from support.pubsub import PubSubBackend, free_port
+from support.pubsub import PubSubBackend
 from support.pubsub_server import FakePubSubServer
-from support.stack import PipelineStack, StackFactory, WorkerProcess
+from support.stack import PipelineStack, StackFactory
 
-from consensus_engine.db.models import LlmCallOutcome, StepProgress
+from consensus_engine.db.models import StepProgress
+from consensus_engine.devtools.ports import free_port
+from consensus_engine.devtools.worker import WorkerProcess
 from consensus_engine.domain.runs import (
     AGGREGATE_STEP,
     EXPAND_STEP,
+    Job,
     Priority,
     RunStatus,
+    Stage,
     StepStatus,
     review_step,
 )
 from consensus_engine.jobs import send
+from consensus_engine.llm.records import LlmCallOutcome
+from consensus_engine.messaging import job_queue
 from consensus_engine.pipeline.config import personas_from_settings
-from consensus_engine.queues import job_queue
 
 _T = TypeVar("_T")
 
@@ -238,7 +243,7 @@ def test_duplicate_deliveries_change_nothing(stack: PipelineStack) -> None:
 
     persona = personas_from_settings(stack.settings).ids[0]
     duplicate = send(
-        stack.broker, "review", str(run_id), persona, queue_name=job_queue(stack.settings)
+        stack.broker, stack.settings, Job(Stage.REVIEW, run_id, Priority.NORMAL, persona)
     )
     skip = eventually(
         lambda: [
@@ -330,7 +335,7 @@ def test_a_high_priority_worker_takes_only_high_priority_runs(stack: PipelineSta
     stack.llm.push_faults("429")
     # Submitted first, so a worker that consumed the normal queue would start it first.
     # (Publishing also creates the normal queue's subscription, which the -Q worker's
-    # /readyz checks although it never consumes that queue: services._broker_check.)
+    # /readyz checks although it never consumes that queue: PubSubBroker.check_health.)
     normal_id = stack.submit(priority=Priority.NORMAL)
     high_worker = stack.start_worker("-Q", job_queue(stack.settings, Priority.HIGH))
     high_id = stack.submit(priority=Priority.HIGH)

@@ -14,7 +14,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from consensus_engine.domain.runs import RunStatus
-from consensus_engine.llm.records import CallRecord, Outcome
+from consensus_engine.llm.records import CallRecord, LlmCallOutcome
 from consensus_engine.observability.metrics import (
     METRIC_NAMES,
     PipelineMetrics,
@@ -34,7 +34,9 @@ def metrics(registry: CollectorRegistry) -> PipelineMetrics:
     return PipelineMetrics(registry)
 
 
-def call(step: str, *, outcome: Outcome = "success", cost: str = "0.0015") -> CallRecord:
+def call(
+    step: str, *, outcome: LlmCallOutcome = LlmCallOutcome.SUCCESS, cost: str = "0.0015"
+) -> CallRecord:
     return CallRecord(
         step=step,
         model="gpt-4.1-mini",
@@ -120,7 +122,7 @@ def test_llm_calls(metrics: PipelineMetrics, registry: CollectorRegistry) -> Non
     metrics.llm_calls(
         [
             call("expand"),
-            call("expand", outcome="rate_limited", cost="0"),
+            call("expand", outcome=LlmCallOutcome.RATE_LIMITED, cost="0"),
             call("review_critic", cost="0.0025"),
         ]
     )

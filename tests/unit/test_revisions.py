@@ -11,6 +11,7 @@ from consensus_engine.domain.personas import DEFAULT_PERSONAS
 from consensus_engine.domain.revisions import (
     RevisionError,
     apply_edits,
+    plan_revision,
     proposal_diff,
     select_personas_to_rerun,
 )
@@ -246,3 +247,21 @@ def test_plan_uses_the_given_threshold_and_serialises() -> None:
 def test_unknown_changed_section_is_an_error() -> None:
     with pytest.raises(RevisionError, match="unknown changed section"):
         select_personas_to_rerun(good_reviews(), DEFAULT_PERSONAS, {"solution"})
+
+
+def test_a_forced_plan_adds_the_personas_without_a_parent_review_in_persona_order() -> None:
+    reviews = good_reviews()
+    del reviews["architect"]
+    plan = plan_revision(PARENT, PARENT, reviews, DEFAULT_PERSONAS, forced=["user_advocate"])
+    assert plan.rerun == ("architect", "user_advocate")
+    assert plan.reused == ("critic", "optimist", "security_guardian")
+    assert plan.reasons["architect"] == ("no review in the parent run",)
+    assert plan.reasons["user_advocate"] == ("chosen to re-run",)
+
+
+def test_an_unforced_plan_follows_the_sections_the_revision_changed() -> None:
+    revised = apply_edits(PARENT, {"summary": "Neighbours share idle parking spaces."})
+    plan = plan_revision(PARENT, revised, good_reviews(), DEFAULT_PERSONAS)
+    changed = proposal_diff(PARENT, revised)["changed_fields"]
+    assert plan == select_personas_to_rerun(good_reviews(), DEFAULT_PERSONAS, changed)
+    assert plan.rerun == ("critic", "optimist", "user_advocate")

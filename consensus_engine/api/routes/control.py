@@ -6,15 +6,12 @@ import uuid
 
 from fastapi import APIRouter, Response
 
-from consensus_engine import jobs
-from consensus_engine.api.errors import conflict
+from consensus_engine.api.accepted import accepted
 from consensus_engine.api.openapi import errors
-from consensus_engine.api.publishing import publish
 from consensus_engine.api.schemas import RetryAccepted, RunStatusResponse
-from consensus_engine.api.state import PrincipalDep, SessionDep, StateDep
-from consensus_engine.api.tenancy import check_capacity, not_found, owned
-from consensus_engine.domain.runs import RunStatus
-from consensus_engine.pipeline.control import RunStateConflict, cancel_run, retry_run
+from consensus_engine.api.state import PrincipalDep, StateDep
+from consensus_engine.api.tenancy import refusal
+from consensus_engine.pipeline.refusals import RunRefused
 
 router = APIRouter(prefix="/v1", tags=["runs"])
 
@@ -26,16 +23,12 @@ router = APIRouter(prefix="/v1", tags=["runs"])
     summary="Cancel a queued or running run",
     responses=errors(404, 409, 413),
 )
-def cancel(run_id: uuid.UUID, session: SessionDep, principal: PrincipalDep) -> RunStatusResponse:
+def cancel(run_id: uuid.UUID, state: StateDep, principal: PrincipalDep) -> RunStatusResponse:
     """No further step starts; a step already running finishes and its result is dropped."""
-    owned(session, run_id, principal.tenant)
     try:
-        run = cancel_run(session, run_id)
-    except RunStateConflict as error:
-        raise conflict(str(error)) from None
-    except LookupError:
-        raise not_found(run_id) from None
-    session.commit()
+        run = state.runs.cancel(run_id, tenant=principal.tenant)
+    except RunRefused as error:
+        raise refusal(error) from None
     return RunStatusResponse(
         run_id=run.id, status=run.status, completed_at=run.completed_at, error_code=run.error_code
     )
@@ -50,31 +43,13 @@ def cancel(run_id: uuid.UUID, session: SessionDep, principal: PrincipalDep) -> R
     responses=errors(404, 409, 413),
 )
 def retry(
-    run_id: uuid.UUID,
-    response: Response,
-    state: StateDep,
-    session: SessionDep,
-    principal: PrincipalDep,
+    run_id: uuid.UUID, response: Response, state: StateDep, principal: PrincipalDep
 ) -> RetryAccepted:
     """Completed steps (the proposal, the reviews that succeeded) are kept; the run gets a
     fresh time limit (WORKER_JOB_TIMEOUT_SECONDS)."""
-    settings = state.settings
-    run = owned(session, run_id, principal.tenant)
-    if run.status is not RunStatus.FAILED:
-        raise conflict(
-            f"only a failed run can be retried; this one is {run.status.value}",
-            status=run.status.value,
-        )
-    check_capacity(session, state, principal.tenant)
     try:
-        found = retry_run(session, run_id, job_timeout_seconds=settings.worker_job_timeout_seconds)
-    except RunStateConflict as error:
-        raise conflict(str(error)) from None
-    except LookupError:
-        raise not_found(run_id) from None
-    steps = [step.step_name for step in run.steps if not step.status.is_terminal]
-    session.commit()
-    fields = publish(
-        state, response, run, lambda: jobs.send_jobs(state.broker, state.settings, found)
-    )
-    return RetryAccepted(**fields, steps=steps)
+        outcome = state.runs.retry(run_id, tenant=principal.tenant)
+    except RunRefused as error:
+        raise refusal(error) from None
+    fields = accepted(response, outcome, state.settings.sweeper_requeue_after_seconds)
+    return RetryAccepted(**fields, steps=list(outcome.steps))

@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from consensus_engine.api.openapi import json_errors
 from consensus_engine.api.state import ApiState, PrincipalDep, StateDep
 from consensus_engine.api.tenancy import owned
-from consensus_engine.db import queries
+from consensus_engine.db import reads
 from consensus_engine.domain.runs import RunStatus, StepStatus, persona_of_step
 from consensus_engine.domain.schemas import DecisionLabel
 
@@ -70,12 +70,12 @@ def _followed_run(run_id: uuid.UUID, state: StateDep, principal: PrincipalDep) -
     return run_id
 
 
-def _poll(state: ApiState, run_id: uuid.UUID, tenant: str) -> queries.RunProgress | None:
+def _poll(state: ApiState, run_id: uuid.UUID, tenant: str) -> reads.RunProgress | None:
     with state.sessions() as session:
-        return queries.run_progress(session, run_id, tenant=tenant)
+        return reads.run_progress(session, run_id, tenant=tenant)
 
 
-def _step_event(step: queries.StepState) -> StepEvent:
+def _step_event(step: reads.StepState) -> StepEvent:
     return StepEvent(
         step_name=step.step_name,
         persona_id=persona_of_step(step.step_name),
@@ -85,7 +85,7 @@ def _step_event(step: queries.StepState) -> StepEvent:
     )
 
 
-def _status_event(run_id: uuid.UUID, progress: queries.RunProgress) -> StatusEvent:
+def _status_event(run_id: uuid.UUID, progress: reads.RunProgress) -> StatusEvent:
     return StatusEvent(
         run_id=run_id,
         status=progress.status,

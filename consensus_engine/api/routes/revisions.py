@@ -5,24 +5,17 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
 from typing import Any
 
 from fastapi import APIRouter, Response
 from sqlalchemy.orm import Session
 
-from consensus_engine.api.errors import ApiError, conflict, invalid
-from consensus_engine.api.idempotency import (
-    IdempotencyKey,
-    replay,
-    replayed,
-    request_fingerprint,
-    store,
-)
-from consensus_engine.api.inputs import model_choices, storable
+from consensus_engine.api.accepted import accepted
+from consensus_engine.api.errors import ApiError, invalid
+from consensus_engine.api.idempotency import IdempotencyKey, idempotency
+from consensus_engine.api.inputs import storable
 from consensus_engine.api.openapi import RUN_LINKS, errors
 from consensus_engine.api.presenters import stored_decision
-from consensus_engine.api.publishing import publish_new
 from consensus_engine.api.schemas import (
     PlanBasis,
     RevisionAccepted,
@@ -31,23 +24,13 @@ from consensus_engine.api.schemas import (
     RunDiff,
 )
 from consensus_engine.api.state import PrincipalDep, SessionDep, StateDep
-from consensus_engine.api.tenancy import check_capacity, not_found, owned
-from consensus_engine.db import queries, repository
-from consensus_engine.db.models import Run
+from consensus_engine.api.tenancy import not_found, refusal
+from consensus_engine.db import reads
 from consensus_engine.domain.diff import RunSnapshot, diff_runs
-from consensus_engine.domain.personas import PersonaSet
-from consensus_engine.domain.revisions import (
-    RerunPlan,
-    RevisionError,
-    apply_edits,
-    proposal_diff,
-    select_personas_to_rerun,
-)
-from consensus_engine.domain.runs import RunStatus
-from consensus_engine.domain.schemas import PROPOSAL_SECTIONS, ExpandedProposal, PersonaReview
-from consensus_engine.pipeline.inline import ModelChoice
-from consensus_engine.pipeline.submit import RevisionRefused, submit_revision
-from consensus_engine.pipeline.work import run_personas
+from consensus_engine.domain.revisions import RerunPlan
+from consensus_engine.domain.schemas import ExpandedProposal, PersonaReview
+from consensus_engine.pipeline.refusals import RunRefused
+from consensus_engine.pipeline.service import NewRevision
 
 router = APIRouter(prefix="/v1", tags=["runs"])
 
@@ -55,85 +38,26 @@ router = APIRouter(prefix="/v1", tags=["runs"])
 # -- the plan -----------------------------------------------------------------------------------
 
 
-def _forced_plan(
-    personas: PersonaSet, parent_reviews: dict[str, PersonaReview], forced: Sequence[str]
-) -> RerunPlan:
-    """The plan the expand stage applies for explicit ``rerun_personas``: those, plus any
-    persona the parent has no review from (there is nothing to reuse)."""
-    missing = [p for p in personas.ids if p not in parent_reviews]
-    rerun = [p for p in personas.ids if p in forced or p in missing]
-    reused = [p for p in personas.ids if p not in rerun]
-    reasons: dict[str, tuple[str, ...]] = {
-        p: ("no review in the parent run",) if p in missing else ("chosen to re-run",)
-        for p in rerun
-    }
-    reasons.update(dict.fromkeys(reused, ("not chosen to re-run: the parent's review is reused",)))
-    return RerunPlan(rerun=tuple(rerun), reused=tuple(reused), reasons=reasons)
-
-
-def _edited_sections(edited: str | dict[str, Any] | None) -> list[str]:
-    """The section names an edit addresses, to refuse unknown ones without echoing them
-    (the domain's message names them). Text that is not a JSON object addresses none here;
-    ``apply_edits`` judges it."""
-    if isinstance(edited, str) and edited.strip().startswith("{"):
-        try:
-            parsed = json.loads(edited)
-        except ValueError:
-            return []
-        edited = parsed if isinstance(parsed, dict) else None
-    return [str(key) for key in edited] if isinstance(edited, dict) else []
-
-
-def _plan(
-    session: Session,
-    parent: Run,
-    edited_proposal: str | dict[str, Any] | None,
-    edit_notes: str | None,
-    rerun_personas: list[str] | None,
+def _presented(
+    plan: RerunPlan, rerun_personas: tuple[str, ...] | None, notes: bool
 ) -> RevisionPlan:
-    """Check the edits against the parent's proposal and say which personas will re-run."""
-    personas = run_personas(parent)
-    if rerun_personas is not None:
-        unknown = [p for p in rerun_personas if p not in personas]
-        if unknown:
-            raise invalid(
-                "rerun_personas", f"unknown persona id(s); this run's: {', '.join(personas.ids)}"
-            )
-    proposal = repository.load_proposal(session, parent.id)
-    if proposal is None:
-        raise conflict("the parent run has no proposal to revise")
-    if not set(_edited_sections(edited_proposal)) <= set(PROPOSAL_SECTIONS):
-        raise invalid(
-            "edited_proposal",
-            f"unknown proposal section(s); known: {', '.join(PROPOSAL_SECTIONS)}",
-        )
-    try:
-        edited = apply_edits(proposal, edited_proposal)
-    except RevisionError as error:
-        raise invalid("edited_proposal", str(error)) from None
-    reviews = {
-        pid: PersonaReview.model_validate(row.review)
-        for pid, row in repository.load_reviews(session, parent.id).items()
-    }
+    """The service's plan, with how exact it is: edit notes are applied by the model when
+    the revision starts, so until then the plan only knows the direct edits."""
     basis: PlanBasis
     if rerun_personas is not None:
-        plan = _forced_plan(personas, reviews, rerun_personas)
         basis, exact = "rerun_personas", True
         note = "exact: the personas you chose, plus any without a review in the parent run"
+    elif not notes:
+        basis, exact = "direct_edits", True
+        note = "exact: computed from the sections your edits change"
     else:
-        changed = proposal_diff(proposal, edited)["changed_fields"]
-        plan = select_personas_to_rerun(reviews, personas, changed)
-        if edit_notes is None:
-            basis, exact = "direct_edits", True
-            note = "exact: computed from the sections your edits change"
-        else:
-            basis, exact = "direct_edits_then_notes", False
-            note = (
-                "at least: computed from your direct edits only. The edit notes are applied "
-                "by the model when the revision starts, so a persona listed as reused also "
-                "re-runs if the notes change a section it reviews; the final plan appears "
-                "in the run's revision.plan once its expand step completed"
-            )
+        basis, exact = "direct_edits_then_notes", False
+        note = (
+            "at least: computed from your direct edits only. The edit notes are applied "
+            "by the model when the revision starts, so a persona listed as reused also "
+            "re-runs if the notes change a section it reviews; the final plan appears "
+            "in the run's revision.plan once its expand step completed"
+        )
     return RevisionPlan(
         exact=exact,
         basis=basis,
@@ -188,7 +112,6 @@ def revise(
     body: RevisionRequest,
     response: Response,
     state: StateDep,
-    session: SessionDep,
     principal: PrincipalDep,
     idempotency_key: IdempotencyKey = None,
 ) -> RevisionAccepted:
@@ -206,63 +129,40 @@ def revise(
         )
     if edit_notes is not None:
         _check_length("edit_notes", len(edit_notes), settings.max_edit_notes_length)
-    rerun_personas = (
-        None if body.rerun_personas is None else list(dict.fromkeys(body.rerun_personas))
-    )
-    if body.edited_proposal is None and edit_notes is None and not rerun_personas:
+    rerun = None if body.rerun_personas is None else tuple(dict.fromkeys(body.rerun_personas))
+    if body.edited_proposal is None and edit_notes is None and not rerun:
         raise invalid(
             "edited_proposal",
             "give at least one of edited_proposal, edit_notes or a non-empty rerun_personas",
         )
-    tenant = principal.tenant
-    parent = owned(session, run_id, tenant)
-    fingerprint = request_fingerprint(f"revision:{run_id}", body.model_dump(mode="json"))
-    if idempotency_key is not None:
-        existing = replayed(session, tenant, idempotency_key, fingerprint)
-        if existing is not None:
-            plan = _plan(session, parent, body.edited_proposal, edit_notes, rerun_personas)
-            return RevisionAccepted(**replay(response, existing), parent_run_id=run_id, plan=plan)
-    if parent.status is not RunStatus.COMPLETED:
-        raise conflict(
-            f"run {run_id} is {parent.status.value}; only a completed run can be revised",
-            status=parent.status.value,
-        )
-    plan = _plan(session, parent, body.edited_proposal, edit_notes, rerun_personas)
-    check_capacity(session, state, tenant)
-    expand, review = model_choices(
-        body,
-        ModelChoice(parent.expand_model, parent.expand_temperature),
-        ModelChoice(parent.review_model, parent.review_temperature),
+    revision = NewRevision(
+        edited_proposal=body.edited_proposal,
+        edit_notes=edit_notes,
+        rerun_personas=rerun,
+        expand_model=body.expand_model,
+        expand_temperature=body.expand_temperature,
+        review_model=body.review_model,
+        review_temperature=body.review_temperature,
+        priority=body.priority,
     )
-
-    def create() -> Run:
-        try:
-            return submit_revision(
-                session,
-                parent,
-                job_timeout_seconds=settings.worker_job_timeout_seconds,
-                edited_proposal=body.edited_proposal,
-                edit_notes=edit_notes,
-                expand=expand,
-                review=review,
-                rerun_personas=rerun_personas,
-                priority=body.priority,
-                idempotency_key=idempotency_key,
-            )
-        except RevisionRefused as error:
-            raise conflict(str(error)) from None
-
-    run, created = store(session, tenant, idempotency_key, fingerprint, create)
-    if not created:
-        return RevisionAccepted(**replay(response, run), parent_run_id=run_id, plan=plan)
-    return RevisionAccepted(**publish_new(state, response, run), parent_run_id=run_id, plan=plan)
+    key = idempotency(idempotency_key, f"revision:{run_id}", body.model_dump(mode="json"))
+    try:
+        outcome = state.runs.revise(run_id, revision, tenant=principal.tenant, idempotency=key)
+    except RunRefused as error:
+        raise refusal(error) from None
+    assert outcome.plan is not None
+    return RevisionAccepted(
+        **accepted(response, outcome, settings.sweeper_requeue_after_seconds),
+        parent_run_id=run_id,
+        plan=_presented(outcome.plan, rerun, edit_notes is not None),
+    )
 
 
 # -- diff ---------------------------------------------------------------------------------------
 
 
 def _snapshot(session: Session, run_id: uuid.UUID, tenant: str) -> RunSnapshot:
-    run = queries.run_detail(session, run_id, tenant=tenant)
+    run = reads.get_run(session, run_id, tenant=tenant, detailed=True)
     if run is None:
         raise not_found(run_id)
     return RunSnapshot(

@@ -1,15 +1,14 @@
 """Runs: submit, list, show.
 
-Submitting stores the run and its pending steps, commits, and only then publishes the
-first message (see ``api/publishing.py``); ``Idempotency-Key`` makes a repeat safe (see
-``api/idempotency.py``). Every run belongs to the caller's tenant (``api/tenancy.py``).
+Submitting goes through the run service (``pipeline/service.py``), which stores the run
+and its pending steps, commits, and only then publishes the first message;
+``Idempotency-Key`` makes a repeat safe. Every run belongs to the caller's tenant.
 """
 
 from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -17,48 +16,31 @@ from fastapi import APIRouter, Query, Response
 from pydantic import AwareDatetime, BeforeValidator
 
 from consensus_engine.api import presenters
+from consensus_engine.api.accepted import accepted
 from consensus_engine.api.errors import ApiError, invalid
-from consensus_engine.api.idempotency import (
-    IdempotencyKey,
-    replay,
-    replayed,
-    request_fingerprint,
-    store,
+from consensus_engine.api.idempotency import IdempotencyKey, idempotency
+from consensus_engine.api.inputs import (
+    idea_and_context,
+    model_choices,
+    selected_personas,
+    storable,
 )
-from consensus_engine.api.inputs import idea_and_context, model_choices, storable
 from consensus_engine.api.openapi import RUN_LINKS, errors
-from consensus_engine.api.publishing import publish_new
 from consensus_engine.api.schemas import RunAccepted, RunDetail, RunList, SubmitRunRequest
-from consensus_engine.api.state import ApiState, PrincipalDep, SessionDep, StateDep
-from consensus_engine.api.tenancy import check_capacity, not_found
-from consensus_engine.db import queries
-from consensus_engine.db.models import Run
-from consensus_engine.db.queries import Cursor, InvalidCursor, RunFilters
-from consensus_engine.domain.personas import PersonaConfigError, PersonaSet
+from consensus_engine.api.state import PrincipalDep, SessionDep, StateDep
+from consensus_engine.api.tenancy import not_found, refusal
+from consensus_engine.db import reads
+from consensus_engine.db.reads import Cursor, InvalidCursor, RunFilters
 from consensus_engine.domain.runs import RunStatus, RunType
 from consensus_engine.domain.schemas import DecisionLabel
-from consensus_engine.pipeline.inline import ModelChoice
-from consensus_engine.pipeline.submit import submit_run
+from consensus_engine.pipeline.config import expand_choice, review_choice
+from consensus_engine.pipeline.refusals import RunRefused
+from consensus_engine.pipeline.service import NewRun
 
 router = APIRouter(prefix="/v1", tags=["runs"])
 
 
 # -- submit -------------------------------------------------------------------------------------
-
-
-def _selected_personas(state: ApiState, ids: list[str] | None) -> PersonaSet:
-    if ids is None:
-        return state.personas
-    if any(persona_id not in state.personas for persona_id in ids):
-        # Not named: what a client sent is never echoed back.
-        raise invalid("personas", f"unknown persona id(s); known: {', '.join(state.personas.ids)}")
-    settings = state.settings
-    try:
-        return state.personas.select(
-            ids, min_count=settings.min_persona_count, max_count=settings.max_persona_count
-        )
-    except PersonaConfigError as error:
-        raise invalid("personas", str(error)) from None
 
 
 _SUBMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -79,7 +61,6 @@ def submit(
     body: SubmitRunRequest,
     response: Response,
     state: StateDep,
-    session: SessionDep,
     principal: PrincipalDep,
     idempotency_key: IdempotencyKey = None,
 ) -> RunAccepted:
@@ -88,40 +69,21 @@ def submit(
     storable("idea", body.idea)
     storable("extra_context", body.extra_context)
     idea, context = idea_and_context(body.idea, body.extra_context, settings)
-    personas = _selected_personas(state, body.personas)
-    expand, review = model_choices(
-        body,
-        ModelChoice(settings.expand_model, settings.expand_temperature),
-        ModelChoice(settings.review_model, settings.review_temperature),
+    expand, review = model_choices(body, expand_choice(settings), review_choice(settings))
+    new = NewRun(
+        idea=idea,
+        personas=selected_personas(state, body.personas),
+        expand=expand,
+        review=review,
+        extra_context=context,
+        priority=body.priority,
     )
-    tenant = principal.tenant
-    fingerprint = request_fingerprint("run", body.model_dump(mode="json"))
-    if idempotency_key is not None:
-        existing = replayed(session, tenant, idempotency_key, fingerprint)
-        if existing is not None:
-            return RunAccepted(**replay(response, existing))
-    check_capacity(session, state, tenant)
-    # The JSON column keeps text context as a JSON string, which the prompt renders as text.
-    stored_context: Any = dict(context) if isinstance(context, Mapping) else context
-
-    def create() -> Run:
-        return submit_run(
-            session,
-            idea=idea,
-            personas=personas,
-            expand=expand,
-            review=review,
-            job_timeout_seconds=settings.worker_job_timeout_seconds,
-            extra_context=stored_context,
-            tenant=tenant,
-            priority=body.priority,
-            idempotency_key=idempotency_key,
-        )
-
-    run, created = store(session, tenant, idempotency_key, fingerprint, create)
-    if not created:
-        return RunAccepted(**replay(response, run))
-    return RunAccepted(**publish_new(state, response, run))
+    key = idempotency(idempotency_key, "run", body.model_dump(mode="json"))
+    try:
+        outcome = state.runs.submit(new, tenant=principal.tenant, idempotency=key)
+    except RunRefused as error:
+        raise refusal(error) from None
+    return RunAccepted(**accepted(response, outcome, settings.sweeper_requeue_after_seconds))
 
 
 for _path, _operation, _summary in (
@@ -225,7 +187,7 @@ def list_runs(
         created_after=_utc("created_after", created_after),
         created_before=_utc("created_before", created_before),
     )
-    page = queries.list_runs(
+    page = reads.list_runs(
         session, tenant=principal.tenant, filters=filters, limit=limit, after=after
     )
     return RunList(
@@ -246,7 +208,7 @@ def list_runs(
     responses=errors(404),
 )
 def get_run(run_id: uuid.UUID, session: SessionDep, principal: PrincipalDep) -> RunDetail:
-    run = queries.run_detail(session, run_id, tenant=principal.tenant)
+    run = reads.get_run(session, run_id, tenant=principal.tenant, detailed=True)
     if run is None:
         raise not_found(run_id)
     return presenters.run_detail(session, run)

@@ -1,8 +1,8 @@
-"""Read queries for the API: run lists with keyset pagination, run details, in-flight counts.
+"""Reading runs: one run (plain or with everything its detail shows), its proposal and
+reviews, pages of a tenant's runs, progress, usage and counts.
 
-Like :mod:`consensus_engine.db.repository`, every function takes the caller's session
-and never commits. Every query is scoped to one tenant, so one tenant's key can never
-read another's runs.
+Every function takes the caller's session and never commits. Queries on behalf of a
+client are scoped to its tenant, so one tenant's key can never read another's runs.
 """
 
 from __future__ import annotations
@@ -11,18 +11,19 @@ import base64
 import binascii
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload
 
 from consensus_engine.db.models import LlmCall, ProposalVersion, Run, StepProgress
-from consensus_engine.domain.runs import Priority, RunStatus, RunType, StepStatus
-from consensus_engine.domain.schemas import DecisionLabel
-
-IN_FLIGHT = (RunStatus.QUEUED, RunStatus.RUNNING)
+from consensus_engine.db.models import PersonaReview as ReviewRow
+from consensus_engine.domain.runs import IN_FLIGHT, RunStatus, RunType, StepStatus
+from consensus_engine.domain.schemas import DecisionLabel, ExpandedProposal
 
 
 class InvalidCursor(ValueError):
@@ -68,27 +69,9 @@ class RunFilters:
 
 
 @dataclass(frozen=True)
-class RunListRow:
-    """One run as the list shows it: its columns plus the proposal's title and summary."""
-
-    run_id: uuid.UUID
-    status: RunStatus
-    run_type: RunType
-    priority: Priority
-    parent_run_id: uuid.UUID | None
-    created_at: datetime
-    queued_at: datetime | None
-    started_at: datetime | None
-    completed_at: datetime | None
-    decision: DecisionLabel | None
-    overall_score: float | None
-    proposal_title: str | None
-    proposal_summary: str | None
-
-
-@dataclass(frozen=True)
 class RunPage:
-    rows: list[RunListRow]
+    rows: Sequence[sa.Row[*tuple[Any, ...]]]
+    """A run's list columns by name, as the API's list item has them."""
     next_cursor: Cursor | None
     """Set when more runs follow; pass its encoding to get the next page."""
 
@@ -106,11 +89,11 @@ def list_runs(
     Keyset pagination on (created_at, id): stable while runs are added, and no
     ``count(*)`` or ``OFFSET`` scan, whatever the page number.
     """
-    title = ProposalVersion.proposal["title"].as_string()
-    summary = ProposalVersion.proposal["summary"].as_string()
+    title = ProposalVersion.proposal["title"].as_string().label("proposal_title")
+    summary = ProposalVersion.proposal["summary"].as_string().label("proposal_summary")
     query = (
         sa.select(
-            Run.id,
+            Run.id.label("run_id"),
             Run.status,
             Run.run_type,
             Run.priority,
@@ -136,7 +119,7 @@ def list_runs(
                 sa.and_(Run.created_at == after.created_at, Run.id < after.run_id),
             )
         )
-    rows = [RunListRow(*tuple(row)) for row in session.execute(query).all()]
+    rows = session.execute(query).all()
     if len(rows) <= limit:
         return RunPage(rows, None)
     last = rows[limit - 1]
@@ -162,18 +145,36 @@ def _conditions(filters: RunFilters) -> list[sa.ColumnElement[bool]]:
     return conditions
 
 
-def run_detail(session: Session, run_id: uuid.UUID, *, tenant: str) -> Run | None:
-    """The tenant's run with everything the detail view shows, loaded up front."""
-    return session.scalar(
-        sa.select(Run)
-        .where(Run.id == run_id, Run.tenant == tenant)
-        .options(
+def get_run(
+    session: Session, run_id: uuid.UUID, *, tenant: str | None, detailed: bool = False
+) -> Run | None:
+    """The run, if it belongs to ``tenant`` (``None``: any tenant, for the pipeline).
+
+    ``detailed`` loads everything the detail view shows up front: steps, reviews,
+    proposal and decision.
+    """
+    query = sa.select(Run).where(Run.id == run_id)
+    if tenant is not None:
+        query = query.where(Run.tenant == tenant)
+    if detailed:
+        query = query.options(
             selectinload(Run.steps),
             selectinload(Run.reviews),
             selectinload(Run.proposal),
             selectinload(Run.decision_record),
         )
-    )
+    return session.scalar(query)
+
+
+def load_proposal(session: Session, run_id: uuid.UUID) -> ExpandedProposal | None:
+    row = session.scalar(sa.select(ProposalVersion).where(ProposalVersion.run_id == run_id))
+    return None if row is None else ExpandedProposal.model_validate(row.proposal)
+
+
+def load_reviews(session: Session, run_id: uuid.UUID) -> dict[str, ReviewRow]:
+    """The run's reviews by persona id, fresh and reused alike."""
+    rows = session.scalars(sa.select(ReviewRow).where(ReviewRow.run_id == run_id))
+    return {row.persona_id: row for row in rows}
 
 
 @dataclass(frozen=True)
@@ -265,3 +266,9 @@ def run_progress(session: Session, run_id: uuid.UUID, *, tenant: str) -> RunProg
         overall_score=score,
         steps=tuple(StepState(*row) for row in steps),
     )
+
+
+def run_counts(session: Session) -> dict[str, int]:
+    """Runs in each status, for the ``consensus_runs`` gauge."""
+    rows = session.execute(sa.select(Run.status, sa.func.count()).group_by(Run.status))
+    return {str(status): int(count) for status, count in rows}

@@ -1,7 +1,8 @@
-"""The queries the API and the pipeline stages need.
+"""Writing runs and what their stages produce: the run and its steps, proposals, reviews,
+decisions, LLM calls, the enqueue confirmation.
 
-Functions take the caller's :class:`Session` and never commit: the caller owns
-the transaction, so a use case that writes several things writes all or none.
+Functions take the caller's :class:`Session` and never commit: the caller owns the
+transaction, so a use case that writes several things writes all or none.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from consensus_engine.db.models import LlmCall, LlmCallOutcome, ProposalVersion, Run, StepProgress
+from consensus_engine.db.models import DecisionRecord, LlmCall, ProposalVersion, Run, StepProgress
 from consensus_engine.db.models import PersonaReview as ReviewRow
 from consensus_engine.db.types import utcnow
+from consensus_engine.domain.revisions import ProposalDiff, ProposalSource
 from consensus_engine.domain.runs import Priority, RunStatus, RunType, StepStatus
-from consensus_engine.domain.schemas import ExpandedProposal, PersonaReview
+from consensus_engine.domain.schemas import Decision, ExpandedProposal, PersonaReview
 from consensus_engine.llm.records import CallRecord
 
 
@@ -88,11 +90,6 @@ def create_run(
     return run
 
 
-def get_run(session: Session, run_id: uuid.UUID, *, tenant: str) -> Run | None:
-    """The run if it exists and belongs to ``tenant``; another tenant's run is invisible."""
-    return session.scalar(sa.select(Run).where(Run.id == run_id, Run.tenant == tenant))
-
-
 def record_llm_calls(session: Session, run: Run | None, calls: Sequence[CallRecord]) -> None:
     """One ``llm_calls`` row per attempt, failed ones too, and the run's running totals.
 
@@ -109,24 +106,13 @@ def record_llm_calls(session: Session, run: Run | None, calls: Sequence[CallReco
                 output_tokens=call.output_tokens,
                 cost_usd=call.cost_usd,
                 latency_ms=round(call.latency_ms),
-                outcome=LlmCallOutcome(call.outcome),
+                outcome=call.outcome,
             )
         )
         if run is not None:
             run.input_tokens += call.input_tokens
             run.output_tokens += call.output_tokens
             run.cost_usd += call.cost_usd
-
-
-def load_proposal(session: Session, run_id: uuid.UUID) -> ExpandedProposal | None:
-    row = session.scalar(sa.select(ProposalVersion).where(ProposalVersion.run_id == run_id))
-    return None if row is None else ExpandedProposal.model_validate(row.proposal)
-
-
-def load_reviews(session: Session, run_id: uuid.UUID) -> dict[str, ReviewRow]:
-    """The run's reviews by persona id, fresh and reused alike."""
-    rows = session.scalars(sa.select(ReviewRow).where(ReviewRow.run_id == run_id))
-    return {row.persona_id: row for row in rows}
 
 
 def upsert_review(
@@ -164,3 +150,44 @@ def upsert_review(
     row.temperature = temperature
     row.prompt_set_version = prompt_set_version
     return row
+
+
+def store_proposal(
+    session: Session,
+    run_id: uuid.UUID,
+    proposal: ExpandedProposal,
+    *,
+    source: ProposalSource,
+    edit_notes: str | None,
+    diff: ProposalDiff | None,
+) -> None:
+    """The run's proposal, replacing one an earlier attempt stored."""
+    version = session.scalar(
+        sa.select(ProposalVersion).where(ProposalVersion.run_id == run_id)
+    ) or ProposalVersion(run_id=run_id)
+    version.proposal = proposal.model_dump(mode="json")
+    version.source = source
+    version.edit_notes = edit_notes
+    version.diff = None if diff is None else dict(diff)
+    session.add(version)
+
+
+def store_decision(session: Session, run: Run, decision: Decision) -> None:
+    """The run's decision record, and its label and score on the run itself (for lists)."""
+    record = session.scalar(
+        sa.select(DecisionRecord).where(DecisionRecord.run_id == run.id)
+    ) or DecisionRecord(run_id=run.id)
+    session.add(record)
+    record.decision = decision.decision
+    record.overall_score = decision.overall_weighted_confidence
+    record.decision_json = decision.model_dump(mode="json")
+    run.decision = decision.decision
+    run.overall_score = decision.overall_weighted_confidence
+
+
+def mark_enqueued(session: Session, run_id: uuid.UUID) -> None:
+    """Record that Pub/Sub confirmed the run's messages; until then the sweeper resends them."""
+    now = utcnow()
+    session.execute(
+        sa.update(Run).where(Run.id == run_id).values(last_enqueued_at=now, updated_at=now)
+    )

@@ -1,0 +1,47 @@
+"""What a stage tells its caller: one outcome, and the jobs that must follow it.
+
+The stages know nothing of the broker; the worker translates an outcome into Dramatiq
+(send the follow-ups, raise ``Retry``, or ack) and does nothing else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from consensus_engine.domain.runs import Job
+
+
+class OutcomeKind(StrEnum):
+    DONE = "done"
+    """The step settled; send ``follow_ups``."""
+    RETRY = "retry"
+    """The step was handed back; deliver this message again after ``retry_after`` seconds."""
+    FAILED = "failed"
+    """The step failed for good (``reason``); ``follow_ups`` may still move the run on."""
+    SKIPPED = "skipped"
+    """Nothing was done (a duplicate, a finished run, a step held elsewhere)."""
+
+
+@dataclass(frozen=True)
+class StageOutcome:
+    kind: OutcomeKind
+    follow_ups: tuple[Job, ...] = ()
+    reason: str | None = None
+    retry_after: float | None = None
+
+    @classmethod
+    def done(cls, *follow_ups: Job) -> StageOutcome:
+        return cls(OutcomeKind.DONE, follow_ups)
+
+    @classmethod
+    def retry(cls, after: float, reason: str) -> StageOutcome:
+        return cls(OutcomeKind.RETRY, reason=reason, retry_after=after)
+
+    @classmethod
+    def failed(cls, reason: str, *follow_ups: Job) -> StageOutcome:
+        return cls(OutcomeKind.FAILED, follow_ups, reason=reason)
+
+    @classmethod
+    def skipped(cls, reason: str, *follow_ups: Job) -> StageOutcome:
+        return cls(OutcomeKind.SKIPPED, follow_ups, reason=reason)

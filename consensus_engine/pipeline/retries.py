@@ -1,0 +1,67 @@
+"""The retry policy: whether a failed step is tried again, and after how long.
+
+Every layer asks here: the stages (hand the step back or fail it for good), the worker
+(what Dramatiq re-delivers), nothing else decides.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from consensus_engine.domain.aggregation import AggregationError
+from consensus_engine.domain.personas import PersonaConfigError
+from consensus_engine.domain.revisions import RevisionError
+from consensus_engine.llm import LLMConfigurationError, LLMPermanentError, LLMRateLimitedError
+from consensus_engine.pipeline.work import StageInputError
+from consensus_engine.settings import Settings
+
+PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
+    LLMPermanentError,
+    LLMConfigurationError,
+    StageInputError,
+    RevisionError,
+    PersonaConfigError,
+    AggregationError,
+)
+"""Retrying cannot help: a bad API key, a refused request, a run missing its inputs."""
+
+
+def is_retryable(error: BaseException) -> bool:
+    """Anything not known to be permanent may pass next time (rate limits, timeouts...)."""
+    if isinstance(error, KeyboardInterrupt | SystemExit):
+        return False
+    return not isinstance(error, PERMANENT_ERRORS)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """``MAX_RETRIES_PER_PERSONA`` retries with exponential backoff and jitter."""
+
+    max_retries: int
+    initial_backoff: float
+    multiplier: float
+    max_backoff: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RetryPolicy:
+        return cls(
+            max_retries=settings.max_retries_per_persona,
+            initial_backoff=settings.retry_initial_backoff_seconds,
+            multiplier=settings.retry_backoff_multiplier,
+            max_backoff=settings.retry_max_backoff_seconds,
+        )
+
+    def retry_after(self, error: BaseException, retries: int) -> float | None:
+        """Seconds to wait before the next try, or ``None``: the step fails for good.
+
+        ``retries`` is how many times this step's message was retried already. A
+        provider's Retry-After is a floor.
+        """
+        if retries >= self.max_retries or not is_retryable(error):
+            return None
+        seconds = self.initial_backoff * self.multiplier**retries
+        seconds = min(seconds, self.max_backoff) * random.uniform(0.9, 1.1)  # noqa: S311
+        if isinstance(error, LLMRateLimitedError) and error.retry_after:
+            seconds = max(seconds, min(error.retry_after, self.max_backoff))
+        return seconds

@@ -1,0 +1,49 @@
+"""The retry policy: the one place that decides whether a failed step is tried again."""
+
+from __future__ import annotations
+
+import pytest
+
+from consensus_engine.domain.revisions import RevisionError
+from consensus_engine.llm import LLMAuthError, LLMRateLimitedError, LLMServerError
+from consensus_engine.pipeline.retries import RetryPolicy, is_retryable
+from consensus_engine.pipeline.work import StageInputError
+
+POLICY = RetryPolicy(max_retries=3, initial_backoff=1.0, multiplier=2.0, max_backoff=10.0)
+
+
+def test_transient_errors_back_off_exponentially_with_jitter() -> None:
+    waits = [POLICY.retry_after(LLMServerError("500"), retries) for retries in range(3)]
+    for wait, nominal in zip(waits, (1.0, 2.0, 4.0), strict=True):
+        assert wait is not None and nominal * 0.9 <= wait <= nominal * 1.1
+
+
+def test_the_backoff_is_capped() -> None:
+    capped = RetryPolicy(max_retries=10, initial_backoff=1.0, multiplier=10.0, max_backoff=5.0)
+    wait = capped.retry_after(LLMServerError("500"), 5)
+    assert wait is not None and wait <= 5.5
+
+
+def test_no_retry_once_the_retries_are_spent() -> None:
+    assert POLICY.retry_after(LLMServerError("500"), 3) is None
+
+
+@pytest.mark.parametrize(
+    "error",
+    [LLMAuthError("401"), StageInputError("no proposal"), RevisionError("bad edit")],
+)
+def test_permanent_errors_are_never_retried(error: Exception) -> None:
+    assert not is_retryable(error)
+    assert POLICY.retry_after(error, 0) is None
+
+
+def test_interrupts_of_the_process_are_never_retried() -> None:
+    assert POLICY.retry_after(KeyboardInterrupt(), 0) is None
+    assert POLICY.retry_after(SystemExit(), 0) is None
+
+
+def test_a_providers_retry_after_is_a_floor_within_the_cap() -> None:
+    asked = POLICY.retry_after(LLMRateLimitedError("429", retry_after=7.0), 0)
+    assert asked == 7.0
+    beyond = POLICY.retry_after(LLMRateLimitedError("429", retry_after=60.0), 0)
+    assert beyond == 10.0
