@@ -27,36 +27,29 @@ import argparse
 import asyncio
 import contextlib
 import json
-import logging
 import math
 import os
 import re
 import secrets
 import sys
-import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from bench import _cpu, _stack
-from consensus_engine.db.engine import create_engine_from_url, session_factory
-from consensus_engine.devtools.api_process import HOST, ApiProcess, start_api
-from consensus_engine.devtools.emulator import pubsub_emulator
-from consensus_engine.devtools.environment import environ_without_settings
-from consensus_engine.devtools.http_client import http_request
+from bench import _harness
+from bench._harness import Skipped, attempt, percentile, print_table
+from bench._harness import fmt as _f
+from consensus_engine.devtools.loopback import ApiClient, http_request
 from consensus_engine.devtools.offline_llm import OfflineLLMServer
-from consensus_engine.devtools.results import Skipped, attempt, attempt_cleanup, percentile
-from consensus_engine.devtools.results import fmt as _f
-from consensus_engine.devtools.worker import start_worker
-from consensus_engine.settings import Settings
+from consensus_engine.devtools.process import environ_without_settings
+from consensus_engine.devtools.service import HOST, ApiProcess, start_api
+from consensus_engine.devtools.stack import REPO_ROOT, SAMPLE_IDEA, Stack, queue_env
 
-IDEA = "Let people book a bike repair slot online and get a text when it is ready."
 SUBMIT_TARGET = 200.0
 READ_TARGET = 1000.0
 P99_TARGET_MS = 100.0
@@ -76,95 +69,58 @@ API_ENV: dict[str, str] = {
     "API_RATE_LIMIT_BURST": "100000",
     "API_MAX_RUNS_IN_FLIGHT": "1000000",
     "PUBSUB_AUTO_CREATE": "true",
-    "PUBSUB_PROJECT_ID": "bench-api",
 }
 _METRIC_LINE = re.compile(
     r'^consensus_api_request_duration_seconds_(sum|count)\{method="([A-Z]+)",route="([^"]+)"\} '
     r"(\S+)$"
 )
 
-log = logging.getLogger("bench.api")
 
-
-# -- the API server ---------------------------------------------------------------------------
-
-
-def http_get(url: str, key: str | None = None, body: object = None) -> tuple[int, bytes]:
-    """One plain request (set-up and metrics, not the measured load); POST with a body."""
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
-    data = None if body is None else json.dumps(body).encode()
-    if data is not None:
-        headers["Content-Type"] = "application/json"
-    reply = http_request(url, body=data, headers=headers)
-    return reply.status, reply.body
-
-
-def server_seconds(server: ApiProcess) -> dict[tuple[str, str], tuple[float, float]]:
-    """(method, route) -> (seconds, requests) the API itself counted (its /metrics)."""
-    _, body = http_get(server.base_url + "/metrics")
-    found: dict[tuple[str, str], list[float]] = {}
-    for line in body.decode().splitlines():
+def server_seconds(server: ApiProcess) -> dict[str, tuple[float, float]]:
+    """``METHOD route`` -> (seconds, requests) the API itself counted (its /metrics)."""
+    found: dict[str, list[float]] = {}
+    for line in http_request(server.base_url + "/metrics").body.decode().splitlines():
         match = _METRIC_LINE.match(line)
         if match:
             kind, method, route, value = match.groups()
-            pair = found.setdefault((method, route), [0.0, 0.0])
+            pair = found.setdefault(f"{method} {route}", [0.0, 0.0])
             pair[0 if kind == "sum" else 1] = float(value)
     return {key: (pair[0], pair[1]) for key, pair in found.items()}
-
-
-# -- the load: asyncio keep-alive HTTP/1.1 clients ---------------------------------------------
 
 
 class Connection:
     """A minimal keep-alive HTTP/1.1 client: one request at a time, answers read whole."""
 
-    def __init__(self, host: str, port: int) -> None:
-        self.host, self.port = host, port
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
-
-    async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        if self.reader is None or self.writer is None:
-            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
-        return self.reader, self.writer
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
 
     async def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
+        if self.streams is not None:
+            self.streams[1].close()
             with contextlib.suppress(OSError):
-                await self.writer.wait_closed()
-        self.reader = self.writer = None
+                await self.streams[1].wait_closed()
+        self.streams = None
 
     async def request(self, raw: bytes) -> tuple[int, bytes]:
-        reader, writer = await self._open()
+        self.streams = self.streams or await asyncio.open_connection(HOST, self.port)
+        reader, writer = self.streams
         writer.write(raw)
         head = await reader.readuntil(b"\r\n\r\n")
-        status = int(head[9:12])
-        length, chunked, close = 0, False, False
+        headers = {}
         for line in head.split(b"\r\n")[1:]:
             name, _, value = line.partition(b":")
-            name, value = name.strip().lower(), value.strip().lower()
-            if name == b"content-length":
-                length = int(value)
-            elif name == b"transfer-encoding":
-                chunked = b"chunked" in value
-            elif name == b"connection":
-                close = value == b"close"
-        body = await self._chunked(reader) if chunked else await reader.readexactly(length)
-        if close:
+            headers[name.strip().lower()] = value.strip().lower()
+        if b"chunked" in headers.get(b"transfer-encoding", b""):
+            body = b""
+            while size := int((await reader.readline()).split(b";")[0], 16):
+                body += (await reader.readexactly(size + 2))[:-2]
+            await reader.readuntil(b"\r\n")
+        else:
+            body = await reader.readexactly(int(headers.get(b"content-length", b"0")))
+        if headers.get(b"connection") == b"close":
             await self.close()
-        return status, body
-
-    @staticmethod
-    async def _chunked(reader: asyncio.StreamReader) -> bytes:
-        parts: list[bytes] = []
-        while True:
-            size = int((await reader.readline()).split(b";")[0], 16)
-            if size == 0:
-                await reader.readuntil(b"\r\n")
-                return b"".join(parts)
-            parts.append(await reader.readexactly(size))
-            await reader.readexactly(2)
+        return int(head[9:12]), body
 
 
 def raw_request(method: str, path: str, key: str, body: bytes | None = None) -> bytes:
@@ -172,10 +128,6 @@ def raw_request(method: str, path: str, key: str, body: bytes | None = None) -> 
     if body is not None:
         lines += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + (body or b"")
-
-
-RequestMaker = Callable[[int], bytes]
-"""Request bytes for a client's n-th request (all clients share one sequence)."""
 
 
 @dataclass
@@ -196,15 +148,17 @@ class Load:
         return percentile(self.latencies_ms, fraction)
 
 
-async def _drive(
+async def drive(
     port: int,
-    make: RequestMaker,
+    requests: list[bytes],
     expected: int,
     clients: int,
     warmup_s: float,
     window_s: float,
-    keep_bodies: bool,
+    keep_bodies: bool = False,
 ) -> Load:
+    """``clients`` connections sending back to back for ``warmup_s`` + ``window_s``; all of
+    them together cycle through ``requests``."""
     loop = asyncio.get_running_loop()
     measure_from = loop.time() + warmup_s
     until = measure_from + window_s
@@ -212,10 +166,10 @@ async def _drive(
     counter = iter(range(10**12))
 
     async def client() -> None:
-        connection = Connection(HOST, port)
+        connection = Connection(port)
         try:
             while loop.time() < until:
-                raw = make(next(counter))
+                raw = requests[next(counter) % len(requests)]
                 started = loop.time()
                 try:
                     status, body = await connection.request(raw)
@@ -239,58 +193,24 @@ async def _drive(
     return load
 
 
-def drive(
-    port: int,
-    make: RequestMaker,
-    expected: int,
-    *,
-    clients: int,
-    warmup_s: float,
-    window_s: float,
-    keep_bodies: bool = False,
-) -> Load:
-    """``clients`` connections sending back to back for ``warmup_s`` + ``window_s``."""
-    return asyncio.run(_drive(port, make, expected, clients, warmup_s, window_s, keep_bodies))
-
-
-# -- rows ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DbCounters:
-    """PostgreSQL's own statistics of the scratch database (pg_stat_database)."""
-
-    sessions: int  # connections opened
-    active_ms: float  # time backends spent running statements
-    commits: int
-
-    def __sub__(self, other: DbCounters) -> DbCounters:
-        return DbCounters(
-            self.sessions - other.sessions,
-            self.active_ms - other.active_ms,
-            self.commits - other.commits,
-        )
-
-
 # PostgreSQL publishes a backend's statistics at most once a second (at the end of a
 # transaction); waiting this long before reading them lets the last ones in.
 DB_STATS_SETTLE_S = 1.2
 
 
-def db_counters(sessions: sessionmaker[Session]) -> DbCounters | None:
-    """The database's counters now; ``None`` on SQLite or a server without them."""
+def db_counters(sessions: sessionmaker[Session]) -> dict[str, float]:
+    """PostgreSQL's own statistics of the scratch database now (pg_stat_database): connections
+    opened, time backends spent running statements, commits; none on SQLite."""
     with sessions() as session:
         if session.get_bind().dialect.name != "postgresql":
-            return None
+            return {}
         row = session.execute(
             sa.text(
-                "SELECT sessions, active_time, xact_commit FROM pg_stat_database "
-                "WHERE datname = current_database()"
+                "SELECT sessions, active_time AS active_ms, xact_commit AS commits "
+                "FROM pg_stat_database WHERE datname = current_database()"
             )
         ).one_or_none()
-    if row is None:
-        return None
-    return DbCounters(int(row[0]), float(row[1]), int(row[2]))
+    return {name: float(value) for name, value in row._mapping.items()} if row else {}
 
 
 @dataclass
@@ -298,12 +218,16 @@ class Row:
     title: str
     target_rate: float | None  # None: no target (a comparison row)
     load: Load
+    alone: Load  # one client: the latency without queueing
     server_ms: float  # mean time inside the API (its middleware), from /metrics
     cpu_s: dict[str, float]
     metered_s: float  # wall time the CPU meters spanned (warm-up and window)
-    db: DbCounters | None = None  # what PostgreSQL counted during warm-up and window
-    alone: Load | None = None  # one client: the latency without queueing
+    db: dict[str, float]  # what PostgreSQL counted during warm-up and window (db_counters)
     note: str = ""
+
+    @property
+    def alone_ms(self) -> float:
+        return self.alone.percentile(0.5)
 
     def per_request_ms(self, process: str) -> float:
         """CPU milliseconds ``process`` spent per answer (warm-up and window)."""
@@ -313,73 +237,54 @@ class Row:
 
 
 Outcome = Row | Skipped
+Measure = Callable[["Bench", ApiProcess, str], Row]
 
 
 @dataclass
 class Bench:
-    """What the rows share: the options, the servers' addresses, the CPU sources."""
+    """What the rows share: the options, the servers, this run's own queues (so an emulator
+    that outlives it holds no stale messages) and a stack on them, whose sessions read the
+    database's statistics and whose worker completes the runs the reads load."""
 
     args: argparse.Namespace
-    database: _stack.Database
-    emulator_host: str | None
-    work_dir: Path
-    sessions: sessionmaker[Session]  # on the scratch database, for its statistics
-    topic: str  # this run's own, so an emulator that outlives it holds no stale messages
-
-    def api_env(self, **extra: str) -> dict[str, str]:
-        env = {
-            **environ_without_settings(),
-            **API_ENV,
-            "PUBSUB_TOPIC": self.topic,
-            "PUBSUB_SUBSCRIPTION": f"{self.topic}-sub",
-            "DATABASE_URL": self.database.url,
-            **extra,
-        }
-        if self.emulator_host is not None:
-            env["PUBSUB_EMULATOR_HOST"] = self.emulator_host
-        return env
+    servers: _harness.Servers
+    queues: dict[str, str]
+    stack: Stack
 
     def start_api(self, name: str, tenant: str, **extra_env: str) -> ApiProcess:
         """The API on a free port with one key for ``tenant``, ready; the caller stops it."""
-        log_path = self.work_dir / f"api-{name}.log"
+        env = {**environ_without_settings(), **API_ENV, **self.queues, **extra_env}
+        log_path = self.servers.work_dir / f"api-{name}.log"
         workers = self.args.api_workers
-        env = self.api_env(**extra_env)
-        return start_api(env, log_path, tenant=tenant, workers=workers, cwd=_stack.REPO_ROOT)
-
-    def cpu_meter(self, server: ApiProcess) -> _cpu.CpuMeter:
-        shared = _cpu.shared_sources(self.sessions, self.emulator_host)
-        return _cpu.CpuMeter({"API": server.pids, **shared, "clients": _cpu.this_process})
+        return start_api(env, log_path, tenant=tenant, workers=workers, cwd=REPO_ROOT)
 
     def measure(
         self,
         server: ApiProcess,
         title: str,
-        make: RequestMaker,
+        requests: list[bytes],
+        route: str,
         *,
-        expected: int,
-        route: tuple[str, str],
-        target_rate: float | None,
+        expected: int = 200,
+        target_rate: float | None = None,
         keep_bodies: bool = False,
     ) -> Row:
-        args = self.args
-        load_with = partial(drive, server.port, make, expected)
-        alone = load_with(clients=1, warmup_s=ALONE_WARMUP_S, window_s=args.alone_seconds)
-        meter = self.cpu_meter(server)
+        """A row for ``requests`` to ``route`` ("GET /health"): one client, then the load."""
+        args, sessions = self.args, self.stack.sessions
+        load_with = partial(drive, server.port, requests, expected)
+        alone = asyncio.run(load_with(1, ALONE_WARMUP_S, args.alone_seconds))
+        shared = _harness.shared_sources(sessions, self.servers.emulator.host)
+        meter = _harness.CpuMeter({"API": server.pids, **shared, "clients": _harness.this_process})
         time.sleep(DB_STATS_SETTLE_S)
-        db_before = db_counters(self.sessions)
+        db_before = db_counters(sessions)
         before = server_seconds(server)
         meter.start()
-        busy_before = _cpu.machine_busy_seconds()
+        busy_before = _harness.machine_busy_seconds()
         metered_from = time.monotonic()
-        load = load_with(
-            clients=args.clients,
-            warmup_s=args.warmup,
-            window_s=args.seconds,
-            keep_bodies=keep_bodies,
-        )
+        load = asyncio.run(load_with(args.clients, args.warmup, args.seconds, keep_bodies))
         cpu = meter.stop()
         metered_s = time.monotonic() - metered_from
-        cpu["others"] = _cpu.machine_busy_seconds() - busy_before - sum(cpu.values())
+        cpu["others"] = _harness.machine_busy_seconds() - busy_before - sum(cpu.values())
         after = server_seconds(server)
         spent, count = (
             after.get(route, (0.0, 0.0))[i] - before.get(route, (0.0, 0.0))[i] for i in (0, 1)
@@ -387,9 +292,9 @@ class Bench:
         # One process's /metrics with several workers: no mean for the whole API then.
         server_ms = spent / count * 1000 if count and server.workers == 1 else math.nan
         time.sleep(DB_STATS_SETTLE_S)
-        db_after = db_counters(self.sessions)
-        db = db_after - db_before if db_after is not None and db_before is not None else None
-        return Row(title, target_rate, load, server_ms, cpu, metered_s, db, alone)
+        db_after = db_counters(sessions)
+        db = {name: db_after[name] - db_before[name] for name in db_after.keys() & db_before.keys()}
+        return Row(title, target_rate, load, alone, server_ms, cpu, metered_s, db)
 
 
 def seed_completed_runs(bench: Bench, server: ApiProcess, count: int) -> list[str]:
@@ -398,95 +303,81 @@ def seed_completed_runs(bench: Bench, server: ApiProcess, count: int) -> list[st
     Submitted through the API, run by a real worker with the offline LLM (no latency),
     which is stopped before any measurement.
     """
+    client = ApiClient(server.base_url, server.key)
     run_ids = []
     for _ in range(count):
-        status, raw = http_get(f"{server.base_url}/v1/full-review", server.key, {"idea": IDEA})
-        if status != 202:
-            raise RuntimeError(f"could not submit a run to read: {status} {raw[:300]!r}")
-        run_ids.append(str(json.loads(raw)["run_id"]))
-    with contextlib.ExitStack() as stack:
-        llm = stack.enter_context(OfflineLLMServer(latency_ms=0))
-        env = {
-            **environ_without_settings(),
-            **_stack.WORKER_ENV,
-            **{k: v for k, v in bench.api_env().items() if k.startswith(("PUBSUB_", "DATABASE"))},
-            "OPENAI_BASE_URL": llm.base_url,
-        }
-        worker = start_worker(env, bench.work_dir, "seed", cwd=_stack.REPO_ROOT)
-        stack.callback(worker.stop)
-        worker.wait_until_ready(READY_TIMEOUT_S)
-        deadline = time.monotonic() + SEED_TIMEOUT_S
-        pending = list(run_ids)
-        while pending and time.monotonic() < deadline:
-            worker.check_alive()
-            status, raw = http_get(f"{server.base_url}/v1/runs/{pending[0]}", server.key)
-            if status == 200 and json.loads(raw)["status"] in ("completed", "failed"):
-                pending.pop(0)
-            else:
-                time.sleep(0.2)
+        reply = client.post("/v1/full-review", {"idea": SAMPLE_IDEA})
+        if reply.status != 202:
+            raise RuntimeError(
+                f"could not submit a run to read: {reply.status} {reply.body[:300]!r}"
+            )
+        run_ids.append(str(reply.json()["run_id"]))
+    with OfflineLLMServer(latency_ms=0) as llm:
+        env = {"OPENAI_BASE_URL": llm.base_url}
+        worker = bench.stack.start_worker(name="seed", env=env, wait_ready=False)
+        try:
+            worker.wait_until_ready(READY_TIMEOUT_S)
+            deadline = time.monotonic() + SEED_TIMEOUT_S
+            pending = list(run_ids)
+            while pending and time.monotonic() < deadline:
+                worker.check_alive()
+                reply = client.get(f"/v1/runs/{pending[0]}")
+                if reply.status == 200 and reply.json()["status"] in ("completed", "failed"):
+                    pending.pop(0)
+                else:
+                    time.sleep(0.2)
+        finally:
+            worker.stop()
     if pending:
         raise RuntimeError(f"{len(pending)} of {len(run_ids)} runs to read did not finish")
     return run_ids
 
 
-def measure_pubsub(bench: Bench) -> list[tuple[str, Outcome]]:
-    """Health, reads and submissions against the API that publishes to the emulator."""
-    titles = (HEALTH_TITLE, READ_TITLE, SUBMIT_TITLE)
-    if bench.emulator_host is None:
-        return [(title, Skipped("no Pub/Sub emulator")) for title in titles]
-    rows: list[tuple[str, Outcome]] = []
-    server = bench.start_api("pubsub", tenant="bench")
-    measures = (
-        partial(measure_health, bench, server, titles[0]),
-        partial(measure_reads, bench, server, titles[1]),
-        partial(measure_submit, bench, server, titles[2]),
-    )
+def _measured(title: str, measure: Callable[[], Row]) -> tuple[str, Outcome]:
+    """One row (an error fails that row only), with a line saying how it went."""
+    outcome = attempt(measure)
+    detail = str(outcome)[:120] if isinstance(outcome, Skipped) else f"{outcome.load.rate:.0f}/s"
+    print(f"  ... {title}: {detail}", flush=True)
+    return title, outcome
+
+
+def measure_api(
+    bench: Bench, name: str, tenant: str, measures: Mapping[str, Measure], **env: str
+) -> list[tuple[str, Outcome]]:
+    """The rows of ``measures`` against one API server, started for them with ``env``."""
+    server = bench.start_api(name, tenant, **env)
     try:
-        for title, measure in zip(titles, measures, strict=True):
-            rows.append((title, attempt(measure)))
-            _progress(*rows[-1])
+        return [
+            _measured(title, partial(measure, bench, server, title))
+            for title, measure in measures.items()
+        ]
     finally:
         server.stop(timeout=15)
-    return rows
 
 
 def measure_health(bench: Bench, server: ApiProcess, title: str) -> Row:
     health = raw_request("GET", "/health", server.key)
-    return bench.measure(
-        server,
-        title,
-        lambda n: health,
-        expected=200,
-        route=("GET", "/health"),
-        target_rate=None,
-    )
+    return bench.measure(server, title, [health], "GET /health")
 
 
 def measure_reads(bench: Bench, server: ApiProcess, title: str) -> Row:
     run_ids = seed_completed_runs(bench, server, bench.args.read_runs)
     requests = [raw_request("GET", f"/v1/runs/{run_id}", server.key) for run_id in run_ids]
-    _, sample = http_get(f"{server.base_url}/v1/runs/{run_ids[0]}", server.key)
-    row = bench.measure(
-        server,
-        title,
-        lambda n: requests[n % len(requests)],
-        expected=200,
-        route=("GET", "/v1/runs/{run_id}"),
-        target_rate=READ_TARGET,
-    )
+    sample = ApiClient(server.base_url, server.key).get(f"/v1/runs/{run_ids[0]}").body
+    row = bench.measure(server, title, requests, "GET /v1/runs/{run_id}", target_rate=READ_TARGET)
     row.note = f"{len(run_ids)} runs, {len(sample) / 1024:.1f} KiB each"
     return row
 
 
 def measure_submit(bench: Bench, server: ApiProcess, title: str) -> Row:
-    body = json.dumps({"idea": IDEA}).encode()
+    body = json.dumps({"idea": SAMPLE_IDEA}).encode()
     submit = raw_request("POST", "/v1/full-review", server.key, body)
     row = bench.measure(
         server,
         title,
-        lambda n: submit,
+        [submit],
+        "POST /v1/full-review",
         expected=202,
-        route=("POST", "/v1/full-review"),
         target_rate=SUBMIT_TARGET,
         keep_bodies=True,
     )
@@ -497,62 +388,34 @@ def measure_submit(bench: Bench, server: ApiProcess, title: str) -> Row:
     return row
 
 
-def measure_mock(bench: Bench) -> list[tuple[str, Outcome]]:
-    """Submissions against an API whose broker only records (no publish): Pub/Sub's share.
-
-    Another tenant, so its cap check counts its own runs only, like the first one did.
-    """
-    title = MOCK_TITLE
-    server = bench.start_api("mock", tenant="bench-mock", PUBSUB_USE_MOCK="true")
-    try:
-        row = attempt(partial(measure_submit, bench, server, title))
-    finally:
-        server.stop(timeout=15)
-    _progress(title, row)
-    return [(title, row)]
-
-
-# -- reporting ----------------------------------------------------------------------------------
-
-
-def _progress(title: str, outcome: Outcome) -> None:
-    detail = str(outcome)[:120] if isinstance(outcome, Skipped) else f"{outcome.load.rate:.0f}/s"
-    print(f"  ... {title}: {detail}", flush=True)
-
-
-def print_table(rows: list[tuple[str, Outcome]], clients: int, window_s: float) -> None:
-    print(f"\n{clients} concurrent clients, keep-alive, {window_s:g} s measured per row (ms)")
-    print(
-        f"  {'':42}{'req/s':>8}{'p50':>8}{'p99':>8}{'max':>8}{'in API':>8}{'errors':>8}"
-        f"{'alone':>8}  target"
-    )
-    for title, outcome in rows:
-        if isinstance(outcome, Skipped):
-            print(f"  {title:42}{outcome}")
-            continue
-        load = outcome.load
-        errors = sum(load.errors.values())
+def print_rates(rows: list[tuple[str, Outcome]], clients: int, window_s: float) -> None:
+    def cells(row: Row) -> str:
+        load = row.load
         verdict = ""
-        if outcome.target_rate is not None:
-            met = load.rate >= outcome.target_rate and load.percentile(0.99) < P99_TARGET_MS
+        if row.target_rate is not None:
+            met = load.rate >= row.target_rate and load.percentile(0.99) < P99_TARGET_MS
             verdict = (
-                f"[{'PASS' if met else 'MISS'}] >= {outcome.target_rate:,.0f}/s, "
+                f"[{'PASS' if met else 'MISS'}] >= {row.target_rate:,.0f}/s, "
                 f"p99 < {P99_TARGET_MS:.0f} ms"
             )
         slowest = max(load.latencies_ms, default=math.nan)
-        alone = outcome.alone.percentile(0.5) if outcome.alone is not None else math.nan
-        print(
-            f"  {title:42}{_f(load.rate, ',.0f', 8)}{_f(load.percentile(0.5), '.1f', 8)}"
+        details = [row.note] if row.note else []
+        details += [f"{count} x {what}" for what, count in load.errors.most_common(3)]
+        return (
+            f"{_f(load.rate, ',.0f', 8)}{_f(load.percentile(0.5), '.1f', 8)}"
             f"{_f(load.percentile(0.99), '.1f', 8)}{_f(slowest, '.1f', 8)}"
-            f"{_f(outcome.server_ms, '.1f', 8)}{errors:8d}{_f(alone, '.1f', 8)}  {verdict}"
-        )
-        if outcome.note or load.errors:
-            details = [outcome.note] if outcome.note else []
-            details += [f"{count} x {what}" for what, count in load.errors.most_common(3)]
-            print(f"  {'':4}({'; '.join(details)})")
-    print(
-        "  (in API: mean time inside the app per request, from its /metrics: routing, handler,\n"
-        "   thread-pool wait; alone: p50 with a single client, the latency without queueing)"
+            f"{_f(row.server_ms, '.1f', 8)}{sum(load.errors.values()):8d}"
+            f"{_f(row.alone_ms, '.1f', 8)}  {verdict}"
+        ) + (f"\n  {'':4}({'; '.join(details)})" if details else "")
+
+    print_table(
+        f"\n{clients} concurrent clients, keep-alive, {window_s:g} s measured per row (ms)",
+        f"{'req/s':>8}{'p50':>8}{'p99':>8}{'max':>8}{'in API':>8}{'errors':>8}{'alone':>8}  target",
+        rows,
+        cells,
+        notes="  (in API: mean time inside the app per request, from its /metrics: routing, "
+        "handler,\n   thread-pool wait; alone: p50 with a single client, the latency without "
+        "queueing)",
     )
 
 
@@ -561,48 +424,44 @@ CPU_COLUMNS = ("API", "PostgreSQL", "emulator", "clients")
 
 def print_cpu(rows: list[tuple[str, Outcome]]) -> None:
     """CPU per request of each process, and how busy the machine was (others included)."""
-    measured = [row for _, row in rows if isinstance(row, Row) and row.load.total]
-    if not measured:
-        return
     cpus = os.cpu_count() or 1
-    print(f"\nCPU per request (ms, from /proc, warm-up included) and use of the {cpus} CPUs")
-    print(
-        f"  {'':42}"
-        + "".join(f"{name:>11}" for name in CPU_COLUMNS)
-        + f"{'ours':>8}{'ours %':>8}{'others %':>10}"
-    )
-    for row in measured:
-        cells = "".join(_f(row.per_request_ms(name), ".2f", 11) for name in CPU_COLUMNS)
+
+    def cells(row: Row) -> str:
+        per_request = "".join(_f(row.per_request_ms(name), ".2f", 11) for name in CPU_COLUMNS)
         ours = sum(row.cpu_s.get(name, 0.0) for name in CPU_COLUMNS)
         capacity = row.metered_s * cpus
         others = row.cpu_s.get("others", math.nan)
-        print(
-            f"  {row.title:42}{cells}{ours / row.load.total * 1000:8.2f}"
+        return (
+            f"{per_request}{ours / row.load.total * 1000:8.2f}"
             f"{ours / capacity * 100:7.0f}%{_f(others / capacity * 100, '.0f', 9)}%"
         )
-    print(
-        "  (PostgreSQL: the backends of the scratch database alive at either end (connections\n"
-        "   opened and closed in between are missed: see below); clients: this process;\n"
-        "   others %: the rest of the machine's work, e.g. other test runs)"
+
+    print_table(
+        f"\nCPU per request (ms, from /proc, warm-up included) and use of the {cpus} CPUs",
+        "".join(f"{name:>11}" for name in CPU_COLUMNS)
+        + f"{'ours':>8}{'ours %':>8}{'others %':>10}",
+        [(title, row) for title, row in rows if isinstance(row, Row) and row.load.total],
+        cells,
+        notes="  (PostgreSQL: the backends of the scratch database alive at either end "
+        "(connections\n   opened and closed in between are missed: see below); clients: "
+        "this process;\n   others %: the rest of the machine's work, e.g. other test runs)",
     )
 
 
 def print_database(rows: list[tuple[str, Outcome]]) -> None:
     """What PostgreSQL itself counted: a new connection per request would show here."""
-    measured = [row for _, row in rows if isinstance(row, Row) and row.db and row.load.total]
-    if not measured:
-        return
-    print("\nPostgreSQL per request (its pg_stat_database counters, warm-up included)")
-    print(f"  {'':42}{'commits':>10}{'active ms':>11}{'new conns/s':>13}")
-    for row in measured:
-        assert row.db is not None
-        print(
-            f"  {row.title:42}{row.db.commits / row.load.total:10.2f}"
-            f"{row.db.active_ms / row.load.total:11.2f}{row.db.sessions / row.metered_s:13.1f}"
-        )
-    print(
-        "  (active ms: time backends spent running statements; new conns/s: connections the\n"
-        "   API opened, e.g. its pool's overflow past DB_POOL_SIZE, closed again when returned)"
+    print_table(
+        "\nPostgreSQL per request (its pg_stat_database counters, warm-up included)",
+        f"{'commits':>10}{'active ms':>11}{'new conns/s':>13}",
+        [(t, row) for t, row in rows if isinstance(row, Row) and row.db and row.load.total],
+        lambda row: (
+            f"{row.db['commits'] / row.load.total:10.2f}"
+            f"{row.db['active_ms'] / row.load.total:11.2f}"
+            f"{row.db['sessions'] / row.metered_s:13.1f}"
+        ),
+        notes="  (active ms: time backends spent running statements; new conns/s: "
+        "connections the\n   API opened, e.g. its pool's overflow past DB_POOL_SIZE, "
+        "closed again when returned)",
     )
 
 
@@ -610,79 +469,66 @@ def print_shares(rows: list[tuple[str, Outcome]]) -> None:
     """A submission's parts: by difference of single-client latency (what one request
     waits for) and of API CPU per request (what caps the rate on these cores)."""
     found = {title: row for title, row in rows if isinstance(row, Row) and row.load.latencies_ms}
-    health = found.get(HEALTH_TITLE)
-    pubsub = found.get(SUBMIT_TITLE)
-    mock = found.get(MOCK_TITLE)
+    health, pubsub, mock = (found.get(t) for t in (HEALTH_TITLE, SUBMIT_TITLE, MOCK_TITLE))
     if health is None or pubsub is None or mock is None:
         return
 
-    def alone(row: Row) -> float:
-        return row.alone.percentile(0.5) if row.alone is not None else math.nan
+    def cells(part: tuple[Row, Row | None]) -> str:
+        row, base = part
+        latency = row.alone_ms - (base.alone_ms if base else 0.0)
+        cpu = row.per_request_ms("API") - (base.per_request_ms("API") if base else 0.0)
+        return f"{_f(latency, '.1f', 14)}{_f(cpu, '.2f', 10)}"
 
-    def api_cpu(row: Row) -> float:
-        return row.per_request_ms("API")
-
-    print("\nWhere a submission's time goes (ms; differences between rows)")
-    print(f"  {'':44}{'latency alone':>14}{'API CPU':>10}")
-    parts = (
-        ("framework floor (GET /health)", health, None),
-        ("+ validation, database (mock - health)", mock, health),
-        ("+ publish to Pub/Sub (emulator - mock)", pubsub, mock),
-    )
-    for name, row, base in parts:
-        latency = alone(row) - (alone(base) if base else 0.0)
-        cpu = api_cpu(row) - (api_cpu(base) if base else 0.0)
-        print(f"  {name:44}{_f(latency, '.1f', 14)}{_f(cpu, '.2f', 10)}")
-    emulator = pubsub.per_request_ms("emulator")
-    print(
-        f"  (plus {emulator:.2f} ms of the emulator's CPU per publish, on the same cores;\n"
-        f"   {mock.load.rate:,.0f} submissions/s without the publish, "
-        f"{pubsub.load.rate:,.0f}/s with it)"
-    )
-
-
-# -- running ------------------------------------------------------------------------------------
-
-
-def _delete_pubsub_resources(bench: Bench) -> None:
-    env = {key: value for key, value in bench.api_env().items() if key.isupper()}
-    overrides = {key: value for key, value in env.items() if key.lower() in Settings.model_fields}
-    attempt_cleanup(
-        "delete the Pub/Sub resources",
-        lambda: _stack.Target(overrides, submitters=1).close(delete_resources=True),
+    parts: list[tuple[str, tuple[Row, Row | None] | Skipped]] = [
+        ("framework floor (GET /health)", (health, None)),
+        ("+ validation, database (mock - health)", (mock, health)),
+        ("+ publish to Pub/Sub (emulator - mock)", (pubsub, mock)),
+    ]
+    print_table(
+        "\nWhere a submission's time goes (ms; differences between rows)",
+        f"{'latency alone':>14}{'API CPU':>10}",
+        parts,
+        cells,
+        width=44,
+        notes=f"  (plus {pubsub.per_request_ms('emulator'):.2f} ms of the emulator's CPU per "
+        f"publish, on the same cores;\n   {mock.load.rate:,.0f} submissions/s without the "
+        f"publish, {pubsub.load.rate:,.0f}/s with it)",
     )
 
 
 def run(args: argparse.Namespace) -> list[tuple[str, Outcome]]:
-    with contextlib.ExitStack() as stack:
-        work_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-api-")))
-        configured_emulator = os.environ.get("PUBSUB_EMULATOR_HOST")
-        emulator = stack.enter_context(pubsub_emulator(configured_emulator))
-        database = stack.enter_context(_stack.scratch_database(args.database_url, work_dir))
-        engine = create_engine_from_url(database.url, pool_size=1, max_overflow=0)
-        stack.callback(engine.dispose)
-        sessions = session_factory(engine)
-        print("Servers:")
-        print(f"  {'database':10}{database.description}")
-        print(f"  {'Pub/Sub':10}{emulator.description}")
+    with _harness.servers("api", args.database_url) as servers:
         print(
             f"  {'API':10}uvicorn, {args.api_workers} process(es), pool and thread defaults "
-            "(DB_POOL_SIZE 5 + DB_MAX_OVERFLOW 10, 40 threads), rate limits opened wide"
+            "(DB_POOL_SIZE 5 + DB_MAX_OVERFLOW 10, 40 threads), rate limits opened wide",
+            flush=True,
         )
-        sys.stdout.flush()
-        bench = Bench(
-            args, database, emulator.host, work_dir, sessions, f"bench-api-{secrets.token_hex(4)}"
-        )
-        if configured_emulator and emulator.host is not None:
-            # The emulator outlives this run: delete its topics and subscriptions at the end.
-            stack.callback(_delete_pubsub_resources, bench)
-        return measure_pubsub(bench) + measure_mock(bench)
-    raise AssertionError("unreachable")  # pragma: no cover - ExitStack does not swallow
+        host, topic = servers.emulator.host, f"bench-api-{secrets.token_hex(4)}"
+        queues = queue_env(servers.database_url, host, "bench-api", topic)
+        stack = Stack({**_harness.WORKER_ENV, **queues}, servers.work_dir, pool=1)
+        try:
+            bench = Bench(args, servers, queues, stack)
+            measures: dict[str, Measure] = {
+                HEALTH_TITLE: measure_health,
+                READ_TITLE: measure_reads,
+                SUBMIT_TITLE: measure_submit,
+            }  # against the API that publishes to the emulator
+            rows: list[tuple[str, Outcome]] = [
+                (title, Skipped("no Pub/Sub emulator")) for title in measures
+            ]
+            if host is not None:
+                rows = measure_api(bench, "pubsub", "bench", measures)
+            # Submissions against an API whose broker only records (no publish): Pub/Sub's
+            # share. Another tenant, so its cap check counts its own runs only, like the first.
+            mock = {MOCK_TITLE: measure_submit}
+            return rows + measure_api(bench, "mock", "bench-mock", mock, PUBSUB_USE_MOCK="true")
+        finally:
+            # An emulator that outlives this run keeps nothing of it.
+            stack.close(delete_resources=servers.shared_emulator and host is not None)
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench.api", description=__doc__)
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser = _harness.parser("api", __doc__)
     add = parser.add_argument
     add("--clients", type=int, default=50, help="concurrent keep-alive connections")
     add("--seconds", type=float, default=None, help="measured seconds per row (default 10)")
@@ -707,14 +553,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="sanity run: 3 s a row, 1 s warm-up, 1 s alone, 5 runs read",
     )
-    add("--database-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    add("--database-url", default=_harness.DATABASE_SERVER)
     args = parser.parse_args(argv)
-    quick = args.quick
-    args.seconds = args.seconds if args.seconds is not None else (3.0 if quick else 10.0)
-    args.warmup = args.warmup if args.warmup is not None else (1.0 if quick else 2.0)
-    args.read_runs = args.read_runs if args.read_runs is not None else (5 if quick else 20)
-    if args.alone_seconds is None:
-        args.alone_seconds = 1.0 if quick else 2.0
+    _harness.quick_defaults(
+        args, seconds=(3.0, 10.0), warmup=(1.0, 2.0), read_runs=(5, 20), alone_seconds=(1.0, 2.0)
+    )
     if min(args.clients, args.seconds, args.alone_seconds, args.read_runs) <= 0 or args.warmup < 0:
         parser.error("--clients, --seconds, --alone-seconds and --read-runs must be positive")
     if args.api_workers < 1:
@@ -722,28 +565,27 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parse(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
-    print(
-        f"bench.api: {os.cpu_count()} CPUs, load average {load}\n"
-        f"  targets: {SUBMIT_TARGET:.0f} submissions/s and {READ_TARGET:,.0f} reads/s, "
-        f"p99 < {P99_TARGET_MS:.0f} ms, at {args.clients} clients"
-    )
-    started = time.monotonic()
-    try:
-        with _stack.interrupt_once("the API, worker, emulator and database"):
-            rows = run(args)
-    except KeyboardInterrupt:
-        print("cleaned up", file=sys.stderr)
-        return 130
-    print_table(rows, args.clients, args.seconds)
+def report(args: argparse.Namespace, rows: list[tuple[str, Outcome]]) -> None:
+    print_rates(rows, args.clients, args.seconds)
     print_cpu(rows)
     print_database(rows)
     print_shares(rows)
-    print(f"\n(total {time.monotonic() - started:.0f} s; the targets are informative, exit 0)")
-    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    details = (
+        f"\n  targets: {SUBMIT_TARGET:.0f} submissions/s and {READ_TARGET:,.0f} reads/s, "
+        f"p99 < {P99_TARGET_MS:.0f} ms, at {args.clients} clients"
+    )
+    return _harness.main(
+        "api",
+        details,
+        partial(run, args),
+        partial(report, args),
+        stopping="the API, worker, emulator and database",
+        footer="the targets are informative, exit 0",
+    )
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ It exits 0 whether the targets are met or not: it is a benchmark, not a test.
 
 from __future__ import annotations
 
-import abc
 import argparse
 import contextlib
 import logging
@@ -27,21 +26,19 @@ import uuid
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import dramatiq
+from dramatiq.common import dq_name, xq_name
 from google.cloud import pubsub_v1
 
-from bench._stack import delete_pubsub_resources
+from bench import _harness
+from bench._harness import Skipped, attempt, percentile, print_table
 from brokers.pubsub import PubSubBroker
 from brokers.pubsub.clients import Clients
 from consensus_engine.devtools.emulator import pubsub_emulator
-from consensus_engine.devtools.results import Skipped, attempt, attempt_cleanup, percentile
-
-if TYPE_CHECKING:
-    from dramatiq.brokers.rabbitmq import RabbitmqBroker
-    from dramatiq.brokers.redis import RedisBroker
+from consensus_engine.devtools.stack import attempt_cleanup, delete_pubsub_resources
 
 WORKER_THREADS = 8
 WORKER_TIMEOUT_MS = 100
@@ -61,11 +58,7 @@ ROW_TITLES = {
     "redis": "RedisBroker",
     "rabbitmq": "RabbitmqBroker (confirms)",
 }
-
-log = logging.getLogger("bench.broker")
-
-
-# -- results -------------------------------------------------------------------------------
+F = TypeVar("F")
 
 
 @dataclass(frozen=True)
@@ -101,199 +94,122 @@ class Latency:
         return percentile(self.samples_ms, fraction)
 
 
-Outcome = Rates | Skipped
-LatencyOutcome = Latency | Skipped
-
-
 class Countdown:
     """Counts distinct keys, so a redelivered message cannot end a run early."""
 
     def __init__(self, total: int) -> None:
-        self._total = total
-        self._seen: set[Hashable] = set()
-        self._lock = threading.Lock()
-        self._done = threading.Event()
+        self.total, self.seen, self.done = total, set[Hashable](), threading.Event()
 
     def hit(self, key: Hashable) -> None:
-        with self._lock:
-            self._seen.add(key)
-            if len(self._seen) >= self._total:
-                self._done.set()
-
-    def wait(self, timeout: float) -> bool:
-        return self._done.wait(timeout)
-
-    @property
-    def count(self) -> int:
-        with self._lock:
-            return len(self._seen)
+        self.seen.add(key)  # one set.add is atomic (the GIL): no lock needed
+        if len(self.seen) >= self.total:
+            self.done.set()
 
 
-# -- brokers ---------------------------------------------------------------------------------
-
-
-def _tag() -> str:
-    return uuid.uuid4().hex[:10]
-
-
-class Backend(abc.ABC):
+@dataclass(frozen=True)
+class Backend:
     """How to get, prepare and clean up one kind of Dramatiq broker."""
 
-    @abc.abstractmethod
-    def describe(self) -> str:
-        """Which server this backend talks to, for the report."""
+    description: str  # which server it talks to, for the report
+    open: Callable[[str], dramatiq.Broker]  # a fresh broker, its names tagged
+    # Creates server-side queues up front, so timing starts with them in place.
+    prepare: Callable[[Any, str], object] = lambda broker, queue_name: None
+    delete: Callable[[Any], object] = lambda broker: None  # what the run made besides messages
 
-    def unavailable(self) -> str | None:
-        """Why the server cannot be used, or None when it answers."""
-        return None
-
-    @abc.abstractmethod
-    def open(self, tag: str) -> dramatiq.Broker: ...
-
-    @abc.abstractmethod
-    def prepare(self, broker: dramatiq.Broker, queue_name: str) -> None:
-        """Create server-side queues up front, so timing starts with them in place."""
-
-    @abc.abstractmethod
     def dispose(self, broker: dramatiq.Broker) -> None:
         """Flush and delete what the run created, then close."""
-
-
-class PubSubBackend(Backend):
-    def __init__(self, host: str, description: str) -> None:
-        self.host = host
-        self.description = description
-
-    def describe(self) -> str:
-        return self.description
-
-    def open(self, tag: str) -> dramatiq.Broker:
-        return PubSubBroker(project=PROJECT, namespace=f"bench-{tag}-", emulator_host=self.host)
-
-    def prepare(self, broker: dramatiq.Broker, queue_name: str) -> None:
-        assert isinstance(broker, PubSubBroker)
-        broker.provision()
-
-    def dispose(self, broker: dramatiq.Broker) -> None:
-        assert isinstance(broker, PubSubBroker)
-        attempt_cleanup("flush Pub/Sub queues", broker.flush_all)
-        attempt_cleanup("delete Pub/Sub resources", partial(delete_pubsub_resources, broker))
+        attempt_cleanup("flush the queues", broker.flush_all)
+        attempt_cleanup("delete what the run created", partial(self.delete, broker))
         broker.close()
 
 
-class RedisBackend(Backend):
-    def __init__(self, url: str) -> None:
-        self.url = url
-
-    def describe(self) -> str:
-        return self.url
-
-    def unavailable(self) -> str | None:
-        try:
-            import redis
-        except ImportError as error:
-            return f"redis package missing: {error}"
-        try:
-            client = redis.Redis.from_url(self.url, socket_connect_timeout=2, socket_timeout=2)
-            client.ping()
-            client.close()
-        except redis.RedisError as error:
-            return f"{self.url}: {error}"
-        return None
-
-    def open(self, tag: str) -> dramatiq.Broker:
-        from dramatiq.brokers.redis import RedisBroker
-
-        return RedisBroker(url=self.url, namespace=f"bench-{tag}")
-
-    def prepare(self, broker: dramatiq.Broker, queue_name: str) -> None:
-        """Redis lists need no declaring."""
-
-    def dispose(self, broker: dramatiq.Broker) -> None:
-        from dramatiq.brokers.redis import RedisBroker
-
-        assert isinstance(broker, RedisBroker)
-        attempt_cleanup("flush Redis queues", broker.flush_all)
-        attempt_cleanup("delete Redis keys", lambda: _delete_redis_keys(broker))
-        broker.close()
-
-
-def _delete_redis_keys(broker: RedisBroker) -> None:
-    """Heartbeats and ack sets outlive flush_all; drop every key of the run's namespace."""
-    keys = list(broker.client.scan_iter(match=f"{broker.namespace}:*"))
-    if keys:
-        broker.client.delete(*keys)
-    broker.client.close()
-
-
-class RabbitmqBackend(Backend):
-    """RabbitMQ with publisher confirms: like PubSubBroker, enqueue waits for the server."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-
-    def describe(self) -> str:
-        parts = urlsplit(self.url)
-        netloc = parts.netloc.rpartition("@")[2]
-        return urlunsplit(parts._replace(netloc=netloc)) + " (confirm_delivery=True)"
-
-    def unavailable(self) -> str | None:
-        try:
-            import pika  # type: ignore[import-untyped]
-        except ImportError as error:
-            return f"pika package missing: {error}"
-        parameters = pika.URLParameters(self.url)
-        parameters.socket_timeout = 2
-        parameters.connection_attempts = 1
-        try:
-            pika.BlockingConnection(parameters).close()
-        except pika.exceptions.AMQPError as error:
-            return f"{self.describe()}: {error!r}"
-        return None
-
-    def open(self, tag: str) -> dramatiq.Broker:
-        from dramatiq.brokers.rabbitmq import RabbitmqBroker
-
-        return RabbitmqBroker(url=self.url, confirm_delivery=True)
-
-    def prepare(self, broker: dramatiq.Broker, queue_name: str) -> None:
-        from dramatiq.brokers.rabbitmq import RabbitmqBroker
-
-        assert isinstance(broker, RabbitmqBroker)
-        broker.declare_queue(queue_name, ensure=True)
-
-    def dispose(self, broker: dramatiq.Broker) -> None:
-        from dramatiq.brokers.rabbitmq import RabbitmqBroker
-
-        assert isinstance(broker, RabbitmqBroker)
-        attempt_cleanup("flush RabbitMQ queues", broker.flush_all)
-        attempt_cleanup("delete RabbitMQ queues", lambda: _delete_rabbitmq_queues(broker))
-        broker.close()
-
-
-def _delete_rabbitmq_queues(broker: RabbitmqBroker) -> None:
-    from dramatiq.common import dq_name, xq_name
-
-    for queue_name in broker.get_declared_queues():
-        for name in (queue_name, dq_name(queue_name), xq_name(queue_name)):
-            broker.channel.queue_delete(name)
-
-
-# -- measuring brokers -----------------------------------------------------------------------
-
-
-def _actor(
-    broker: dramatiq.Broker, queue_name: str, fn: Callable[[Any], None]
-) -> dramatiq.Actor[[Any], None]:
-    """An actor bound to this broker only; no retries, so a failure shows as a shortfall."""
-    return dramatiq.Actor(
-        fn,
-        broker=broker,
-        actor_name=f"bench_{queue_name}",
-        queue_name=queue_name,
-        priority=0,
-        options={"max_retries": 0},
+def pubsub_backend(host: str, description: str) -> Backend:
+    return Backend(
+        description,
+        lambda tag: PubSubBroker(project=PROJECT, namespace=f"bench-{tag}-", emulator_host=host),
+        prepare=lambda broker, queue_name: broker.provision(),
+        delete=delete_pubsub_resources,
     )
+
+
+def redis_backend(url: str) -> Backend | Skipped:
+    """Redis, or why it cannot be used."""
+    try:
+        import redis
+        from dramatiq.brokers.redis import RedisBroker
+    except ImportError as error:
+        return Skipped(f"redis package missing: {error}")
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+        client.ping()
+        client.close()
+    except redis.RedisError as error:
+        return Skipped(f"{url}: {error}")
+
+    def delete(broker: RedisBroker) -> None:
+        """Heartbeats and ack sets outlive flush_all; drop every key of the run's namespace."""
+        keys = list(broker.client.scan_iter(match=f"{broker.namespace}:*"))
+        if keys:
+            broker.client.delete(*keys)
+        broker.client.close()
+
+    return Backend(url, lambda tag: RedisBroker(url=url, namespace=f"bench-{tag}"), delete=delete)
+
+
+def rabbitmq_backend(url: str) -> Backend | Skipped:
+    """RabbitMQ with publisher confirms (like PubSubBroker, enqueue waits for the server), or
+    why it cannot be used."""
+    parts = urlsplit(url)
+    shown = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+    shown += " (confirm_delivery=True)"
+    try:
+        import pika  # type: ignore[import-untyped]
+        from dramatiq.brokers.rabbitmq import RabbitmqBroker
+    except ImportError as error:
+        return Skipped(f"pika package missing: {error}")
+    parameters = pika.URLParameters(url)
+    parameters.socket_timeout = 2
+    parameters.connection_attempts = 1
+    try:
+        pika.BlockingConnection(parameters).close()
+    except pika.exceptions.AMQPError as error:
+        return Skipped(f"{shown}: {error!r}")
+
+    def delete(broker: RabbitmqBroker) -> None:
+        for queue_name in broker.get_declared_queues():
+            for name in (queue_name, dq_name(queue_name), xq_name(queue_name)):
+                broker.channel.queue_delete(name)
+
+    return Backend(
+        shown,
+        lambda tag: RabbitmqBroker(url=url, confirm_delivery=True),
+        prepare=lambda broker, queue_name: broker.declare_queue(queue_name, ensure=True),
+        delete=delete,
+    )
+
+
+@contextlib.contextmanager
+def _opened(
+    backend: Backend, kind: str, fn: Callable[[Any], None]
+) -> Iterator[dramatiq.Actor[[Any], None]]:
+    """A fresh broker with an actor bound to it only (no retries, so a failure shows as a
+    shortfall), its queue in place; the broker is disposed of afterwards."""
+    tag = uuid.uuid4().hex[:10]
+    broker = backend.open(tag)
+    try:
+        queue_name = f"bench_{tag}_{kind}"
+        actor = dramatiq.Actor(
+            fn,
+            broker=broker,
+            actor_name=f"bench_{queue_name}",
+            queue_name=queue_name,
+            priority=0,
+            options={"max_retries": 0},
+        )
+        backend.prepare(broker, queue_name)
+        yield actor
+    finally:
+        backend.dispose(broker)
 
 
 @contextlib.contextmanager
@@ -313,51 +229,38 @@ def _running_worker(broker: dramatiq.Broker) -> Iterator[float]:
 
 def measure_throughput(backend: Backend, messages: int, timeout: float) -> Rates:
     """Enqueue ``messages`` no-ops, then time a fresh Worker until all have run."""
-    tag = _tag()
-    broker = backend.open(tag)
-    try:
-        countdown = Countdown(messages)
-        actor = _actor(broker, f"bench_{tag}_noop", countdown.hit)
-        backend.prepare(broker, actor.queue_name)
+    countdown = Countdown(messages)
+    with _opened(backend, "noop", countdown.hit) as actor:
         started = time.perf_counter()
         for index in range(messages):
             actor.send(index)
         enqueue_s = time.perf_counter() - started
-        with _running_worker(broker) as worker_started:
-            countdown.wait(timeout)
+        with _running_worker(actor.broker) as worker_started:
+            countdown.done.wait(timeout)
             process_s = time.perf_counter() - worker_started
-        return Rates(messages, enqueue_s, countdown.count, process_s)
-    finally:
-        backend.dispose(broker)
+        return Rates(messages, enqueue_s, len(countdown.seen), process_s)
 
 
 def measure_latency(backend: Backend, samples: int, gap_s: float, timeout: float) -> Latency:
     """Send one message at a time to an idle Worker; the actor notes when it starts."""
-    tag = _tag()
-    broker = backend.open(tag)
     started: queue.Queue[tuple[float, float]] = queue.Queue()
 
     def record(sent_at: float) -> None:
         started.put((sent_at, (time.time() - sent_at) * 1000))
 
-    try:
-        actor = _actor(broker, f"bench_{tag}_latency", record)
-        backend.prepare(broker, actor.queue_name)
-        recorded: list[float] = []
-        lost = 0
-        with _running_worker(broker):
-            for index in range(samples + LATENCY_WARMUP):
-                time.sleep(gap_s * random.uniform(0.5, 1.5))  # don't phase-lock with polls
-                sent_at = time.time()
-                actor.send(sent_at)
-                latency = _await_start(started, sent_at, timeout)
-                if latency is None:
-                    lost += 1
-                elif index >= LATENCY_WARMUP:
-                    recorded.append(latency)
-        return Latency(tuple(recorded), lost)
-    finally:
-        backend.dispose(broker)
+    recorded: list[float] = []
+    lost = 0
+    with _opened(backend, "latency", record) as actor, _running_worker(actor.broker):
+        for index in range(samples + LATENCY_WARMUP):
+            time.sleep(gap_s * random.uniform(0.5, 1.5))  # don't phase-lock with polls
+            sent_at = time.time()
+            actor.send(sent_at)
+            latency = _await_start(started, sent_at, timeout)
+            if latency is None:
+                lost += 1
+            elif index >= LATENCY_WARMUP:
+                recorded.append(latency)
+    return Latency(tuple(recorded), lost)
 
 
 def _await_start(
@@ -375,80 +278,30 @@ def _await_start(
     return None
 
 
-# -- the raw client --------------------------------------------------------------------------
-
-
-def _raw_payloads(messages: int) -> list[tuple[bytes, dict[str, str]]]:
+def _raw_payload(index: int) -> tuple[bytes, dict[str, str]]:
     """Bytes and attributes like PubSubBroker's, so only the broker layer differs."""
-    payloads = []
-    for index in range(messages):
-        message: dramatiq.Message[Any] = dramatiq.Message(
-            queue_name="raw",
-            actor_name="bench_raw",
-            args=(index,),
-            kwargs={},
-            options={"pubsub_enqueue_id": uuid.uuid4().hex},
-        )
-        attributes = {
-            "dramatiq_message_id": message.message_id,
-            "dramatiq_actor": message.actor_name,
-            "dramatiq_queue": message.queue_name,
-        }
-        payloads.append((message.encode(), attributes))
-    return payloads
-
-
-def _raw_publish(
-    publisher: pubsub_v1.PublisherClient,
-    topic: str,
-    payloads: list[tuple[bytes, dict[str, str]]],
-    *,
-    one_at_a_time: bool,
-) -> None:
-    futures = []
-    for data, attributes in payloads:
-        future = publisher.publish(topic, data, **attributes)
-        if one_at_a_time:
-            future.result(timeout=60)
-        else:
-            futures.append(future)
-    for future in futures:
-        future.result(timeout=60)
-
-
-def _raw_consume(
-    subscriber: pubsub_v1.SubscriberClient,
-    subscription: str,
-    messages: int,
-    *,
-    max_messages: int,
-    timeout: float,
-) -> tuple[int, float]:
-    """Streaming pull with an acking callback until every message arrived."""
-    countdown = Countdown(messages)
-
-    def callback(message: Any) -> None:
-        countdown.hit(message.attributes["dramatiq_message_id"])
-        message.ack()
-
-    started = time.perf_counter()
-    future = subscriber.subscribe(
-        subscription, callback, flow_control=pubsub_v1.types.FlowControl(max_messages=max_messages)
+    message: dramatiq.Message[Any] = dramatiq.Message(
+        queue_name="raw",
+        actor_name="bench_raw",
+        args=(index,),
+        kwargs={},
+        options={"pubsub_enqueue_id": uuid.uuid4().hex},
     )
-    countdown.wait(timeout)
-    elapsed = time.perf_counter() - started
-    future.cancel()
-    with contextlib.suppress(Exception):
-        future.result(timeout=10)
-    return countdown.count, elapsed
+    attributes = {
+        "dramatiq_message_id": message.message_id,
+        "dramatiq_actor": message.actor_name,
+        "dramatiq_queue": message.queue_name,
+    }
+    return message.encode(), attributes
 
 
 def measure_raw(
     host: str, messages: int, *, one_at_a_time: bool, max_messages: int, timeout: float
 ) -> Rates:
-    """Publish with the broker's client settings, then consume with a plain subscribe()."""
+    """Publish with the broker's client settings, then consume with a plain subscribe()
+    (streaming pull, an acking callback) until every message arrived."""
     clients = Clients(emulator_host=host)
-    tag = _tag()
+    tag = uuid.uuid4().hex[:10]
     topic = f"projects/{PROJECT}/topics/bench-raw-{tag}"
     subscription = f"projects/{PROJECT}/subscriptions/bench-raw-{tag}-sub"
     clients.publisher.create_topic(request={"name": topic})
@@ -456,14 +309,31 @@ def measure_raw(
         clients.subscriber.create_subscription(
             request={"name": subscription, "topic": topic, "ack_deadline_seconds": 60}
         )
-        payloads = _raw_payloads(messages)
+        payloads = [_raw_payload(index) for index in range(messages)]
         started = time.perf_counter()
-        _raw_publish(clients.publisher, topic, payloads, one_at_a_time=one_at_a_time)
+        futures = []
+        for data, attributes in payloads:
+            futures.append(clients.publisher.publish(topic, data, **attributes))
+            if one_at_a_time:
+                futures[-1].result(timeout=60)
+        for future in futures:
+            future.result(timeout=60)
         enqueue_s = time.perf_counter() - started
-        processed, process_s = _raw_consume(
-            clients.subscriber, subscription, messages, max_messages=max_messages, timeout=timeout
-        )
-        return Rates(messages, enqueue_s, processed, process_s)
+        countdown = Countdown(messages)
+
+        def callback(message: Any) -> None:
+            countdown.hit(message.attributes["dramatiq_message_id"])
+            message.ack()
+
+        started = time.perf_counter()
+        flow = pubsub_v1.types.FlowControl(max_messages=max_messages)
+        pulling = clients.subscriber.subscribe(subscription, callback, flow_control=flow)
+        countdown.done.wait(timeout)
+        process_s = time.perf_counter() - started
+        pulling.cancel()
+        with contextlib.suppress(Exception):
+            pulling.result(timeout=10)
+        return Rates(messages, enqueue_s, len(countdown.seen), process_s)
     finally:
         attempt_cleanup(
             "delete raw subscription",
@@ -475,90 +345,69 @@ def measure_raw(
         clients.close()
 
 
-# -- running and reporting -------------------------------------------------------------------
-
-
 @dataclass
 class Report:
     """Every figure of one run, filled in as rows complete."""
 
-    throughput: dict[str, Outcome]
-    latency: dict[str, LatencyOutcome]
+    throughput: dict[str, Rates | Skipped]
+    latency: dict[str, Latency | Skipped]
 
-
-def _fmt_rate(value: float) -> str:
-    return f"{value:10,.0f}"
+    @staticmethod
+    def rows(figures: dict[str, F | Skipped]) -> list[tuple[str, F | Skipped]]:
+        return [(ROW_TITLES.get(label, label), figure) for label, figure in figures.items()]
 
 
 def print_throughput(report: Report, messages: int) -> None:
     raw = report.throughput.get("raw")
     raw_rate = raw.process_rate if isinstance(raw, Rates) else math.nan
-    print(f"\nThroughput, {messages} no-op messages (msg/s; process = Worker start -> all run)")
-    print(f"{'':44}{'enqueue':>10}{'process':>10}{'end-to-end':>12}{'process/raw':>13}")
-    for label, outcome in report.throughput.items():
-        title = ROW_TITLES.get(label, label)
-        if isinstance(outcome, Skipped):
-            print(f"  {title:42}{outcome.kind} ({outcome.reason})")
-            continue
-        note = "" if outcome.processed == messages else f"  (only {outcome.processed} ran)"
-        ratio = outcome.process_rate / raw_rate
-        print(
-            f"  {title:42}{_fmt_rate(outcome.enqueue_rate)}{_fmt_rate(outcome.process_rate)}"
-            f"{_fmt_rate(outcome.end_to_end_rate):>12}{ratio:13.2f}{note}"
+
+    def cells(row: Rates) -> str:
+        note = "" if row.processed == messages else f"  (only {row.processed} ran)"
+        return (
+            f"{row.enqueue_rate:10,.0f}{row.process_rate:10,.0f}{row.end_to_end_rate:12,.0f}"
+            f"{row.process_rate / raw_rate:13.2f}{note}"
         )
+
+    print_table(
+        f"\nThroughput, {messages} no-op messages (msg/s; process = Worker start -> all run)",
+        f"{'enqueue':>10}{'process':>10}{'end-to-end':>12}{'process/raw':>13}",
+        report.rows(report.throughput),
+        cells,
+    )
 
 
 def print_latency(report: Report, samples: int) -> None:
-    print(f"\nEnqueue -> actor start latency, {samples} single messages to an idle Worker (ms)")
-    print(f"{'':44}{'p50':>8}{'p99':>8}{'max':>8}{'lost':>6}")
-    for label, outcome in report.latency.items():
-        title = ROW_TITLES.get(label, label)
-        if isinstance(outcome, Skipped):
-            print(f"  {title:42}{outcome.kind} ({outcome.reason})")
-            continue
-        print(
-            f"  {title:42}{outcome.percentile(0.5):8.1f}{outcome.percentile(0.99):8.1f}"
-            f"{outcome.percentile(1.0):8.1f}{outcome.lost:6d}"
-        )
-
-
-def _target(holds: Callable[[float], bool], value: float, text: str) -> None:
-    """One target line: PASS/MISS, or n/a when its row did not run."""
-    if math.isnan(value):
-        print(f"  [n/a ] {text}: no figure")
-    else:
-        print(f"  [{'PASS' if holds(value) else 'MISS'}] {text}: {value:.2f}")
+    print_table(
+        f"\nEnqueue -> actor start latency, {samples} single messages to an idle Worker (ms)",
+        f"{'p50':>8}{'p99':>8}{'max':>8}{'lost':>6}",
+        report.rows(report.latency),
+        lambda row: (
+            "".join(f"{row.percentile(f):8.1f}" for f in (0.5, 0.99, 1.0)) + f"{row.lost:6d}"
+        ),
+    )
 
 
 def print_targets(report: Report) -> None:
+    """Each target's PASS/MISS (n/a when its row did not run), then PubSubBroker as a
+    multiple of each stock broker."""
     broker, raw = report.throughput.get("pubsub"), report.throughput.get("raw")
-    print("\nTargets")
-    ratio = math.nan
+    ratio = p50 = math.nan
     if isinstance(broker, Rates) and isinstance(raw, Rates):
         ratio = broker.process_rate / raw.process_rate
-    _target(
-        lambda value: value >= TARGET_RAW_RATIO,
-        ratio,
-        f"PubSubBroker process rate >= {TARGET_RAW_RATIO} x raw client (x)",
-    )
-    latency = report.latency.get("pubsub")
-    p50 = latency.percentile(0.5) if isinstance(latency, Latency) else math.nan
-    _target(
-        lambda value: value < TARGET_P50_MS,
-        p50,
-        f"PubSubBroker p50 enqueue->start < {TARGET_P50_MS:.0f} ms (ms)",
-    )
-    _print_peers(report)
-
-
-def _print_peers(report: Report) -> None:
-    """PubSubBroker as a multiple of each stock broker, process and enqueue rates."""
-    broker = report.throughput.get("pubsub")
-    if not isinstance(broker, Rates):
-        return
+    if isinstance(latency := report.latency.get("pubsub"), Latency):
+        p50 = latency.percentile(0.5)
+    print("\nTargets")
+    for value, met, text in (
+        (ratio, ratio >= TARGET_RAW_RATIO, f"process rate >= {TARGET_RAW_RATIO} x raw client (x)"),
+        (p50, p50 < TARGET_P50_MS, f"p50 enqueue->start < {TARGET_P50_MS:.0f} ms (ms)"),
+    ):
+        if math.isnan(value):
+            print(f"  [n/a ] PubSubBroker {text}: no figure")
+        else:
+            print(f"  [{'PASS' if met else 'MISS'}] PubSubBroker {text}: {value:.2f}")
     for label in ("redis", "rabbitmq"):
         peer = report.throughput.get(label)
-        if isinstance(peer, Rates):
+        if isinstance(broker, Rates) and isinstance(peer, Rates):
             process = broker.process_rate / peer.process_rate
             enqueue = broker.enqueue_rate / peer.enqueue_rate
             print(
@@ -568,8 +417,7 @@ def _print_peers(report: Report) -> None:
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench.broker", description=__doc__)
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser = _harness.parser("broker", __doc__)
     add = parser.add_argument
     add("--messages", type=int, default=2000, help="messages per throughput row")
     add("--latency-samples", type=int, default=200, help="messages per latency row")
@@ -583,88 +431,79 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _backends(
-    args: argparse.Namespace, host: str | None, description: str
-) -> dict[str, Backend | Skipped]:
-    """Every broker row, or why it is skipped; printed so the report says what it used."""
-    backends: dict[str, Backend | Skipped] = {}
+def _backends(args: argparse.Namespace, host: str | None, description: str) -> dict[str, Any]:
+    """Every broker row's backend, or why it is skipped; printed so the report says what it
+    used."""
     print("Servers:")
-    backends["pubsub"] = PubSubBackend(host, description) if host else Skipped(description)
-    for label, backend in (
-        ("redis", RedisBackend(args.redis_url)),
-        ("rabbitmq", RabbitmqBackend(args.rabbitmq_url)),
-    ):
-        reason = backend.unavailable()
-        backends[label] = Skipped(reason) if reason else backend
+    backends = {
+        "pubsub": pubsub_backend(host, description) if host else Skipped(description),
+        "redis": redis_backend(args.redis_url),
+        "rabbitmq": rabbitmq_backend(args.rabbitmq_url),
+    }
     for label, chosen in backends.items():
-        used = chosen.reason if isinstance(chosen, Skipped) else chosen.describe()
+        used = chosen.reason if isinstance(chosen, Skipped) else chosen.description
         print(f"  {ROW_TITLES[label]:42}{used}")
     sys.stdout.flush()
     return backends
 
 
-def _raw_rows(args: argparse.Namespace, host: str | None, why_not: str) -> dict[str, Outcome]:
-    """The transport alone: batched (its limit) and publish-and-wait with the Worker's window."""
-    if host is None:
-        return {"raw": Skipped(why_not), "raw-serial": Skipped(why_not)}
-
-    def raw(messages: int, *, serial: bool) -> Outcome:
-        flow = PREFETCH if serial else RAW_DEFAULT_FLOW
-        return attempt(
-            partial(
-                measure_raw,
-                host,
-                messages,
-                one_at_a_time=serial,
-                max_messages=flow,
-                timeout=args.timeout,
-            )
-        )
-
-    raw(min(WARMUP_MESSAGES, args.messages), serial=False)  # JIT warm-up, not reported
-    return {"raw": raw(args.messages, serial=False), "raw-serial": raw(args.messages, serial=True)}
-
-
-def run(args: argparse.Namespace, host: str | None, description: str) -> Report:
+def run(args: argparse.Namespace) -> Report:
     """Every row in a fixed order: raw client, broker throughput, then latencies."""
-    backends = _backends(args, host, description)
-    report = Report(throughput=_raw_rows(args, host, description), latency={})
-    for label, backend in backends.items():
-        report.throughput[label] = (
-            backend
-            if isinstance(backend, Skipped)
-            else attempt(partial(measure_throughput, backend, args.messages, args.timeout))
-        )
-    for label, backend in backends.items():
-        report.latency[label] = (
-            backend
-            if isinstance(backend, Skipped)
-            else attempt(
-                partial(measure_latency, backend, args.latency_samples, args.latency_gap, 10.0)
+    with pubsub_emulator(os.environ.get("PUBSUB_EMULATOR_HOST")) as emulator:
+        host = emulator.host
+        backends = _backends(args, host, emulator.description)
+        report = Report({}, {})
+
+        def raw(messages: int, *, serial: bool) -> Rates | Skipped:
+            """The transport alone: batched (its limit) or publish-and-wait with the Worker's
+            window."""
+            if host is None:
+                return Skipped(emulator.description)
+            flow = PREFETCH if serial else RAW_DEFAULT_FLOW
+            measure = partial(measure_raw, host, messages, one_at_a_time=serial, max_messages=flow)
+            return attempt(partial(measure, timeout=args.timeout))
+
+        if host is not None:
+            raw(min(WARMUP_MESSAGES, args.messages), serial=False)  # JIT warm-up, not reported
+        report.throughput["raw"] = raw(args.messages, serial=False)
+        report.throughput["raw-serial"] = raw(args.messages, serial=True)
+        for label, backend in backends.items():
+            report.throughput[label] = (
+                backend
+                if isinstance(backend, Skipped)
+                else attempt(partial(measure_throughput, backend, args.messages, args.timeout))
             )
-        )
+        latency = partial(measure_latency, samples=args.latency_samples, gap_s=args.latency_gap)
+        for label, backend in backends.items():
+            report.latency[label] = (
+                backend
+                if isinstance(backend, Skipped)
+                else attempt(partial(latency, backend, timeout=10.0))
+            )
     return report
+
+
+def report(args: argparse.Namespace, report: Report) -> None:
+    print_throughput(report, args.messages)
+    print_latency(report, args.latency_samples)
+    print_targets(report)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("pika").setLevel(logging.CRITICAL)  # a refused probe logs five tracebacks
-    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
-    print(
-        f"bench.broker: {os.cpu_count()} CPUs, load average {load}; Worker {WORKER_THREADS} "
-        f"threads, worker_timeout {WORKER_TIMEOUT_MS} ms, prefetch {PREFETCH}"
+    details = (
+        f"; Worker {WORKER_THREADS} threads, worker_timeout {WORKER_TIMEOUT_MS} ms, "
+        f"prefetch {PREFETCH}"
     )
-    started = time.monotonic()
-    with pubsub_emulator(os.environ.get("PUBSUB_EMULATOR_HOST")) as emulator:
-        report = run(args, emulator.host, emulator.description)
-    print_throughput(report, args.messages)
-    print_latency(report, args.latency_samples)
-    print_targets(report)
-    print(
-        f"\n(total {time.monotonic() - started:.0f} s; targets are informative, exit status is 0)"
+    return _harness.main(
+        "broker",
+        details,
+        partial(run, args),
+        partial(report, args),
+        stopping="the brokers and the emulator",
+        footer="targets are informative, exit status is 0",
     )
-    return 0
 
 
 if __name__ == "__main__":

@@ -21,34 +21,32 @@ or not: it is a benchmark, not a test.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import math
 import os
 import sys
-import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
-from pathlib import Path
 
-from bench import _cpu, _stack
-from consensus_engine.devtools.emulator import pubsub_emulator
+from bench import _harness
+from bench._harness import Skipped, attempt, percentile, print_table
+from bench._harness import fmt as _f
+from consensus_engine.db.models import Run
 from consensus_engine.devtools.offline_llm import OfflineLLMServer
-from consensus_engine.devtools.results import Skipped, attempt, percentile
-from consensus_engine.devtools.results import fmt as _f
-from consensus_engine.devtools.worker import WorkerProcess, start_worker
+from consensus_engine.devtools.stack import SAMPLE_IDEA, Stack, queue_env
 from consensus_engine.domain.aggregation import aggregate
+from consensus_engine.domain.runs import RunStatus
 from consensus_engine.llm import LLMClient
 from consensus_engine.pipeline.config import expand_choice, personas_from_settings, review_choice
 from consensus_engine.pipeline.inline import expand_idea, review_proposal
 from consensus_engine.settings import load_settings
 
-IDEA = "Let people book a bike repair slot online and get a text when it is ready."
 TARGET_OVERHEAD_MS = 150.0
 PIPELINE_LLM_CALLS = 2  # on the critical path: expand, then the slowest review
 SEQUENTIAL_LLM_CALLS = 6  # expand, then five reviews in turn
@@ -74,9 +72,6 @@ EXTRA_SEGMENTS = (  # not on the critical path; they explain two of the segments
 
 log = logging.getLogger("bench.pipeline")
 INTERRUPTED = threading.Event()
-
-
-# -- results ---------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -141,193 +136,166 @@ class Phases:
 
     def __init__(self) -> None:
         self.spent: dict[str, float] = {}
-        self._last = time.monotonic()
+        self.since = time.monotonic()
 
     def mark(self, name: str) -> None:
+        """``name`` took the time since the last mark (or since ``since`` was reset)."""
         now = time.monotonic()
-        self.spent[name] = self.spent.get(name, 0.0) + now - self._last
-        self._last = now
-
-    def timed(self, name: str, action: Callable[[], object]) -> Callable[[], None]:
-        """``action`` as a cleanup callback whose time counts for ``name``."""
-
-        def run() -> None:
-            self._last = time.monotonic()
-            try:
-                action()
-            finally:
-                self.mark(name)
-
-        return run
+        self.spent[name] = self.spent.get(name, 0.0) + now - self.since
+        self.since = now
 
 
-# -- the pipeline ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Context:
-    """What every configuration shares."""
-
-    args: argparse.Namespace
-    database_url: str
-    emulator_host: str
-    llm: OfflineLLMServer
-    work_dir: Path
-    shared_emulator: bool  # PUBSUB_EMULATOR_HOST: delete our topics, the emulator stays
+def latency_ms(run: Run) -> float | None:
+    """Queued -> completed, for a run that completed."""
+    if run.status is not RunStatus.COMPLETED or not run.completed_at or not run.queued_at:
+        return None
+    return (run.completed_at - run.queued_at).total_seconds() * 1000
 
 
 def _ideas(count: int, label: str) -> list[str]:
-    return [f"{IDEA} ({label} {index})" for index in range(count)]
+    return [f"{SAMPLE_IDEA} ({label} {index})" for index in range(count)]
 
 
-def measure_pipeline(ctx: Context, shape: Shape, index: int) -> Row:
+def measure_pipeline(
+    args: argparse.Namespace,
+    servers: _harness.Servers,
+    llm: OfflineLLMServer,
+    shape: Shape,
+    index: int,
+) -> Row:
     """Start the workers, time lone runs, then N runs at once; the workers stop after."""
-    args = ctx.args
-    namespace = f"bench{index}{os.getpid()}"
+    topic = f"bench{index}{os.getpid()}-jobs"
     overrides = {
-        **_stack.WORKER_ENV,
-        "DATABASE_URL": ctx.database_url,
-        "PUBSUB_EMULATOR_HOST": ctx.emulator_host,
-        "PUBSUB_PROJECT_ID": "bench-pipeline",
-        "PUBSUB_TOPIC": f"{namespace}-jobs",
-        "PUBSUB_SUBSCRIPTION": f"{namespace}-jobs-sub",
-        "OPENAI_BASE_URL": ctx.llm.base_url,
+        **_harness.WORKER_ENV,
+        **queue_env(servers.database_url, servers.emulator.host, "bench-pipeline", topic),
+        "OPENAI_BASE_URL": llm.base_url,
         "WORKER_PROCESSES": str(shape.processes),
         "WORKER_MAX_CONCURRENCY": str(shape.threads),
     }
     phases = Phases()
-    with contextlib.ExitStack() as cleanup:
-        target = _stack.Target(overrides, submitters=args.submitters)
-        close = partial(target.close, delete_resources=ctx.shared_emulator)
-        cleanup.callback(phases.timed("stop", close))
+    target = Stack(overrides, servers.work_dir, pool=max(2, args.submitters))
+    try:
         target.broker.provision()  # topics exist before the clock starts
-        worker = start_worker(
-            target.env,
-            ctx.work_dir,
-            f"{index}-{shape.processes}x{shape.threads}",
+        worker = target.start_worker(
             processes=shape.processes,
             threads=shape.threads,
-            cwd=_stack.REPO_ROOT,
+            name=f"{index}-{shape.processes}x{shape.threads}",
+            ready_timeout=READY_TIMEOUT_S,
         )
-        cleanup.callback(phases.timed("stop", partial(_stop_worker, worker)))
-        worker.wait_until_ready(READY_TIMEOUT_S)
-        workers = [worker]
         phases.mark("start")
+        wait = partial(target.wait_for_runs, timeout=args.timeout, workers=[worker])
 
-        def one_at_a_time(ideas: list[str]) -> list[_stack.RunTiming]:
+        def one_at_a_time(ideas: list[str]) -> list[Run]:
             run_ids = []
             for idea in ideas:
                 run_ids.append(target.submit(idea))
-                ended = target.wait_for(
-                    run_ids[-1:], timeout=args.timeout, workers=workers, poll_s=UNLOADED_POLL_S
-                )
-                if not ended:
+                if not wait(run_ids[-1:], poll_s=UNLOADED_POLL_S):
                     raise RuntimeError(
                         f"a lone run did not end in {args.timeout:.0f} s; worker log:\n"
                         + worker.tail(1500)
                     )
-            return target.timings(run_ids)
+            return target.runs(run_ids)
 
         one_at_a_time(_ideas(args.warmup, "warm-up"))  # streams, pools, first imports
         unloaded = one_at_a_time(_ideas(args.unloaded, "unloaded"))
         phases.mark("lone runs")
 
-        sources = _cpu.shared_sources(target.sessions, ctx.emulator_host)
-        meter = _cpu.CpuMeter(
-            {"workers": worker.pids, **sources, "this process": _cpu.this_process}
+        sources = _harness.shared_sources(target.sessions, servers.emulator.host)
+        meter = _harness.CpuMeter(
+            {"workers": worker.pids, **sources, "this process": _harness.this_process}
         )
-        ctx.llm.reset()
+        llm.reset()
         meter.start()
-        run_ids = target.submit_many(_ideas(args.runs, "loaded"))
-        target.wait_for(run_ids, timeout=args.timeout, workers=workers, poll_s=LOADED_POLL_S)
+        # All at once, as concurrent API requests would (``submitters`` at a time).
+        with ThreadPoolExecutor(args.submitters, thread_name_prefix="submit") as pool:
+            run_ids = list(pool.map(target.submit, _ideas(args.runs, "loaded")))
+        wait(run_ids, poll_s=LOADED_POLL_S)
         cpu_s = meter.stop()
         phases.mark("loaded")
-        stats = ctx.llm.stats()
-        loaded = target.timings(run_ids)
+        stats = llm.stats()
+        loaded = target.runs(run_ids)
+    finally:
+        phases.since = time.monotonic()
+        # Let in-flight steps finish, but after Ctrl-C (when the emulator may be gone with the
+        # terminal's signal and the worker cannot drain) kill it sooner.
+        for started in target.workers:
+            started.stop(timeout=5 if INTERRUPTED.is_set() else 20)
+        target.close(delete_resources=servers.shared_emulator)
+        phases.mark("stop")
 
-    latency = args.latency_ms
-    completed = [t for t in loaded if t.latency_ms is not None and t.completed_at is not None]
-    span_s = math.nan
-    if completed:
-        first = min(t.queued_at for t in loaded)
-        last = max(t.completed_at for t in completed if t.completed_at is not None)
-        span_s = (last - first).total_seconds()
+    completed = [run for run in loaded if latency_ms(run) is not None]
+    ends = [run.completed_at for run in completed if run.completed_at]
+    starts = [run.queued_at for run in loaded if run.queued_at]
     return Row(
         title=f"pipeline, {shape}",
         kind="pipeline",
         threads=shape.total,
-        critical_ms=PIPELINE_LLM_CALLS * latency,
+        critical_ms=PIPELINE_LLM_CALLS * args.latency_ms,
         runs=args.runs,
-        loaded_ms=[t.latency_ms for t in completed if t.latency_ms is not None],
+        loaded_ms=[ms for ms in map(latency_ms, loaded) if ms is not None],
         failed=args.runs - len(completed),
-        span_s=span_s,
-        unloaded_ms=[t.latency_ms for t in unloaded if t.latency_ms is not None],
+        span_s=(max(ends) - min(starts)).total_seconds() if ends else math.nan,
+        unloaded_ms=[ms for ms in map(latency_ms, unloaded) if ms is not None],
         llm_calls=int(stats.get("total", 0)),
         llm_peak=int(stats.get("max_in_flight", 0)),
-        segments=_segments(unloaded, latency),
+        segments=_segments(unloaded, args.latency_ms),
         cpu_s=cpu_s,
         phases=phases.spent,
     )
 
 
-def _stop_worker(worker: WorkerProcess) -> None:
-    """Let in-flight steps finish, but after Ctrl-C (when the emulator may be gone with the
-    terminal's signal and the worker cannot drain) kill it sooner."""
-    worker.stop(timeout=5 if INTERRUPTED.is_set() else 20)
-
-
-def _segments(timings: list[_stack.RunTiming], latency_ms: float) -> dict[str, list[float]]:
+def _segments(runs: list[Run], latency_ms: float) -> dict[str, list[float]]:
     """Split each lone run's time along its critical path (see SEGMENTS)."""
-    out: dict[str, list[float]] = {name: [] for name, _ in SEGMENTS}
-    for name, _ in EXTRA_SEGMENTS:
-        out[name] = []
+    out: dict[str, list[float]] = {name: [] for name, _ in SEGMENTS + EXTRA_SEGMENTS}
 
     def ms(later: datetime | None, earlier: datetime | None) -> float:
         assert later is not None and earlier is not None
         return float((later - earlier).total_seconds() * 1000)
 
-    for timing in timings:
-        steps = timing.steps
+    for run in runs:
+        llm: Counter[str] = Counter()  # each step's time in LLM calls
+        for call in run.llm_calls:
+            llm[call.step] += call.latency_ms
+        steps = {step.step_name: step for step in run.steps}
         expand, agg = steps.get("expand"), steps.get("aggregate")
-        reviews = [s for s in steps.values() if s.name.startswith("review_")]
-        stamps = [expand, agg, *reviews]
-        if timing.completed_at is None or any(
-            s is None or s.started_at is None or s.completed_at is None for s in stamps
+        reviews = [step for name, step in steps.items() if name.startswith("review_")]
+        if run.completed_at is None or any(
+            s is None or s.started_at is None or s.completed_at is None
+            for s in (expand, agg, *reviews)
         ):
             continue
         assert expand is not None and agg is not None
-        last = max(reviews, key=lambda s: s.completed_at or timing.queued_at)
-        out["submit->expand"].append(ms(expand.started_at, timing.queued_at))
-        out["expand-LLM"].append(ms(expand.completed_at, expand.started_at) - expand.llm_ms)
+        last = max(reviews, key=lambda s: ms(s.completed_at, run.queued_at))
+        out["submit->expand"].append(ms(expand.started_at, run.queued_at))
+        out["expand-LLM"].append(ms(expand.completed_at, expand.started_at) - llm["expand"])
         out["->review"].append(ms(last.started_at, expand.completed_at))
-        out["review-LLM"].append(ms(last.completed_at, last.started_at) - last.llm_ms)
+        review_llm = ms(last.completed_at, last.started_at) - llm[last.step_name]
+        out["review-LLM"].append(review_llm)
         out["->aggregate"].append(ms(agg.started_at, last.completed_at))
-        out["aggregate"].append(ms(timing.completed_at, agg.started_at))
-        out["LLM>L"].append(expand.llm_ms + last.llm_ms - PIPELINE_LLM_CALLS * latency_ms)
+        out["aggregate"].append(ms(run.completed_at, agg.started_at))
+        out["LLM>L"].append(llm["expand"] + llm[last.step_name] - PIPELINE_LLM_CALLS * latency_ms)
         starts = [s.started_at for s in reviews if s.started_at is not None]
         out["review spread"].append(ms(max(starts), min(starts)))
-        quickest = min(ms(s.completed_at, s.started_at) - s.llm_ms for s in reviews)
+        quickest = min(ms(s.completed_at, s.started_at) - llm[s.step_name] for s in reviews)
         out["min review-LLM"].append(quickest)
     return out
 
 
-# -- the earlier system's shape --------------------------------------------------------------
-
-
-def measure_sequential(ctx: Context, threads: int, unloaded: bool) -> Row:
+def measure_sequential(
+    args: argparse.Namespace, llm_server: OfflineLLMServer, threads: int, unloaded: bool
+) -> Row:
     """The baseline on a pool of ``threads``: each run expands, then reviews with the five
     personas in turn, then aggregates; lone runs only when ``unloaded``.
 
     It runs in this process: the offline LLM server shares its GIL, which measured no
     different from a process of its own (the LLM server's work is small next to L).
     """
-    args = ctx.args
-    overrides = {**_stack.WORKER_ENV, "OPENAI_BASE_URL": ctx.llm.base_url}
+    overrides = {**_harness.WORKER_ENV, "OPENAI_BASE_URL": llm_server.base_url}
     settings = load_settings(**{key.lower(): value for key, value in overrides.items()})
     llm = LLMClient.from_settings(settings)
     personas = personas_from_settings(settings)
     expand, review = expand_choice(settings), review_choice(settings)
-    ours = _cpu.CpuMeter({"this process": _cpu.this_process})
+    ours = _harness.CpuMeter({"this process": _harness.this_process})
     phases = Phases()
 
     def one(idea: str) -> float:
@@ -349,7 +317,7 @@ def measure_sequential(ctx: Context, threads: int, unloaded: bool) -> Row:
             started = time.perf_counter()
             lone.append((one(idea) - started) * 1000)
         phases.mark("lone runs")
-        ctx.llm.reset()
+        llm_server.reset()
         ours.start()
         ends: list[float] = []
         with ThreadPoolExecutor(threads, thread_name_prefix="sequential") as pool:
@@ -364,7 +332,7 @@ def measure_sequential(ctx: Context, threads: int, unloaded: bool) -> Row:
         llm.close()
     cpu_s = ours.stop()
     phases.mark("loaded")
-    stats = ctx.llm.stats()
+    stats = llm_server.stats()
     return Row(
         title=f"sequential personas, {threads} threads",
         kind="sequential",
@@ -382,78 +350,70 @@ def measure_sequential(ctx: Context, threads: int, unloaded: bool) -> Row:
     )
 
 
-# -- reporting -------------------------------------------------------------------------------
+def print_loaded(rows: list[tuple[str, Outcome]], runs: int) -> None:
+    baselines = {
+        row.threads: row for _, row in rows if isinstance(row, Row) and row.kind == "sequential"
+    }
 
-
-def print_loaded(rows: list[tuple[str, Outcome]], baselines: dict[int, Outcome], runs: int) -> None:
-    print(
-        f"\nLoaded: {runs} runs submitted at once (latency s; runs/min: first submit -> last end)"
-    )
-    print(
-        f"  {'':40}{'threads':>8}{'runs/min':>10}{'p50':>8}{'p95':>8}{'p99':>8}"
-        f"{'not ok':>8}{'LLM calls':>11}{'LLM peak':>10}{'x seq thr':>11}{'x seq p50':>11}"
-    )
-    for title, outcome in rows:
-        if isinstance(outcome, Skipped):
-            print(f"  {title:40}{outcome}")
-            continue
-        base = baselines.get(outcome.threads)
-        thr_ratio = p50_ratio = math.nan
-        if isinstance(base, Row) and outcome.kind == "pipeline":
-            thr_ratio = outcome.runs_per_minute / base.runs_per_minute
-            p50_ratio = outcome.loaded(0.5) / base.loaded(0.5)
-        print(
-            f"  {outcome.title:40}{outcome.threads:8d}{_f(outcome.runs_per_minute, ',.0f', 10)}"
-            f"{_f(outcome.loaded(0.5) / 1000, '.2f', 8)}{_f(outcome.loaded(0.95) / 1000, '.2f', 8)}"
-            f"{_f(outcome.loaded(0.99) / 1000, '.2f', 8)}{outcome.failed:8d}"
-            f"{outcome.llm_calls or 0:11d}{outcome.llm_peak or 0:10d}"
+    def cells(row: Row) -> str:
+        base = baselines.get(row.threads) if row.kind == "pipeline" else None
+        thr_ratio = row.runs_per_minute / base.runs_per_minute if base else math.nan
+        p50_ratio = row.loaded(0.5) / base.loaded(0.5) if base else math.nan
+        return (
+            f"{row.threads:8d}{_f(row.runs_per_minute, ',.0f', 10)}"
+            f"{_f(row.loaded(0.5) / 1000, '.2f', 8)}{_f(row.loaded(0.95) / 1000, '.2f', 8)}"
+            f"{_f(row.loaded(0.99) / 1000, '.2f', 8)}{row.failed:8d}"
+            f"{row.llm_calls or 0:11d}{row.llm_peak or 0:10d}"
             f"{_f(thr_ratio, '.2f', 11)}{_f(p50_ratio, '.2f', 11)}"
         )
-    print(
-        "  (not ok: failed or unfinished at --timeout; x seq: against the sequential baseline "
-        "with the same total threads, p50 below 1 is faster)"
+
+    print_table(
+        f"\nLoaded: {runs} runs submitted at once (latency s; runs/min: first submit -> last end)",
+        f"{'threads':>8}{'runs/min':>10}{'p50':>8}{'p95':>8}{'p99':>8}{'not ok':>8}"
+        f"{'LLM calls':>11}{'LLM peak':>10}{'x seq thr':>11}{'x seq p50':>11}",
+        rows,
+        cells,
+        width=40,
+        notes="  (not ok: failed or unfinished at --timeout; x seq: against the sequential "
+        "baseline with the same total threads, p50 below 1 is faster)",
     )
 
 
 def print_unloaded(rows: list[tuple[str, Outcome]], samples: int) -> None:
-    print(
-        f"\nUnloaded: {samples} runs one at a time, each waited for (ms; overhead = p50 - critical)"
-    )
-    print(f"  {'':40}{'critical':>10}{'p50':>8}{'min':>8}{'max':>8}{'overhead':>10}  target")
-    for title, outcome in rows:
-        if isinstance(outcome, Skipped):
-            print(f"  {title:40}{outcome}")
-            continue
-        if not outcome.unloaded_ms:
-            continue
+    def cells(row: Row) -> str:
         verdict = ""
-        if outcome.kind == "pipeline":
-            passed = outcome.overhead_ms < TARGET_OVERHEAD_MS
+        if row.kind == "pipeline":
+            passed = row.overhead_ms < TARGET_OVERHEAD_MS
             verdict = f"[{'PASS' if passed else 'MISS'}] < {TARGET_OVERHEAD_MS:.0f} ms"
-        print(
-            f"  {outcome.title:40}{outcome.critical_ms:10.0f}{_f(outcome.unloaded_p50, '.0f', 8)}"
-            f"{_f(min(outcome.unloaded_ms), '.0f', 8)}{_f(max(outcome.unloaded_ms), '.0f', 8)}"
-            f"{_f(outcome.overhead_ms, '.0f', 10)}  {verdict}"
+        return (
+            f"{row.critical_ms:10.0f}{_f(row.unloaded_p50, '.0f', 8)}"
+            f"{_f(min(row.unloaded_ms), '.0f', 8)}{_f(max(row.unloaded_ms), '.0f', 8)}"
+            f"{_f(row.overhead_ms, '.0f', 10)}  {verdict}"
         )
+
+    print_table(
+        f"\nUnloaded: {samples} runs one at a time, each waited for "
+        "(ms; overhead = p50 - critical)",
+        f"{'critical':>10}{'p50':>8}{'min':>8}{'max':>8}{'overhead':>10}  target",
+        [(title, row) for title, row in rows if isinstance(row, Skipped) or row.unloaded_ms],
+        cells,
+        width=40,
+    )
 
 
 def print_segments(rows: list[tuple[str, Outcome]]) -> None:
-    pipeline = [row for _, row in rows if isinstance(row, Row) and row.segments]
-    if not pipeline:
-        return
-    names = [name for name, _ in SEGMENTS + EXTRA_SEGMENTS]
-    print(
-        "\nWhere a lone pipeline run's overhead goes (p50 of each segment, ms; database timestamps)"
+    legend = SEGMENTS + EXTRA_SEGMENTS
+    print_table(
+        "\nWhere a lone pipeline run's overhead goes "
+        "(p50 of each segment, ms; database timestamps)",
+        "".join(f"{name:>16}" for name, _ in legend),
+        [(title, row) for title, row in rows if isinstance(row, Row) and row.segments],
+        lambda row: "".join(
+            _f(percentile(row.segments[name], 0.5), ".1f", 16) for name, _ in legend
+        ),
+        width=40,
+        notes="\n".join(f"    {name:15}{meaning}" for name, meaning in legend),
     )
-    print(f"  {'':40}" + "".join(f"{name:>16}" for name in names))
-    for row in pipeline:
-        cells = "".join(_f(percentile(row.segments[name], 0.5), ".1f", 16) for name in names)
-        print(f"  {row.title:40}{cells}")
-    for name, meaning in SEGMENTS + EXTRA_SEGMENTS:
-        print(f"    {name:15}{meaning}")
-
-
-# -- running ---------------------------------------------------------------------------------
 
 
 CPU_COLUMNS = ("workers", "PostgreSQL", "emulator", "this process")
@@ -461,38 +421,39 @@ CPU_COLUMNS = ("workers", "PostgreSQL", "emulator", "this process")
 
 def print_cpu(rows: list[tuple[str, Outcome]]) -> None:
     """Whether the box, not the design, set the pace: CPU per run and how busy the CPUs were."""
-    measured = [row for _, row in rows if isinstance(row, Row) and row.cpu_s]
-    if not measured:
-        return
     cpus = os.cpu_count() or 1
-    print(
-        f"\nCPU per loaded run (ms, from /proc; busy = all of it / (loaded wall x {cpus} CPUs); "
-        "'this process': offline LLM, submitting, baseline)"
-    )
-    print(
-        f"  {'':40}" + "".join(f"{name:>17}" for name in CPU_COLUMNS) + f"{'total':>8}{'busy':>7}"
-    )
-    for row in measured:
-        cells = "".join(
-            _f(row.cpu_s[name] / row.runs * 1000 if name in row.cpu_s else math.nan, ".0f", 17)
-            for name in CPU_COLUMNS
-        )
+
+    def cells(row: Row) -> str:
+        per_run = [row.cpu_s.get(name, math.nan) / row.runs * 1000 for name in CPU_COLUMNS]
         total = sum(row.cpu_s.values())
         wall = row.phases.get("loaded", math.nan)
         busy = total / (wall * cpus) * 100 if wall > 0 else math.nan
-        print(f"  {row.title:40}{cells}{total / row.runs * 1000:8.0f}{_f(busy, '.0f', 6)}%")
-    print(
-        "  (PostgreSQL: the backends of this database only; other load on the box is not counted)"
+        ms = "".join(_f(value, ".0f", 17) for value in per_run)
+        return f"{ms}{total / row.runs * 1000:8.0f}{_f(busy, '.0f', 6)}%"
+
+    print_table(
+        f"\nCPU per loaded run (ms, from /proc; busy = all of it / (loaded wall x {cpus} CPUs); "
+        "'this process': offline LLM, submitting, baseline)",
+        "".join(f"{name:>17}" for name in CPU_COLUMNS) + f"{'total':>8}{'busy':>7}",
+        [(title, row) for title, row in rows if isinstance(row, Row) and row.cpu_s],
+        cells,
+        width=40,
+        notes="  (PostgreSQL: the backends of this database only; other load on the box is not "
+        "counted)",
     )
 
 
-def _progress(title: str, outcome: Outcome, elapsed: float) -> None:
+def _measured(title: str, measure: Callable[[], Row]) -> tuple[str, Outcome]:
+    """One row (an error fails that row only), with a line saying where its time went."""
+    started = time.monotonic()
+    outcome = attempt(measure)
     detail = ""
     if isinstance(outcome, Row) and outcome.phases:
         detail = " (" + ", ".join(f"{k} {v:.0f} s" for k, v in outcome.phases.items()) + ")"
     elif isinstance(outcome, Skipped):
         detail = f" ({str(outcome)[:100]})"
-    print(f"  ... {title}: {elapsed:.0f} s{detail}", flush=True)
+    print(f"  ... {title}: {time.monotonic() - started:.0f} s{detail}", flush=True)
+    return title, outcome
 
 
 def _shape(text: str) -> Shape:
@@ -508,8 +469,7 @@ def _shape(text: str) -> Shape:
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench.pipeline", description=__doc__)
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser = _harness.parser("pipeline", __doc__)
     add = parser.add_argument
     add("--runs", type=int, default=None, help="runs submitted at once per row (default 100)")
     add("--latency-ms", type=float, default=200.0, help="offline LLM latency per call")
@@ -527,12 +487,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     add("--timeout", type=float, default=300.0, help="seconds a row's runs may take")
     add("--no-baseline", action="store_true", help="skip the sequential baseline rows")
     add("--quick", action="store_true", help="sanity run: 10 runs, 1x8, 3 lone runs")
-    add("--database-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    add("--database-url", default=_harness.DATABASE_SERVER)
     args = parser.parse_args(argv)
-    quick = args.quick
-    args.runs = args.runs if args.runs is not None else (10 if quick else 100)
-    args.unloaded = args.unloaded if args.unloaded is not None else (3 if quick else 10)
-    args.workers = args.workers or (QUICK_SHAPES if quick else DEFAULT_SHAPES)
+    shapes = (QUICK_SHAPES, DEFAULT_SHAPES)
+    _harness.quick_defaults(args, runs=(10, 100), unloaded=(3, 10), workers=shapes)
     if args.runs < 1 or args.unloaded < 1 or args.warmup < 0 or args.latency_ms < 0:
         parser.error("--runs and --unloaded must be positive, --warmup and --latency-ms >= 0")
     return args
@@ -540,72 +498,53 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 def run(args: argparse.Namespace) -> list[tuple[str, Outcome]]:
     rows: list[tuple[str, Outcome]] = []
-    with contextlib.ExitStack() as stack:
-        work_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-pipeline-")))
-        configured_emulator = os.environ.get("PUBSUB_EMULATOR_HOST")
-        emulator = stack.enter_context(pubsub_emulator(configured_emulator))
-        database = stack.enter_context(_stack.scratch_database(args.database_url, work_dir))
-        llm = stack.enter_context(OfflineLLMServer(latency_ms=args.latency_ms))
-        print("Servers:")
-        print(f"  {'database':10}{database.description}")
-        print(f"  {'Pub/Sub':10}{emulator.description}")
+    with (
+        _harness.servers("pipeline", args.database_url) as servers,
+        OfflineLLMServer(latency_ms=args.latency_ms) as llm,
+    ):
         where = f"offline server {llm.base_url} in this process"
-        print(f"  {'LLM':10}{where}, {args.latency_ms:.0f} ms a call")
-        sys.stdout.flush()
+        print(f"  {'LLM':10}{where}, {args.latency_ms:.0f} ms a call", flush=True)
         for index, shape in enumerate(args.workers):
             title = f"pipeline, {shape}"
-            if emulator.host is None:
-                rows.append((title, Skipped(emulator.description)))
-                continue
-            ctx = Context(
-                args, database.url, emulator.host, llm, work_dir, bool(configured_emulator)
-            )
-            started = time.monotonic()
-            outcome = attempt(partial(measure_pipeline, ctx, shape, index))
-            rows.append((title, outcome))
-            _progress(title, outcome, time.monotonic() - started)
+            if servers.emulator.host is None:
+                rows.append((title, Skipped(servers.emulator.description)))
+            else:
+                rows.append(
+                    _measured(title, partial(measure_pipeline, args, servers, llm, shape, index))
+                )
         if not args.no_baseline:
-            ctx = Context(args, database.url, emulator.host or "", llm, work_dir, False)
             for position, threads in enumerate(sorted({shape.total for shape in args.workers})):
                 title = f"sequential personas, {threads} threads"
-                started = time.monotonic()
-                outcome = attempt(partial(measure_sequential, ctx, threads, position == 0))
-                rows.append((title, outcome))
-                _progress(title, outcome, time.monotonic() - started)
+                measure = partial(measure_sequential, args, llm, threads, position == 0)
+                rows.append(_measured(title, measure))
     return rows
+
+
+def report(args: argparse.Namespace, rows: list[tuple[str, Outcome]]) -> None:
+    print_loaded(rows, args.runs)
+    print_unloaded(rows, args.unloaded)
+    print_segments(rows)
+    print_cpu(rows)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
     shapes = ", ".join(str(shape) for shape in args.workers)
     baseline = "none" if args.no_baseline else "sequential personas, same total threads"
-    print(
-        f"bench.pipeline: {os.cpu_count()} CPUs, load average {load}\n"
-        f"  {args.runs} runs at once per row ({args.submitters} submitting threads), offline LLM "
-        f"{args.latency_ms:.0f} ms a call, {args.unloaded} lone runs for the overhead "
+    details = (
+        f"\n  {args.runs} runs at once per row ({args.submitters} submitting threads), offline "
+        f"LLM {args.latency_ms:.0f} ms a call, {args.unloaded} lone runs for the overhead "
         f"(after {args.warmup} warm-up)\n  workers: {shapes}; baseline: {baseline}"
     )
-    started = time.monotonic()
-    try:
-        with _stack.interrupt_once("workers, emulator and database", INTERRUPTED.set):
-            rows = run(args)
-    except KeyboardInterrupt:
-        print("cleaned up", file=sys.stderr)
-        return 130
-    baselines: dict[int, Outcome] = {
-        outcome.threads: outcome
-        for _, outcome in rows
-        if isinstance(outcome, Row) and outcome.kind == "sequential"
-    }
-    print_loaded(rows, baselines, args.runs)
-    print_unloaded(rows, args.unloaded)
-    print_segments(rows)
-    print_cpu(rows)
-    elapsed = time.monotonic() - started
-    print(f"\n(total {elapsed:.0f} s; the target is informative, exit status is 0)")
-    return 0
+    return _harness.main(
+        "pipeline",
+        details,
+        partial(run, args),
+        partial(report, args),
+        stopping="workers, emulator and database",
+        footer="the target is informative, exit status is 0",
+        on_interrupt=INTERRUPTED.set,
+    )
 
 
 if __name__ == "__main__":

@@ -25,8 +25,8 @@ from consensus_engine.db.migrations import upgrade_head
 from consensus_engine.db.models import Run
 from consensus_engine.devtools.database import local_database
 from consensus_engine.devtools.emulator import pubsub_emulator
-from consensus_engine.devtools.ports import free_port
-from consensus_engine.devtools.worker import running_worker
+from consensus_engine.devtools.process import free_port
+from consensus_engine.devtools.service import running_worker
 from consensus_engine.domain.inputs import validate_idea
 from consensus_engine.domain.schemas import Decision, PersonaReview
 from consensus_engine.jobs import job_sender

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from support import alembic_config
 from support.postgres import NoPostgresError, postgres_server
 from support.pubsub import PubSubBackend, selected_backend, start_pubsub_backend
-from support.stack import PipelineStack, StackFactory, pipeline_stack
+from support.stack import PipelineStack, StackFactory
 
 from consensus_engine.db.engine import create_engine_from_url, session_factory
 from consensus_engine.db.models import metadata
@@ -188,16 +188,10 @@ def make_stack(
             command.upgrade(alembic_config(database_url), "head")
             llm_options.setdefault("latency_ms", 50)
             llm = stacks.enter_context(OfflineLLMServer(**llm_options))
-            return stacks.enter_context(
-                pipeline_stack(
-                    database_url=database_url,
-                    emulator_host=pubsub_emulator.host,
-                    namespace=pubsub_namespace,
-                    tmp_path=tmp_path,
-                    llm=llm,
-                    env=env,
-                )
-            )
+            host, namespace = pubsub_emulator.host, pubsub_namespace
+            stack = PipelineStack(database_url, host, namespace, tmp_path, llm, env)
+            stacks.callback(stack.close)
+            return stack
 
         yield make
 

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool
 
 from consensus_engine.db.engine import describe_database, url_from_parts
@@ -24,26 +23,29 @@ def sqlalchemy_url(url: str | sa.URL, *, database: str | None = None) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def _admin_engine(url: str | sa.URL, *, timeout_s: int = 5) -> Engine:
-    # AUTOCOMMIT: CREATE/DROP DATABASE refuse to run inside a transaction.
-    return sa.create_engine(
+@contextlib.contextmanager
+def admin_connection(url: str | sa.URL, *, timeout_s: int = 5) -> Iterator[sa.Connection]:
+    """A connection outside any transaction, which CREATE/DROP DATABASE refuse to run in."""
+    engine = sa.create_engine(
         sqlalchemy_url(url),
         isolation_level="AUTOCOMMIT",
         poolclass=NullPool,
         connect_args={"connect_timeout": timeout_s},
     )
+    try:
+        with engine.connect() as connection:
+            yield connection
+    finally:
+        engine.dispose()
 
 
 def connection_error(url: str | sa.URL, *, timeout_s: int = 2) -> str | None:
     """Why the server refuses a connection (its error's first line), or None if it accepts."""
-    engine = _admin_engine(url, timeout_s=timeout_s)
     try:
-        with engine.connect():
+        with admin_connection(url, timeout_s=timeout_s):
             return None
     except sa.exc.OperationalError as error:
         return str(error.orig or error).strip().partition("\n")[0]
-    finally:
-        engine.dispose()
 
 
 def can_connect(url: str | sa.URL, *, timeout_s: int = 2) -> bool:
@@ -52,34 +54,26 @@ def can_connect(url: str | sa.URL, *, timeout_s: int = 2) -> bool:
 
 def create_database(server_url: str | sa.URL, name: str) -> None:
     """CREATE DATABASE ``name`` on the server; OperationalError if it does not answer."""
-    engine = _admin_engine(server_url, timeout_s=3)
-    try:
-        with engine.connect() as connection:
-            quoted = connection.dialect.identifier_preparer.quote(name)
-            connection.exec_driver_sql(f"CREATE DATABASE {quoted}")
-    finally:
-        engine.dispose()
+    with admin_connection(server_url, timeout_s=3) as connection:
+        quoted = connection.dialect.identifier_preparer.quote(name)
+        connection.exec_driver_sql(f"CREATE DATABASE {quoted}")
 
 
 def drop_database(server_url: str | sa.URL, name: str) -> None:
     """Drop a database even if a leaked connection still uses it."""
-    engine = _admin_engine(server_url)
-    try:
-        with engine.connect() as connection:
-            quoted = connection.dialect.identifier_preparer.quote(name)
-            if (connection.dialect.server_version_info or (0,)) >= (13,):
-                connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)")
-                return
-            connection.execute(
-                sa.text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE datname = :name AND pid <> pg_backend_pid()"
-                ),
-                {"name": name},
-            )
-            connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {quoted}")
-    finally:
-        engine.dispose()
+    with admin_connection(server_url) as connection:
+        quoted = connection.dialect.identifier_preparer.quote(name)
+        if (connection.dialect.server_version_info or (0,)) >= (13,):
+            connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)")
+            return
+        connection.execute(
+            sa.text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = :name AND pid <> pg_backend_pid()"
+            ),
+            {"name": name},
+        )
+        connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {quoted}")
 
 
 @contextlib.contextmanager

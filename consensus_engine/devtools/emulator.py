@@ -20,9 +20,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from consensus_engine.devtools.http_client import http_request
-from consensus_engine.devtools.ports import free_port
-from consensus_engine.devtools.process import ChildProcess, ProcessError, spawn
+from consensus_engine.devtools.loopback import http_request
+from consensus_engine.devtools.process import ChildProcess, ProcessError, free_port, spawn
 
 JAR_DIR = Path("/usr/lib/google-cloud-sdk/platform/pubsub-emulator/lib")
 JAR_GLOB = "cloud-pubsub-emulator-*.jar"
@@ -84,13 +83,11 @@ def start_emulator(
     popen = spawn(command, env=os.environ, log_path=Path(log_name), preexec_fn=_die_with_parent())
     process = EmulatorProcess(popen, Path(log_name), f"the Pub/Sub emulator ({jar})", host)
     try:
-        process.wait_until(lambda: answers_ok(host), timeout_s)
+        return process.started(lambda: answers_ok(host), timeout_s)
     except ProcessError as error:
-        process.stop()
         if error.exited and retries > 0:  # another process may have taken the port first
             return start_emulator(jar, timeout_s=timeout_s, retries=retries - 1)
         raise
-    return process
 
 
 @dataclass(frozen=True)

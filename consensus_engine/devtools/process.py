@@ -1,8 +1,9 @@
 """A child process in its own process group, with its output in a log file.
 
-Workers, the API, Google's emulator and Prometheus start the same way: they are ready
-when a probe says so, and stop with SIGTERM, then SIGKILL for whatever is left of their
-group (forked children that outlived their parent included).
+Workers, the API, Google's emulator and Prometheus start the same way: from our
+environment less the settings, on free ports; they are ready when a probe says so, and
+stop with SIGTERM, then SIGKILL for whatever is left of their group (forked children
+that outlived their parent included).
 """
 
 from __future__ import annotations
@@ -11,11 +12,15 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
+
+from consensus_engine.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +31,20 @@ class ProcessError(RuntimeError):
     def __init__(self, message: str, *, exited: bool) -> None:
         super().__init__(message)
         self.exited = exited
+
+
+def environ_without_settings() -> dict[str, str]:
+    """This process's environment minus every variable Settings reads, so only ours count."""
+    names = {name.upper() for name in Settings.model_fields}
+    return {key: value for key, value in os.environ.items() if key.upper() not in names}
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nobody listens on right now; another process may still take it first."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        port: int = probe.getsockname()[1]
+        return port
 
 
 def spawn(
@@ -51,13 +70,13 @@ def spawn(
         )
 
 
-def group_pids(pgid: int) -> set[int]:
-    """Every live process of a process group (a child and the processes it forked)."""
+def pids_where(test: Callable[[Path], bool]) -> set[int]:
+    """The live processes whose /proc entry passes ``test`` (one that vanishes does not)."""
     found = set()
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             with contextlib.suppress(OSError):
-                if os.getpgid(int(entry.name)) == pgid:
+                if test(entry):
                     found.add(int(entry.name))
     return found
 
@@ -81,15 +100,17 @@ class ChildProcess:
         return self.logs()[-limit:]
 
     def pids(self) -> set[int]:
-        return group_pids(self.popen.pid)
+        """Every live process of the child's group: it and the processes it forked."""
+        return pids_where(lambda entry: os.getpgid(int(entry.name)) == self.popen.pid)
+
+    def _error(self, what: str, *, exited: bool) -> ProcessError:
+        return ProcessError(
+            f"{self.name} {what}; end of {self.log_path}:\n{self.tail()}", exited=exited
+        )
 
     def check_alive(self) -> None:
         if self.popen.poll() is not None:
-            raise ProcessError(
-                f"{self.name} exited with {self.popen.returncode}; end of {self.log_path}:\n"
-                + self.tail(),
-                exited=True,
-            )
+            raise self._error(f"exited with {self.popen.returncode}", exited=True)
 
     def wait_until(self, ready: Callable[[], bool], timeout: float) -> None:
         """Until ``ready()`` holds; ProcessError if the child exits or time runs out first."""
@@ -97,12 +118,17 @@ class ChildProcess:
         while not ready():
             self.check_alive()
             if time.monotonic() > deadline:
-                raise ProcessError(
-                    f"{self.name} was not ready after {timeout:.0f} s; end of {self.log_path}:\n"
-                    + self.tail(),
-                    exited=False,
-                )
+                raise self._error(f"was not ready after {timeout:.0f} s", exited=False)
             time.sleep(0.05)
+
+    def started(self, ready: Callable[[], bool], timeout: float) -> Self:
+        """:meth:`wait_until`, stopping a child that never gets ready before raising."""
+        try:
+            self.wait_until(ready, timeout)
+        except BaseException:
+            self.stop(timeout=15)
+            raise
+        return self
 
     def stop(self, timeout: float = 60) -> int:
         """SIGTERM (the child finishes what it is doing), SIGKILL after ``timeout``; its status."""

@@ -95,7 +95,7 @@ class Pipeline:
                     return self._claim_lost(session, job, work)
                 run, step = held
                 writes.record_llm_calls(session, run, work.calls)
-                outcome = self._settle(run, step, work.store(session, run), work, job)
+                outcome = self._settle(run, step, work.store(session, run), work)
                 session.flush()
         except BaseException as error:  # a time limit is an Interrupt, not an Exception
             return self._failed(job, holder, error, retries, work, time.monotonic() - started)
@@ -160,9 +160,8 @@ class Pipeline:
             return StageOutcome.failed(text)
         return StageOutcome.retry(retry_after, text)
 
-    def _settle(
-        self, run: Run, step: StepProgress, stored: Stored, work: Work, job: Job
-    ) -> StageOutcome:
+    @staticmethod
+    def _settle(run: Run, step: StepProgress, stored: Stored, work: Work) -> StageOutcome:
         """Settle the step as the stored result says, and name the jobs that follow."""
         if stored.failure is not None:
             code, text = stored.failure

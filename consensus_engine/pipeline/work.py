@@ -78,7 +78,7 @@ class Work(ABC):
     def store(self, session: Session, run: Run) -> Stored: ...
 
 
-Prepare = Callable[[Session, Run, "str | None", Thresholds], Work]
+Prepare = Callable[[Session, Run, str | None, Thresholds], Work]
 
 
 @dataclass

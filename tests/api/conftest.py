@@ -13,10 +13,11 @@ from typing import Any
 
 import pytest
 from pydantic import SecretStr
-from support.api import ApiClient, running_api
 from support.stack import PipelineStack, StackFactory
 
+from consensus_engine.api.app import create_app
 from consensus_engine.api.auth import digest, new_key
+from consensus_engine.devtools.loopback import ApiClient, BackgroundServer
 from consensus_engine.settings import Settings
 
 
@@ -48,7 +49,7 @@ def make_api(make_stack: StackFactory) -> Iterator[ApiFactory]:
             settings = Settings.model_validate(
                 {**stack.settings.model_dump(), **update}
             )
-            base_url = servers.enter_context(running_api(settings))
+            base_url = servers.enter_context(BackgroundServer(create_app(settings))).url
             return ApiHarness(
                 stack=stack,
                 settings=settings,

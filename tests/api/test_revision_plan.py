@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from support.api import ApiClient
+from consensus_engine.devtools.loopback import ApiClient
 
 from .conftest import ApiFactory, ApiHarness
 

@@ -17,11 +17,11 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-from support.api import ApiClient, Response
 
 from consensus_engine.api.routes import events as events_routes
 from consensus_engine.db.models import Run
-from consensus_engine.devtools.worker import WorkerProcess
+from consensus_engine.devtools.loopback import ApiClient, Response
+from consensus_engine.devtools.service import WorkerProcess
 from consensus_engine.domain.personas import DEFAULT_PERSONAS
 
 from .conftest import ApiFactory, ApiHarness

@@ -21,11 +21,11 @@ from typing import Any, Literal
 import pytest
 from fastapi import FastAPI
 from pydantic import BaseModel, Field
-from support.api import ApiClient, Response, running_app
 
 from consensus_engine.api.app import create_app
 from consensus_engine.api.auth import digest, new_key
 from consensus_engine.api.state import PrincipalDep
+from consensus_engine.devtools.loopback import ApiClient, BackgroundServer, Response
 from consensus_engine.settings import Settings
 
 from .conftest import ApiFactory, ApiHarness
@@ -82,7 +82,7 @@ def serve_probe(api: ApiHarness) -> Iterator[ServeProbe]:
 
         def serve(**changes: Any) -> ApiClient:
             settings = derive(api.settings, **changes)
-            return ApiClient(servers.enter_context(running_app(probe_app(settings))))
+            return ApiClient(servers.enter_context(BackgroundServer(probe_app(settings))).url)
 
         yield serve
 

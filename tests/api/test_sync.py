@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
-from support.api import Response
 
 from consensus_engine.db.models import LlmCall
+from consensus_engine.devtools.loopback import Response
 from consensus_engine.domain.personas import DEFAULT_PERSONAS
 from consensus_engine.domain.schemas import Decision, ExpandedProposal, PersonaReview
 

@@ -27,7 +27,7 @@ from support.stack import PipelineStack
 
 from consensus_engine.api.auth import KeyRing, digest, new_key
 from consensus_engine.client import ApiRequestError, ConsensusClient
-from consensus_engine.devtools.ports import free_port
+from consensus_engine.devtools.process import free_port
 from consensus_engine.domain.personas import DEFAULT_PERSONAS
 from consensus_engine.run_progress import ServerSentEvent, StatusUpdate, StepUpdate
 from consensus_engine.settings import Settings

@@ -19,7 +19,7 @@ from support.stack import PipelineStack, StackFactory
 
 from consensus_engine.db.models import Run, StepProgress
 from consensus_engine.db.types import utcnow
-from consensus_engine.devtools.worker import WorkerProcess
+from consensus_engine.devtools.service import WorkerProcess
 from consensus_engine.domain.revisions import ProposalSource
 from consensus_engine.domain.runs import (
     AGGREGATE_STEP,

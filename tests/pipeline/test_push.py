@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from support.stack import StackFactory
 
-from consensus_engine.devtools.ports import free_port
+from consensus_engine.devtools.process import free_port
 from consensus_engine.domain.runs import RunStatus
 
 

@@ -25,8 +25,8 @@ from support.pubsub_server import FakePubSubServer
 from support.stack import PipelineStack, StackFactory
 
 from consensus_engine.db.models import StepProgress
-from consensus_engine.devtools.ports import free_port
-from consensus_engine.devtools.worker import WorkerProcess
+from consensus_engine.devtools.process import free_port
+from consensus_engine.devtools.service import WorkerProcess
 from consensus_engine.domain.runs import (
     AGGREGATE_STEP,
     EXPAND_STEP,

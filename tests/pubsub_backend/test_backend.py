@@ -39,8 +39,7 @@ from support.pubsub import (
 from support.pubsub_server import FakePubSubServer
 
 from consensus_engine.devtools.emulator import find_emulator_jar, start_emulator
-from consensus_engine.devtools.ports import free_port
-from consensus_engine.devtools.process import ProcessError
+from consensus_engine.devtools.process import ProcessError, free_port
 
 PROJECT = "projects/ce-test"
 # pull_now() uses return_immediately: deprecated, but the only way to ask "anything right now?"

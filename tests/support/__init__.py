@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from consensus_engine.db.migrations import alembic_config
-from consensus_engine.devtools.environment import environ_without_settings
+from consensus_engine.devtools.process import environ_without_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

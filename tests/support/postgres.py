@@ -20,7 +20,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from consensus_engine.devtools.database import can_connect
-from consensus_engine.devtools.ports import free_port
+from consensus_engine.devtools.process import free_port
 
 LOCAL_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 INSTALL_HINT = (
@@ -53,10 +53,8 @@ def postgres_server(configured_url: str | None) -> Iterator[str]:
 
 def find_server_binaries() -> Path:
     """The directory holding ``initdb`` and ``pg_ctl``, on PATH or in Debian's layout."""
-    candidates: list[Path] = []
     initdb = shutil.which("initdb")
-    if initdb:
-        candidates.append(Path(initdb).resolve().parent)
+    candidates = [Path(initdb).resolve().parent] if initdb else []
     versioned = Path("/usr/lib/postgresql").glob("*/bin")
     candidates += sorted(versioned, key=_major_version, reverse=True)
     for directory in candidates:
@@ -113,7 +111,18 @@ def throwaway_cluster() -> Iterator[str]:
             *prefix, str(bindir / "initdb"), "-D", str(data), "-U", "postgres",
             "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync",
         ])  # fmt: skip
-        port = _start(pg_ctl, root)
+        for attempt in range(3):  # on another port if a concurrent process took ours
+            port = free_port()
+            options = (
+                f"-p {port} -k {root} -c listen_addresses=127.0.0.1 "
+                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+            )
+            try:
+                _run([*pg_ctl, "-l", str(root / "server.log"), "-o", options, "-w", "start"])
+                break
+            except NoPostgresError:
+                if attempt == 2:
+                    raise
         try:
             yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
         finally:
@@ -121,22 +130,3 @@ def throwaway_cluster() -> Iterator[str]:
             subprocess.run(stop, capture_output=True, check=False, timeout=60)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-
-
-def _start(pg_ctl: list[str], root: Path) -> int:
-    """Start the server; retry on another port if a concurrent process took ours."""
-    last_error: NoPostgresError | None = None
-    for _attempt in range(3):
-        port = free_port()
-        options = (
-            f"-p {port} -k {root} -c listen_addresses=127.0.0.1 "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-        )
-        try:
-            _run([*pg_ctl, "-l", str(root / "server.log"), "-o", options, "-w", "start"])
-        except NoPostgresError as error:
-            last_error = error
-            continue
-        return port
-    assert last_error is not None
-    raise last_error

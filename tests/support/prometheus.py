@@ -17,9 +17,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from consensus_engine.devtools.http_client import answers_200, http_request
-from consensus_engine.devtools.ports import free_port
-from consensus_engine.devtools.process import ChildProcess, spawn
+from consensus_engine.devtools.loopback import answers_200, http_request
+from consensus_engine.devtools.process import ChildProcess, free_port, spawn
 
 PROMETHEUS_BINARY = "/usr/bin/prometheus"
 
@@ -30,21 +29,20 @@ class PrometheusServer(ChildProcess):
 
     base_url: str
 
-    def get(self, path: str, params: Mapping[str, str] | None = None) -> tuple[int, bytes]:
-        query = f"?{urllib.parse.urlencode(params)}" if params else ""
-        reply = http_request(self.base_url + path + query)
-        return reply.status, reply.body
+    def get(self, path: str, **params: str) -> dict[str, Any]:
+        """The JSON answer of ``path`` with ``params``, errors (HTTP 400/422) included."""
+        url = f"{self.base_url}{path}?{urllib.parse.urlencode(params)}"
+        answer: dict[str, Any] = http_request(url).json()
+        return answer
 
     def query(self, expr: str) -> dict[str, Any]:
-        """``/api/v1/query`` at now: the JSON answer, errors (HTTP 400/422) included."""
-        _, body = self.get("/api/v1/query", {"query": expr})
-        answer: dict[str, Any] = json.loads(body)
-        return answer
+        """``/api/v1/query`` at now."""
+        return self.get("/api/v1/query", query=expr)
 
     def targets(self) -> list[dict[str, Any]]:
         """The active scrape targets with their health and last error."""
-        _, body = self.get("/api/v1/targets", {"state": "active"})
-        active: list[dict[str, Any]] = json.loads(body)["data"]["activeTargets"]
+        data = self.get("/api/v1/targets", state="active")["data"]
+        active: list[dict[str, Any]] = data["activeTargets"]
         return active
 
 
@@ -94,7 +92,6 @@ def running_prometheus(
     popen = spawn(command, env=os.environ, log_path=log_path)
     server = PrometheusServer(popen, log_path, "prometheus", f"http://127.0.0.1:{port}")
     try:
-        server.wait_until(partial(answers_200, f"{server.base_url}/-/ready"), ready_timeout)
-        yield server
+        yield server.started(partial(answers_200, f"{server.base_url}/-/ready"), ready_timeout)
     finally:
         server.stop(timeout=30)

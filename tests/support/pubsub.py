@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from brokers.pubsub.clients import Clients
 from consensus_engine.devtools.emulator import (
     JAR_DIR,
     JAR_GLOB,
@@ -75,21 +76,11 @@ def start_pubsub_backend(environ: Mapping[str, str] | None = None) -> PubSubBack
     return PubSubBackend(server.address, PYTHON_FAKE, False, server.stop)
 
 
-def publisher_client(host: str, **kwargs: Any) -> Any:
+def publisher_client(host: str) -> Any:
     """A PublisherClient on an insecure channel to ``host``, whatever the environment says."""
-    import grpc  # type: ignore[import-untyped, unused-ignore]
-    from google.cloud.pubsub_v1 import PublisherClient  # type: ignore[import-untyped, unused-ignore]
-    from google.pubsub_v1.services.publisher.transports import PublisherGrpcTransport
-
-    transport = PublisherGrpcTransport(channel=grpc.insecure_channel(host))
-    return PublisherClient(transport=transport, **kwargs)
+    return Clients(emulator_host=host).publisher
 
 
-def subscriber_client(host: str, **kwargs: Any) -> Any:
+def subscriber_client(host: str) -> Any:
     """A SubscriberClient on an insecure channel to ``host``; ``close()`` it when done."""
-    import grpc  # type: ignore[import-untyped, unused-ignore]
-    from google.cloud.pubsub_v1 import SubscriberClient  # type: ignore[import-untyped, unused-ignore]
-    from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
-
-    transport = SubscriberGrpcTransport(channel=grpc.insecure_channel(host))
-    return SubscriberClient(transport=transport, **kwargs)
+    return Clients(emulator_host=host).subscriber

@@ -64,11 +64,7 @@ Subscriber.Seek SeekRequest SeekResponse
 
 
 class RpcError(Exception):
-    """Raised by a handler; turned into the gRPC status the client sees."""
-
-    def __init__(self, code: Any, details: str) -> None:
-        super().__init__(details)
-        self.code, self.details = code, details
+    """``RpcError(code, details)``, raised by a handler: the gRPC status the client sees."""
 
 
 @dataclass(eq=False)
@@ -153,14 +149,16 @@ class FakePubSubServer:
         return self
 
     def _unary(self, rpc: str, request_type: str, response_type: str) -> Any:
-        """A handler for ``rpc``: RpcError becomes a status, None becomes protobuf Empty."""
+        """A handler for ``rpc``, run holding the lock: RpcError becomes a status, None becomes
+        protobuf Empty."""
         method = getattr(self, re.sub(r"(?<!^)([A-Z])", r"_\1", rpc).lower())
 
         def handle(request: Any, context: Any) -> Any:
             try:
-                return method(request, context)
+                with self._cond:
+                    return method(request, context)
             except RpcError as error:
-                context.abort(error.code, error.details)
+                context.abort(*error.args)
 
         response = None if response_type == "Empty" else getattr(pubsub, response_type)
         return grpc.unary_unary_rpc_method_handler(
@@ -186,11 +184,10 @@ class FakePubSubServer:
 
     def create_topic(self, topic: pubsub.Topic, context: Any) -> pubsub.Topic:
         _split(topic.name, "topics")
-        with self._cond:
-            if topic.name in self._topics:
-                raise RpcError(Code.ALREADY_EXISTS, "Topic already exists")
-            self._topics[topic.name] = topic
-            return topic
+        if topic.name in self._topics:
+            raise RpcError(Code.ALREADY_EXISTS, "Topic already exists")
+        self._topics[topic.name] = topic
+        return topic
 
     def _topic(self, name: str) -> pubsub.Topic:
         _split(name, "topics")
@@ -199,43 +196,42 @@ class FakePubSubServer:
         return self._topics[name]
 
     def get_topic(self, request: pubsub.GetTopicRequest, context: Any) -> pubsub.Topic:
-        with self._cond:
-            return self._topic(request.topic)
+        return self._topic(request.topic)
 
     def update_topic(self, request: pubsub.UpdateTopicRequest, context: Any) -> pubsub.Topic:
         paths = list(request.update_mask.paths)
         if not paths or set(paths) - {"labels", "message_retention_duration"}:
             raise RpcError(Code.INVALID_ARGUMENT, f"Unsupported update_mask: {paths}")
-        with self._cond:
-            topic = self._topic(request.topic.name)
-            for path in paths:
-                setattr(topic, path, getattr(request.topic, path))
-            return topic
+        topic = self._topic(request.topic.name)
+        for path in paths:
+            setattr(topic, path, getattr(request.topic, path))
+        return topic
+
+    def _listed(self, table: dict[str, Any], prefix: str, request: Any) -> tuple[list[Any], str]:
+        """One page of the resources whose names start with ``prefix``."""
+        names = sorted(n for n in table if n.startswith(prefix))
+        page, token = _page(names, request.page_size, request.page_token)
+        return [table[n] for n in page], token
 
     def list_topics(self, request: pubsub.ListTopicsRequest, context: Any) -> Any:
-        with self._cond:
-            names = sorted(n for n in self._topics if n.startswith(f"{request.project}/topics/"))
-            page, token = _page(names, request.page_size, request.page_token)
-            topics = [self._topics[n] for n in page]
+        topics, token = self._listed(self._topics, f"{request.project}/topics/", request)
         return pubsub.ListTopicsResponse(topics=topics, next_page_token=token)
 
     def list_topic_subscriptions(
         self, request: pubsub.ListTopicSubscriptionsRequest, context: Any
     ) -> Any:
-        with self._cond:
-            self._topic(request.topic)
-            names = sorted(n for n, s in self._subs.items() if s.config.topic == request.topic)
+        self._topic(request.topic)
+        names = sorted(n for n, s in self._subs.items() if s.config.topic == request.topic)
         page, token = _page(names, request.page_size, request.page_token)
         return pubsub.ListTopicSubscriptionsResponse(subscriptions=page, next_page_token=token)
 
     def delete_topic(self, request: pubsub.DeleteTopicRequest, context: Any) -> None:
         """Subscriptions outlive their topic, as on Google: they just stop receiving."""
-        with self._cond:
-            self._topic(request.topic)
-            del self._topics[request.topic]
-            for sub in self._subs.values():
-                if sub.config.topic == request.topic:
-                    sub.config.topic = DELETED_TOPIC
+        self._topic(request.topic)
+        del self._topics[request.topic]
+        for sub in self._subs.values():
+            if sub.config.topic == request.topic:
+                sub.config.topic = DELETED_TOPIC
 
     def publish(self, request: pubsub.PublishRequest, context: Any) -> pubsub.PublishResponse:
         if not request.messages:
@@ -243,9 +239,8 @@ class FakePubSubServer:
         messages = [pubsub.PubsubMessage.pb(m) for m in request.messages]
         if any(not m.data and not m.attributes for m in messages):
             raise RpcError(Code.INVALID_ARGUMENT, "Some messages are empty")
-        with self._cond:
-            self._topic(request.topic)
-            return pubsub.PublishResponse(message_ids=self._publish(request.topic, messages))
+        self._topic(request.topic)
+        return pubsub.PublishResponse(message_ids=self._publish(request.topic, messages))
 
     def _publish(self, topic: str, messages: list[Any]) -> list[str]:
         """Copy each message to every subscription that exists now (none: it is dropped)."""
@@ -286,15 +281,14 @@ class FakePubSubServer:
         _split(config.name, "subscriptions")
         if config.filter or config.push_config.push_endpoint:
             raise RpcError(Code.UNIMPLEMENTED, "the python fake has no filters or push delivery")
-        with self._cond:
-            if config.name in self._subs:
-                raise RpcError(Code.ALREADY_EXISTS, "Subscription already exists")
-            if config.topic not in self._topics:
-                _split(config.topic, "topics")
-                raise RpcError(Code.NOT_FOUND, "Subscription topic does not exist")
-            self._check_config(config)
-            self._subs[config.name] = _Sub(config)
-            return config
+        if config.name in self._subs:
+            raise RpcError(Code.ALREADY_EXISTS, "Subscription already exists")
+        if config.topic not in self._topics:
+            _split(config.topic, "topics")
+            raise RpcError(Code.NOT_FOUND, "Subscription topic does not exist")
+        self._check_config(config)
+        self._subs[config.name] = _Sub(config)
+        return config
 
     def _sub(self, name: str) -> _Sub:
         _split(name, "subscriptions")
@@ -303,35 +297,29 @@ class FakePubSubServer:
         return self._subs[name]
 
     def get_subscription(self, request: pubsub.GetSubscriptionRequest, context: Any) -> Any:
-        with self._cond:
-            return self._sub(request.subscription).config
+        return self._sub(request.subscription).config
 
     def update_subscription(self, request: pubsub.UpdateSubscriptionRequest, context: Any) -> Any:
         paths = set(request.update_mask.paths)
         if not paths or paths - _SUB_FIELDS:
             raise RpcError(Code.INVALID_ARGUMENT, f"Unsupported update_mask: {sorted(paths)}")
-        with self._cond:
-            sub = self._sub(request.subscription.name)
-            config = pubsub.Subscription.deserialize(pubsub.Subscription.serialize(sub.config))
-            for path in paths:
-                setattr(config, path, getattr(request.subscription, path))
-            self._check_config(config)
-            sub.config = config
-            return config
+        sub = self._sub(request.subscription.name)
+        config = pubsub.Subscription.deserialize(pubsub.Subscription.serialize(sub.config))
+        for path in paths:
+            setattr(config, path, getattr(request.subscription, path))
+        self._check_config(config)
+        sub.config = config
+        return config
 
     def list_subscriptions(self, request: pubsub.ListSubscriptionsRequest, context: Any) -> Any:
-        with self._cond:
-            prefix = f"{request.project}/subscriptions/"
-            names = sorted(n for n in self._subs if n.startswith(prefix))
-            page, token = _page(names, request.page_size, request.page_token)
-            configs = [self._subs[n].config for n in page]
+        subs, token = self._listed(self._subs, f"{request.project}/subscriptions/", request)
+        configs = [sub.config for sub in subs]
         return pubsub.ListSubscriptionsResponse(subscriptions=configs, next_page_token=token)
 
     def delete_subscription(self, request: pubsub.DeleteSubscriptionRequest, context: Any) -> None:
-        with self._cond:
-            self._sub(request.subscription)
-            del self._subs[request.subscription]
-            self._cond.notify_all()
+        self._sub(request.subscription)
+        del self._subs[request.subscription]
+        self._cond.notify_all()
 
     def _sweep(self, sub: _Sub) -> None:
         """Return every message whose lease has expired (a failed delivery attempt)."""
@@ -386,8 +374,10 @@ class FakePubSubServer:
     def _wait(self, sub: _Sub, until: float) -> None:
         self._cond.wait(max(0.0, min(until, sub.next_expiry) - time.monotonic()) + 0.001)
 
-    def _check_ack_ids(self, sub: _Sub, ack_ids: list[str]) -> None:
-        """The jar's rules: foreign or malformed ids are errors, stale ones are ignored."""
+    def _leased(self, request: Any) -> tuple[_Sub, list[str]]:
+        """The subscription and ack ids of an ack or deadline change, by the jar's rules:
+        foreign or malformed ids are errors, stale ones are ignored."""
+        sub, ack_ids = self._sub(request.subscription), list(request.ack_ids)
         if not ack_ids:
             raise RpcError(Code.INVALID_ARGUMENT, "No ack ids specified.")
         for ack_id in ack_ids:
@@ -400,6 +390,7 @@ class FakePubSubServer:
                     f"Subscription {sub.config.name} received an invalid ack ID {ack_id}, "
                     f"meant for subscription: {owner}",
                 )
+        return sub, ack_ids
 
     def _modify(self, sub: _Sub, ack_ids: list[str], seconds: list[int]) -> None:
         """Nack (0 s) or extend leases; unknown ids are ignored."""
@@ -421,19 +412,13 @@ class FakePubSubServer:
         self._cond.notify_all()
 
     def acknowledge(self, request: pubsub.AcknowledgeRequest, context: Any) -> None:
-        with self._cond:
-            sub = self._sub(request.subscription)
-            self._check_ack_ids(sub, list(request.ack_ids))
-            self._ack(sub, list(request.ack_ids))
+        self._ack(*self._leased(request))
 
     def modify_ack_deadline(self, request: pubsub.ModifyAckDeadlineRequest, context: Any) -> None:
-        with self._cond:
-            sub = self._sub(request.subscription)
-            self._check_ack_ids(sub, list(request.ack_ids))
-            if not 0 <= request.ack_deadline_seconds <= 600:
-                raise RpcError(Code.INVALID_ARGUMENT, "Ack deadline must be within 0..600 s")
-            ids = list(request.ack_ids)
-            self._modify(sub, ids, [request.ack_deadline_seconds] * len(ids))
+        sub, ids = self._leased(request)
+        if not 0 <= request.ack_deadline_seconds <= 600:
+            raise RpcError(Code.INVALID_ARGUMENT, "Ack deadline must be within 0..600 s")
+        self._modify(sub, ids, [request.ack_deadline_seconds] * len(ids))
 
     def seek(self, request: pubsub.SeekRequest, context: Any) -> pubsub.SeekResponse:
         """Seek to a time: older messages count as acked, newer ones are delivered again."""
@@ -441,14 +426,13 @@ class FakePubSubServer:
         if raw.WhichOneof("target") != "time":
             raise RpcError(Code.UNIMPLEMENTED, "the python fake only seeks to a time")
         cutoff = raw.time.ToNanoseconds() / 1e9
-        with self._cond:
-            sub = self._sub(request.subscription)
-            entries = list(sub.ready) + [entry for entry, _ in sub.leases.values()]
-            sub.leases.clear()
-            sub.ready = collections.deque(
-                sorted((e for e in entries if e.published > cutoff), key=lambda e: e.seq)
-            )
-            self._cond.notify_all()
+        sub = self._sub(request.subscription)
+        entries = list(sub.ready) + [entry for entry, _ in sub.leases.values()]
+        sub.leases.clear()
+        sub.ready = collections.deque(
+            sorted((e for e in entries if e.published > cutoff), key=lambda e: e.seq)
+        )
+        self._cond.notify_all()
         return pubsub.SeekResponse()
 
     def pull(self, request: pubsub.PullRequest, context: Any) -> pubsub.PullResponse:
@@ -457,15 +441,14 @@ class FakePubSubServer:
         remaining = context.time_remaining()
         wait_s = 0.0 if request.return_immediately else PULL_WAIT_S
         until = time.monotonic() + min(wait_s, max(0.0, (remaining or wait_s) - 0.2))
-        with self._cond:
-            while True:
-                sub = self._sub(request.subscription)
-                self._sweep(sub)
-                limit = min(request.max_messages, MAX_BATCH)
-                messages = self._take(sub, limit, 2**62, sub.config.ack_deadline_seconds)
-                if messages or self._stopping or time.monotonic() >= until:
-                    return pubsub.PullResponse(received_messages=messages)
-                self._wait(sub, until)
+        while True:
+            sub = self._sub(request.subscription)
+            self._sweep(sub)
+            limit = min(request.max_messages, MAX_BATCH)
+            messages = self._take(sub, limit, 2**62, sub.config.ack_deadline_seconds)
+            if messages or self._stopping or time.monotonic() >= until:
+                return pubsub.PullResponse(received_messages=messages)
+            self._wait(sub, until)
 
     def streaming_pull(self, requests: Iterator[Any], context: Any) -> Iterator[Any]:
         """Deliver within the client's flow-control limits until either side closes."""
@@ -480,7 +463,7 @@ class FakePubSubServer:
             try:
                 sub = self._sub(first.subscription)
             except RpcError as error:
-                context.abort(error.code, error.details)
+                context.abort(*error.args)
             self._stream_request(sub, first)
             properties = pubsub.StreamingPullResponse.SubscriptionProperties(
                 exactly_once_delivery_enabled=sub.config.enable_exactly_once_delivery,
@@ -506,10 +489,7 @@ class FakePubSubServer:
         threading.Thread(target=read, name="fake-pubsub-stream", daemon=True).start()
         max_messages = first.max_outstanding_messages or MAX_BATCH * 1000
         max_bytes = first.max_outstanding_bytes or 2**62
-        name, mine = (
-            sub.config.name,
-            dict[str, int](),
-        )  # ack id -> size, for leases given out on this stream
+        name, mine = sub.config.name, dict[str, int]()  # ack id -> size, leased on this stream
         while True:
             with self._cond:
                 while True:

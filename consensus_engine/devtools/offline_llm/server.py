@@ -23,8 +23,7 @@ from typing import Any, Unpack
 
 import uvicorn
 
-from consensus_engine.devtools.app_thread import LOOPBACK, BackgroundServer
-from consensus_engine.devtools.http_client import http_request
+from consensus_engine.devtools.loopback import LOOPBACK, BackgroundServer, http_request
 from consensus_engine.devtools.offline_llm.app import (
     Fault,
     OfflineOptions,

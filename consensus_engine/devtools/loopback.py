@@ -1,10 +1,18 @@
-"""An ASGI app served by uvicorn on a thread of this process (the tests' API, the offline LLM)."""
+"""HTTP on loopback: plain requests over urllib (readiness probes, set-up and tests, not
+measured load), a client of our API, and ASGI apps served by uvicorn on a thread of this
+process (the tests' API, the offline LLM)."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import socket
 import threading
 import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
@@ -76,3 +84,72 @@ class BackgroundServer:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def http_request(
+    url: str,
+    *,
+    method: str | None = None,
+    body: bytes | None = None,
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 10,
+) -> Response:
+    """The answer, error statuses included; a server that does not answer raises OSError."""
+    # Our own URLs (loopback servers we started), never user input.
+    request = urllib.request.Request(url, body, dict(headers or {}), method=method)  # noqa: S310
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as reply:  # noqa: S310
+            return Response(reply.status, dict(reply.headers), reply.read())
+    except urllib.error.HTTPError as error:
+        return Response(error.code, dict(error.headers), error.read())
+
+
+def answers_200(url: str, *, timeout: float = 5) -> bool:
+    """A readiness probe: True once ``url`` answers 200, False while nothing listens."""
+    with contextlib.suppress(OSError):
+        return http_request(url, timeout=timeout).status == 200
+    return False
+
+
+@dataclass
+class ApiClient:
+    """A tiny client of our API: JSON bodies and a bearer key, what a user's script would send."""
+
+    base_url: str
+    key: str | None = None
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        raw: bytes | None = None,
+        timeout: float = 30,
+    ) -> Response:
+        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+        sent = {"Content-Type": "application/json", **(headers or {})}
+        token = key if key is not None else self.key
+        if token:
+            sent["Authorization"] = f"Bearer {token}"
+        return http_request(
+            self.base_url + path, method=method, body=data, headers=sent, timeout=timeout
+        )
+
+    def get(self, path: str, **options: Any) -> Response:
+        return self.request("GET", path, **options)
+
+    def post(self, path: str, body: Any = None, **options: Any) -> Response:
+        return self.request("POST", path, body, **options)
