@@ -1,6 +1,6 @@
 """What the benchmarks share: rows that could not run, percentiles and number formatting,
-their servers and workers' settings, the CPU seconds of the processes they run (read from
-Linux's /proc), their command line, tables and main."""
+their servers and workers' settings, the CPU seconds of the processes they run (psutil),
+their command line, tables and main."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
+import psutil
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -27,14 +28,12 @@ from consensus_engine.db.migrations import upgrade_head
 from consensus_engine.devtools.database import admin_connection, connection_error
 from consensus_engine.devtools.database import scratch_database as scratch_postgres
 from consensus_engine.devtools.emulator import Emulator, pubsub_emulator
-from consensus_engine.devtools.process import pids_where
 from consensus_engine.devtools.stack import WORKER_ENV as SHARED_WORKER_ENV
 
 T = TypeVar("T")
 R = TypeVar("R")
 PidSource = Callable[[], Collection[int]]
 log = logging.getLogger("bench")
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 # Like the pipeline tests' workers, but quiet (WARNING: no per-step log lines to write and
 # parse) and without the sweeper, which would only add database load here.
 WORKER_ENV: dict[str, str] = {
@@ -125,22 +124,10 @@ def servers(name: str, database_server: str) -> Iterator[Servers]:
         yield Servers(work_dir, url, emulator, bool(configured))
 
 
-def _cpu_seconds(pid: int) -> float | None:
-    """User plus system time of a live process; None once it is gone."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # After the command name (which may hold spaces): state, ppid, pgrp, ... utime is
-    # field 14 of the whole line, stime 15.
-    fields = text.rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
-
-
 def pids_running(argument: str) -> set[int]:
     """Processes with ``argument`` as one of their arguments (the emulator's ``--port=N``)."""
-    needle = argument.encode()
-    return pids_where(lambda entry: needle in (entry / "cmdline").read_bytes().split(b"\0"))
+    found = psutil.process_iter(["cmdline"])
+    return {process.pid for process in found if argument in (process.info["cmdline"] or ())}
 
 
 def backend_pids(sessions: sessionmaker[Session]) -> list[int]:
@@ -168,17 +155,13 @@ def this_process() -> list[int]:
 
 
 def machine_busy_seconds() -> float:
-    """CPU seconds all of the machine's CPUs spent busy since boot (/proc/stat), NaN if unknown.
+    """CPU seconds all of the machine's CPUs spent busy since boot: all but idle and iowait.
 
     Other work on the box (tests, builds) competes for the same cores; the difference
     between this and what our processes spent shows how much.
     """
-    try:
-        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-    except (OSError, IndexError):
-        return math.nan
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
-    return (user + nice + system + irq + softirq + steal) / _CLOCK_TICKS
+    times = psutil.cpu_times()  # Linux counts guest time in user and nice already
+    return times.user + times.nice + times.system + times.irq + times.softirq + times.steal
 
 
 class CpuMeter:
@@ -190,15 +173,19 @@ class CpuMeter:
         self._start: dict[str, dict[int, float]] = {}
 
     def _sample(self) -> dict[str, dict[int, float]]:
+        """User plus system seconds of each group's live processes (one gone is skipped)."""
         sample: dict[str, dict[int, float]] = {}
         for name, source in self.sources.items():
+            sample[name] = seconds = {}
             try:
                 pids = source()
             except Exception as error:
                 log.debug("no pids for %s: %r", name, error)
-                pids = []
-            seconds = {pid: _cpu_seconds(pid) for pid in pids}
-            sample[name] = {pid: cpu for pid, cpu in seconds.items() if cpu is not None}
+                continue
+            for pid in pids:
+                with contextlib.suppress(psutil.Error):
+                    times = psutil.Process(pid).cpu_times()
+                    seconds[pid] = times.user + times.system
         return sample
 
     def start(self) -> None:
@@ -216,26 +203,6 @@ class CpuMeter:
             if seconds or before:
                 spent[name] = sum(cpu - before.get(pid, 0.0) for pid, cpu in seconds.items())
         return spent
-
-
-@contextlib.contextmanager
-def interrupt_once(what: str, on_interrupt: Callable[[], None] = lambda: None) -> Iterator[None]:
-    """The first Ctrl-C or SIGTERM unwinds; later ones are ignored, so the cleanup (servers,
-    workers, emulator, database: seconds) is not cut short and leaves nothing running."""
-
-    def interrupt(signum: int, frame: types.FrameType | None) -> None:
-        on_interrupt()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, signal.SIG_IGN)
-        print(f"\ninterrupted: stopping {what}...", file=sys.stderr)
-        raise KeyboardInterrupt
-
-    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def parser(name: str, description: str | None) -> argparse.ArgumentParser:
@@ -268,13 +235,26 @@ def main(
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
     print(f"bench.{name}: {os.cpu_count()} CPUs, load average {load}{details}")
+
+    def interrupt(signum: int, frame: types.FrameType | None) -> None:
+        """The first Ctrl-C or SIGTERM unwinds; later ones are ignored, so the cleanup (servers,
+        workers, emulator, database: seconds) is not cut short and leaves nothing running."""
+        on_interrupt()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
+        print(f"\ninterrupted: stopping {stopping}...", file=sys.stderr)
+        raise KeyboardInterrupt
+
     started = time.monotonic()
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        with interrupt_once(stopping, on_interrupt):
-            results = measure()
+        results = measure()
     except KeyboardInterrupt:
         print("cleaned up", file=sys.stderr)
         return 130
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     report(results)
     print(f"\n(total {time.monotonic() - started:.0f} s; {footer})")
     return 0

@@ -29,16 +29,17 @@ import contextlib
 import json
 import math
 import os
-import re
 import secrets
 import sys
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 
 import sqlalchemy as sa
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.orm import Session, sessionmaker
 
 from bench import _harness
@@ -70,22 +71,18 @@ API_ENV: dict[str, str] = {
     "API_MAX_RUNS_IN_FLIGHT": "1000000",
     "PUBSUB_AUTO_CREATE": "true",
 }
-_METRIC_LINE = re.compile(
-    r'^consensus_api_request_duration_seconds_(sum|count)\{method="([A-Z]+)",route="([^"]+)"\} '
-    r"(\S+)$"
-)
 
 
-def server_seconds(server: ApiProcess) -> dict[str, tuple[float, float]]:
-    """``METHOD route`` -> (seconds, requests) the API itself counted (its /metrics)."""
-    found: dict[str, list[float]] = {}
-    for line in http_request(server.base_url + "/metrics").body.decode().splitlines():
-        match = _METRIC_LINE.match(line)
-        if match:
-            kind, method, route, value = match.groups()
-            pair = found.setdefault(f"{method} {route}", [0.0, 0.0])
-            pair[0 if kind == "sum" else 1] = float(value)
-    return {key: (pair[0], pair[1]) for key, pair in found.items()}
+def server_seconds(server: ApiProcess, route: str) -> tuple[float, float]:
+    """(seconds, requests) the API itself counted for ``route``, "GET /health" (its /metrics)."""
+    found = {"sum": 0.0, "count": 0.0}
+    text = http_request(server.base_url + "/metrics").body.decode()
+    for family in text_string_to_metric_families(text):
+        if family.name == "consensus_api_request_duration_seconds":
+            for sample in family.samples:  # its _sum and _count (and _bucket, _created)
+                if f"{sample.labels['method']} {sample.labels['route']}" == route:
+                    found[sample.name.rpartition("_")[2]] = sample.value
+    return found["sum"], found["count"]
 
 
 class Connection:
@@ -111,13 +108,8 @@ class Connection:
         for line in head.split(b"\r\n")[1:]:
             name, _, value = line.partition(b":")
             headers[name.strip().lower()] = value.strip().lower()
-        if b"chunked" in headers.get(b"transfer-encoding", b""):
-            body = b""
-            while size := int((await reader.readline()).split(b";")[0], 16):
-                body += (await reader.readexactly(size + 2))[:-2]
-            await reader.readuntil(b"\r\n")
-        else:
-            body = await reader.readexactly(int(headers.get(b"content-length", b"0")))
+        # Our JSON answers all say their Content-Length (none is streamed or chunked).
+        body = await reader.readexactly(int(headers.get(b"content-length", b"0")))
         if headers.get(b"connection") == b"close":
             await self.close()
         return int(head[9:12]), body
@@ -215,7 +207,6 @@ def db_counters(sessions: sessionmaker[Session]) -> dict[str, float]:
 
 @dataclass
 class Row:
-    title: str
     target_rate: float | None  # None: no target (a comparison row)
     load: Load
     alone: Load  # one client: the latency without queueing
@@ -237,7 +228,7 @@ class Row:
 
 
 Outcome = Row | Skipped
-Measure = Callable[["Bench", ApiProcess, str], Row]
+Measure = Callable[["Bench", ApiProcess], Row]
 
 
 @dataclass
@@ -251,17 +242,9 @@ class Bench:
     queues: dict[str, str]
     stack: Stack
 
-    def start_api(self, name: str, tenant: str, **extra_env: str) -> ApiProcess:
-        """The API on a free port with one key for ``tenant``, ready; the caller stops it."""
-        env = {**environ_without_settings(), **API_ENV, **self.queues, **extra_env}
-        log_path = self.servers.work_dir / f"api-{name}.log"
-        workers = self.args.api_workers
-        return start_api(env, log_path, tenant=tenant, workers=workers, cwd=REPO_ROOT)
-
     def measure(
         self,
         server: ApiProcess,
-        title: str,
         requests: list[bytes],
         route: str,
         *,
@@ -277,7 +260,7 @@ class Bench:
         meter = _harness.CpuMeter({"API": server.pids, **shared, "clients": _harness.this_process})
         time.sleep(DB_STATS_SETTLE_S)
         db_before = db_counters(sessions)
-        before = server_seconds(server)
+        before = server_seconds(server, route)
         meter.start()
         busy_before = _harness.machine_busy_seconds()
         metered_from = time.monotonic()
@@ -285,19 +268,17 @@ class Bench:
         cpu = meter.stop()
         metered_s = time.monotonic() - metered_from
         cpu["others"] = _harness.machine_busy_seconds() - busy_before - sum(cpu.values())
-        after = server_seconds(server)
-        spent, count = (
-            after.get(route, (0.0, 0.0))[i] - before.get(route, (0.0, 0.0))[i] for i in (0, 1)
-        )
+        after = server_seconds(server, route)
+        spent, count = after[0] - before[0], after[1] - before[1]
         # One process's /metrics with several workers: no mean for the whole API then.
         server_ms = spent / count * 1000 if count and server.workers == 1 else math.nan
         time.sleep(DB_STATS_SETTLE_S)
         db_after = db_counters(sessions)
         db = {name: db_after[name] - db_before[name] for name in db_after.keys() & db_before.keys()}
-        return Row(title, target_rate, load, alone, server_ms, cpu, metered_s, db)
+        return Row(target_rate, load, alone, server_ms, cpu, metered_s, db)
 
 
-def seed_completed_runs(bench: Bench, server: ApiProcess, count: int) -> list[str]:
+def seed_completed_runs(bench: Bench, server: ApiProcess, count: int) -> list[uuid.UUID]:
     """Runs with a proposal, five reviews and a decision, for the reads to load.
 
     Submitted through the API, run by a real worker with the offline LLM (no latency),
@@ -311,70 +292,60 @@ def seed_completed_runs(bench: Bench, server: ApiProcess, count: int) -> list[st
             raise RuntimeError(
                 f"could not submit a run to read: {reply.status} {reply.body[:300]!r}"
             )
-        run_ids.append(str(reply.json()["run_id"]))
+        run_ids.append(uuid.UUID(reply.json()["run_id"]))
     with OfflineLLMServer(latency_ms=0) as llm:
         env = {"OPENAI_BASE_URL": llm.base_url}
         worker = bench.stack.start_worker(name="seed", env=env, wait_ready=False)
         try:
             worker.wait_until_ready(READY_TIMEOUT_S)
-            deadline = time.monotonic() + SEED_TIMEOUT_S
-            pending = list(run_ids)
-            while pending and time.monotonic() < deadline:
-                worker.check_alive()
-                reply = client.get(f"/v1/runs/{pending[0]}")
-                if reply.status == 200 and reply.json()["status"] in ("completed", "failed"):
-                    pending.pop(0)
-                else:
-                    time.sleep(0.2)
+            wait = partial(bench.stack.wait_for_runs, timeout=SEED_TIMEOUT_S, poll_s=0.2)
+            ended = wait(run_ids, workers=[worker])
         finally:
             worker.stop()
-    if pending:
-        raise RuntimeError(f"{len(pending)} of {len(run_ids)} runs to read did not finish")
+    if ended < len(run_ids):
+        raise RuntimeError(f"{len(run_ids) - ended} of {len(run_ids)} runs to read did not finish")
     return run_ids
-
-
-def _measured(title: str, measure: Callable[[], Row]) -> tuple[str, Outcome]:
-    """One row (an error fails that row only), with a line saying how it went."""
-    outcome = attempt(measure)
-    detail = str(outcome)[:120] if isinstance(outcome, Skipped) else f"{outcome.load.rate:.0f}/s"
-    print(f"  ... {title}: {detail}", flush=True)
-    return title, outcome
 
 
 def measure_api(
     bench: Bench, name: str, tenant: str, measures: Mapping[str, Measure], **env: str
 ) -> list[tuple[str, Outcome]]:
-    """The rows of ``measures`` against one API server, started for them with ``env``."""
-    server = bench.start_api(name, tenant, **env)
+    """The rows of ``measures`` against one API server, started for them with ``env`` and a
+    key for ``tenant``, each with a line saying how it went (an error fails that row only)."""
+    env = {**environ_without_settings(), **API_ENV, **bench.queues, **env}
+    log_path, workers = bench.servers.work_dir / f"api-{name}.log", bench.args.api_workers
+    server = start_api(env, log_path, tenant=tenant, workers=workers, cwd=REPO_ROOT)
+    rows: list[tuple[str, Outcome]] = []
     try:
-        return [
-            _measured(title, partial(measure, bench, server, title))
-            for title, measure in measures.items()
-        ]
+        for title, measure in measures.items():
+            outcome = attempt(partial(measure, bench, server))
+            rate = f"{outcome.load.rate:.0f}/s" if isinstance(outcome, Row) else str(outcome)[:120]
+            print(f"  ... {title}: {rate}", flush=True)
+            rows.append((title, outcome))
+        return rows
     finally:
         server.stop(timeout=15)
 
 
-def measure_health(bench: Bench, server: ApiProcess, title: str) -> Row:
+def measure_health(bench: Bench, server: ApiProcess) -> Row:
     health = raw_request("GET", "/health", server.key)
-    return bench.measure(server, title, [health], "GET /health")
+    return bench.measure(server, [health], "GET /health")
 
 
-def measure_reads(bench: Bench, server: ApiProcess, title: str) -> Row:
+def measure_reads(bench: Bench, server: ApiProcess) -> Row:
     run_ids = seed_completed_runs(bench, server, bench.args.read_runs)
     requests = [raw_request("GET", f"/v1/runs/{run_id}", server.key) for run_id in run_ids]
     sample = ApiClient(server.base_url, server.key).get(f"/v1/runs/{run_ids[0]}").body
-    row = bench.measure(server, title, requests, "GET /v1/runs/{run_id}", target_rate=READ_TARGET)
+    row = bench.measure(server, requests, "GET /v1/runs/{run_id}", target_rate=READ_TARGET)
     row.note = f"{len(run_ids)} runs, {len(sample) / 1024:.1f} KiB each"
     return row
 
 
-def measure_submit(bench: Bench, server: ApiProcess, title: str) -> Row:
+def measure_submit(bench: Bench, server: ApiProcess) -> Row:
     body = json.dumps({"idea": SAMPLE_IDEA}).encode()
     submit = raw_request("POST", "/v1/full-review", server.key, body)
     row = bench.measure(
         server,
-        title,
         [submit],
         "POST /v1/full-review",
         expected=202,

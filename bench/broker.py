@@ -116,12 +116,6 @@ class Backend:
     prepare: Callable[[Any, str], object] = lambda broker, queue_name: None
     delete: Callable[[Any], object] = lambda broker: None  # what the run made besides messages
 
-    def dispose(self, broker: dramatiq.Broker) -> None:
-        """Flush and delete what the run created, then close."""
-        attempt_cleanup("flush the queues", broker.flush_all)
-        attempt_cleanup("delete what the run created", partial(self.delete, broker))
-        broker.close()
-
 
 def pubsub_backend(host: str, description: str) -> Backend:
     return Backend(
@@ -193,7 +187,7 @@ def _opened(
     backend: Backend, kind: str, fn: Callable[[Any], None]
 ) -> Iterator[dramatiq.Actor[[Any], None]]:
     """A fresh broker with an actor bound to it only (no retries, so a failure shows as a
-    shortfall), its queue in place; the broker is disposed of afterwards."""
+    shortfall), its queue in place; the broker is flushed, cleaned up and closed afterwards."""
     tag = uuid.uuid4().hex[:10]
     broker = backend.open(tag)
     try:
@@ -209,7 +203,9 @@ def _opened(
         backend.prepare(broker, queue_name)
         yield actor
     finally:
-        backend.dispose(broker)
+        attempt_cleanup("flush the queues", broker.flush_all)
+        attempt_cleanup("delete what the run created", partial(backend.delete, broker))
+        broker.close()
 
 
 @contextlib.contextmanager
@@ -347,7 +343,7 @@ def measure_raw(
 
 @dataclass
 class Report:
-    """Every figure of one run, filled in as rows complete."""
+    """Every figure of one run: throughput rows, then latency rows, by label."""
 
     throughput: dict[str, Rates | Skipped]
     latency: dict[str, Latency | Skipped]
@@ -452,7 +448,6 @@ def run(args: argparse.Namespace) -> Report:
     with pubsub_emulator(os.environ.get("PUBSUB_EMULATOR_HOST")) as emulator:
         host = emulator.host
         backends = _backends(args, host, emulator.description)
-        report = Report({}, {})
 
         def raw(messages: int, *, serial: bool) -> Rates | Skipped:
             """The transport alone: batched (its limit) or publish-and-wait with the Worker's
@@ -463,24 +458,20 @@ def run(args: argparse.Namespace) -> Report:
             measure = partial(measure_raw, host, messages, one_at_a_time=serial, max_messages=flow)
             return attempt(partial(measure, timeout=args.timeout))
 
+        def each(measure: Callable[[Backend], F]) -> dict[str, F | Skipped]:
+            """``measure`` on every broker, or why its row is skipped."""
+            return {
+                label: chosen if isinstance(chosen, Skipped) else attempt(partial(measure, chosen))
+                for label, chosen in backends.items()
+            }
+
         if host is not None:
             raw(min(WARMUP_MESSAGES, args.messages), serial=False)  # JIT warm-up, not reported
-        report.throughput["raw"] = raw(args.messages, serial=False)
-        report.throughput["raw-serial"] = raw(args.messages, serial=True)
-        for label, backend in backends.items():
-            report.throughput[label] = (
-                backend
-                if isinstance(backend, Skipped)
-                else attempt(partial(measure_throughput, backend, args.messages, args.timeout))
-            )
+        throughput = {"raw": raw(args.messages, serial=False)}
+        throughput["raw-serial"] = raw(args.messages, serial=True)
+        rates = partial(measure_throughput, messages=args.messages, timeout=args.timeout)
         latency = partial(measure_latency, samples=args.latency_samples, gap_s=args.latency_gap)
-        for label, backend in backends.items():
-            report.latency[label] = (
-                backend
-                if isinstance(backend, Skipped)
-                else attempt(partial(latency, backend, timeout=10.0))
-            )
-    return report
+        return Report(throughput | each(rates), each(partial(latency, timeout=10.0)))
 
 
 def report(args: argparse.Namespace, report: Report) -> None:

@@ -24,6 +24,7 @@ import argparse
 import logging
 import math
 import os
+import re
 import sys
 import threading
 import time
@@ -89,15 +90,10 @@ class Shape:
         return f"{self.processes} proc x {self.threads} threads"
 
 
-DEFAULT_SHAPES = [Shape(1, 8), Shape(1, 32), Shape(2, 16)]
-QUICK_SHAPES = [Shape(1, 8)]
-
-
 @dataclass
 class Row:
     """Every figure of one configuration (or of the sequential baseline)."""
 
-    title: str
     kind: str  # "pipeline" or "sequential"
     threads: int
     critical_ms: float
@@ -227,7 +223,6 @@ def measure_pipeline(
     ends = [run.completed_at for run in completed if run.completed_at]
     starts = [run.queued_at for run in loaded if run.queued_at]
     return Row(
-        title=f"pipeline, {shape}",
         kind="pipeline",
         threads=shape.total,
         critical_ms=PIPELINE_LLM_CALLS * args.latency_ms,
@@ -334,7 +329,6 @@ def measure_sequential(
     phases.mark("loaded")
     stats = llm_server.stats()
     return Row(
-        title=f"sequential personas, {threads} threads",
         kind="sequential",
         threads=threads,
         critical_ms=SEQUENTIAL_LLM_CALLS * args.latency_ms,
@@ -447,25 +441,19 @@ def _measured(title: str, measure: Callable[[], Row]) -> tuple[str, Outcome]:
     """One row (an error fails that row only), with a line saying where its time went."""
     started = time.monotonic()
     outcome = attempt(measure)
-    detail = ""
-    if isinstance(outcome, Row) and outcome.phases:
-        detail = " (" + ", ".join(f"{k} {v:.0f} s" for k, v in outcome.phases.items()) + ")"
-    elif isinstance(outcome, Skipped):
+    if isinstance(outcome, Skipped):
         detail = f" ({str(outcome)[:100]})"
+    else:
+        detail = " (" + ", ".join(f"{k} {v:.0f} s" for k, v in outcome.phases.items()) + ")"
     print(f"  ... {title}: {time.monotonic() - started:.0f} s{detail}", flush=True)
     return title, outcome
 
 
 def _shape(text: str) -> Shape:
-    processes, sep, threads = text.lower().partition("x")
-    wrong = argparse.ArgumentTypeError(f"expected PROCESSESxTHREADS, e.g. 2x16, not {text!r}")
-    try:
-        shape = Shape(int(processes), int(threads))
-    except ValueError:
-        raise wrong from None
-    if not sep or shape.processes < 1 or shape.threads < 1:
-        raise wrong
-    return shape
+    match = re.fullmatch(r"0*([1-9][0-9]*)x0*([1-9][0-9]*)", text.strip().lower())
+    if match is None:
+        raise argparse.ArgumentTypeError(f"expected PROCESSESxTHREADS, e.g. 2x16, not {text!r}")
+    return Shape(int(match[1]), int(match[2]))
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -489,7 +477,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     add("--quick", action="store_true", help="sanity run: 10 runs, 1x8, 3 lone runs")
     add("--database-url", default=_harness.DATABASE_SERVER)
     args = parser.parse_args(argv)
-    shapes = (QUICK_SHAPES, DEFAULT_SHAPES)
+    shapes = ([Shape(1, 8)], [Shape(1, 8), Shape(1, 32), Shape(2, 16)])  # --quick, default
     _harness.quick_defaults(args, runs=(10, 100), unloaded=(3, 10), workers=shapes)
     if args.runs < 1 or args.unloaded < 1 or args.warmup < 0 or args.latency_ms < 0:
         parser.error("--runs and --unloaded must be positive, --warmup and --latency-ms >= 0")
@@ -506,12 +494,11 @@ def run(args: argparse.Namespace) -> list[tuple[str, Outcome]]:
         print(f"  {'LLM':10}{where}, {args.latency_ms:.0f} ms a call", flush=True)
         for index, shape in enumerate(args.workers):
             title = f"pipeline, {shape}"
+            measure = partial(measure_pipeline, args, servers, llm, shape, index)
             if servers.emulator.host is None:
                 rows.append((title, Skipped(servers.emulator.description)))
             else:
-                rows.append(
-                    _measured(title, partial(measure_pipeline, args, servers, llm, shape, index))
-                )
+                rows.append(_measured(title, measure))
         if not args.no_baseline:
             for position, threads in enumerate(sorted({shape.total for shape in args.workers})):
                 title = f"sequential personas, {threads} threads"

@@ -60,20 +60,10 @@ def create_database(server_url: str | sa.URL, name: str) -> None:
 
 
 def drop_database(server_url: str | sa.URL, name: str) -> None:
-    """Drop a database even if a leaked connection still uses it."""
+    """Drop a database even if a leaked connection still uses it (PostgreSQL 13 and later)."""
     with admin_connection(server_url) as connection:
         quoted = connection.dialect.identifier_preparer.quote(name)
-        if (connection.dialect.server_version_info or (0,)) >= (13,):
-            connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)")
-            return
-        connection.execute(
-            sa.text(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = :name AND pid <> pg_backend_pid()"
-            ),
-            {"name": name},
-        )
-        connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {quoted}")
+        connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)")
 
 
 @contextlib.contextmanager

@@ -103,11 +103,9 @@ def pubsub_emulator(configured: str | None) -> Iterator[Emulator]:
     """``configured`` (``PUBSUB_EMULATOR_HOST``) if it answers, else the jar, started here
     and stopped when the block ends, else why not (the demo and the benchmarks use this)."""
     if configured:
-        answers = answers_ok(configured, timeout_s=1)
-        missing = "" if answers else " does not answer"
-        yield Emulator(
-            configured if answers else None, f"PUBSUB_EMULATOR_HOST={configured}{missing}"
-        )
+        host = configured if answers_ok(configured, timeout_s=1) else None
+        missing = "" if host else " does not answer"
+        yield Emulator(host, f"PUBSUB_EMULATOR_HOST={configured}{missing}")
         return
     jar = find_emulator_jar()
     if jar is None:

@@ -164,16 +164,13 @@ class Stack:
                 worker.check_alive()
             time.sleep(poll_s)
 
-    def stop_workers(self) -> None:
-        """Kill the workers still running: no draining, nothing left behind."""
+    def close(self, *, delete_resources: bool = False) -> None:
+        """Kill leftover workers (no draining, nothing left behind) and close the clients,
+        first deleting the stack's topics and subscriptions when the emulator outlives it
+        (one we started is simply stopped)."""
         for worker in self.workers:
             if worker.popen.poll() is None:
                 worker.kill()
-
-    def close(self, *, delete_resources: bool = False) -> None:
-        """Kill leftover workers and close the clients, first deleting the stack's topics and
-        subscriptions when the emulator outlives it (one we started is simply stopped)."""
-        self.stop_workers()
         if delete_resources:
             cleanup = partial(delete_pubsub_resources, self.broker)
             attempt_cleanup("delete Pub/Sub resources", cleanup)

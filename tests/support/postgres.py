@@ -55,17 +55,12 @@ def find_server_binaries() -> Path:
     """The directory holding ``initdb`` and ``pg_ctl``, on PATH or in Debian's layout."""
     initdb = shutil.which("initdb")
     candidates = [Path(initdb).resolve().parent] if initdb else []
-    versioned = Path("/usr/lib/postgresql").glob("*/bin")
-    candidates += sorted(versioned, key=_major_version, reverse=True)
+    versioned = [d for d in Path("/usr/lib/postgresql").glob("*/bin") if d.parent.name.isdigit()]
+    candidates += sorted(versioned, key=lambda bindir: int(bindir.parent.name), reverse=True)
     for directory in candidates:
         if (directory / "initdb").is_file() and (directory / "pg_ctl").is_file():
             return directory
     raise NoPostgresError(f"no PostgreSQL server is reachable and no initdb found. {INSTALL_HINT}")
-
-
-def _major_version(bindir: Path) -> int:
-    name = bindir.parent.name
-    return int(name) if name.isdigit() else 0
 
 
 def _run_as_prefix() -> list[str]:

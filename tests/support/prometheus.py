@@ -46,23 +46,6 @@ class PrometheusServer(ChildProcess):
         return active
 
 
-def scrape_config(targets: Mapping[str, Sequence[str]], interval: str) -> dict[str, Any]:
-    """The config: one job per name, each with its ``host:port`` targets (JSON is YAML)."""
-    return {
-        "global": {"scrape_interval": interval, "evaluation_interval": interval},
-        "scrape_configs": [
-            {
-                "job_name": job,
-                "scrape_interval": interval,
-                "scrape_timeout": interval,
-                "metrics_path": "/metrics",
-                "static_configs": [{"targets": list(addresses)}],
-            }
-            for job, addresses in targets.items()
-        ],
-    }
-
-
 @contextlib.contextmanager
 def running_prometheus(
     tmp_path: Path,
@@ -77,8 +60,14 @@ def running_prometheus(
         raise FileNotFoundError(f"{binary} is missing: run `make tools` (Debian's prometheus)")
     home = tmp_path / "prometheus"
     (home / "data").mkdir(parents=True, exist_ok=True)
-    config = home / "prometheus.yml"
-    config.write_text(json.dumps(scrape_config(targets, interval), indent=2))
+    # Every job scrapes /metrics at the global interval, which is also its timeout.
+    jobs = [
+        {"job_name": job, "static_configs": [{"targets": list(hosts)}]}
+        for job, hosts in targets.items()
+    ]
+    timing = dict.fromkeys(("scrape_interval", "scrape_timeout", "evaluation_interval"), interval)
+    config = home / "prometheus.yml"  # JSON is YAML
+    config.write_text(json.dumps({"global": timing, "scrape_configs": jobs}, indent=2))
     port = free_port()
     command = [
         binary,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from brokers.pubsub.clients import Clients
@@ -60,15 +61,12 @@ def selected_backend(environ: Mapping[str, str] | None = None) -> tuple[str, str
 
 def start_pubsub_backend(environ: Mapping[str, str] | None = None) -> PubSubBackend:
     """Start the selected backend (see the module docstring) and return it, ready."""
-    name, _ = selected_backend(environ)
-    environ = os.environ if environ is None else environ
+    name, detail = selected_backend(environ)
     if name == EXTERNAL:
-        host = environ["PUBSUB_EMULATOR_HOST"]
+        host = (os.environ if environ is None else environ)["PUBSUB_EMULATOR_HOST"]
         return PubSubBackend(host, EXTERNAL, exact_google_behaviour=answers_ok(host))
     if name == GOOGLE_EMULATOR:
-        jar = find_emulator_jar()
-        assert jar is not None
-        process = start_emulator(jar)
+        process = start_emulator(Path(detail))  # the detail is the jar
         return PubSubBackend(process.host, GOOGLE_EMULATOR, True, process.stop)
     from support.pubsub_server import FakePubSubServer
 

@@ -138,11 +138,9 @@ class FakePubSubServer:
             response_serializer=pubsub.StreamingPullResponse.serialize,
         )
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=32))
+        generic = grpc.method_handlers_generic_handler
         self._server.add_generic_rpc_handlers(
-            [
-                grpc.method_handlers_generic_handler(f"google.pubsub.v1.{name}", handlers)
-                for name, handlers in services.items()
-            ]
+            [generic(f"google.pubsub.v1.{name}", handlers) for name, handlers in services.items()]
         )
         self._port = self._server.add_insecure_port(f"{self._host}:{self._port}")
         self._server.start()
@@ -477,12 +475,10 @@ class FakePubSubServer:
                 self._cond.notify_all()
 
         def read() -> None:
-            try:
+            with contextlib.suppress(Exception):  # a cancelled stream raises here; close() follows
                 for request in requests:
                     with self._cond:
                         self._stream_request(sub, request)
-            except Exception:  # a cancelled stream raises here; close() follows
-                pass
             close()
 
         context.add_callback(close)

@@ -77,15 +77,14 @@ class PipelineStack(Stack):
             raise AssertionError(f"run {run_id} still {status} after {timeout} s\n{logs}")
         return self.run(run_id)
 
-    def count(self, model: type[Any], run_id: uuid.UUID) -> int:
-        with self.sessions() as session:
-            query = sa.select(sa.func.count()).select_from(model).where(model.run_id == run_id)
-            return session.scalar(query) or 0
-
     def row_counts(self, run_id: uuid.UUID) -> dict[str, int]:
         """Rows the run owns in each result table, to check nothing was written twice."""
-        models = (ProposalVersion, PersonaReview, LlmCall)
-        return {model.__tablename__: self.count(model, run_id) for model in models}
+        counts = {}
+        with self.sessions() as session:
+            for model in (ProposalVersion, PersonaReview, LlmCall):
+                query = sa.select(sa.func.count()).select_from(model).where(model.run_id == run_id)
+                counts[model.__tablename__] = session.scalar(query) or 0
+        return counts
 
 
 StackFactory = Callable[..., PipelineStack]
