@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from consensus_engine.domain.personas import Persona
 from consensus_engine.domain.schemas import PROPOSAL_SECTIONS, ExpandedProposal, PersonaReview
 
-PROMPT_SET_VERSION = "1.0.0"
+PROMPT_SET_VERSION = "1.0.1"  # 1.0.1: look-alike data tags folded before neutralising
 
 ExtraContext = str | Mapping[str, object] | None
 
@@ -66,8 +67,15 @@ class Prompt:
 
 
 def _neutralise(text: str) -> str:
-    """Stop user text from closing or opening our data tags, so it cannot escape its block."""
-    return _TAG_LOOKALIKE.sub(lambda m: "&lt;" + m.group(1) + m.group(2), text)
+    """Stop user text from closing or opening our data tags, so it cannot escape its block.
+
+    Look-alikes count: compatibility forms (fullwidth ``＜/idea＞``) are folded (NFKC) and
+    invisible format characters (zero-width spaces, joiners, BOMs) dropped first, as a
+    model reading the text would not see them either.
+    """
+    folded = unicodedata.normalize("NFKC", text)
+    visible = "".join(c for c in folded if unicodedata.category(c) != "Cf")
+    return _TAG_LOOKALIKE.sub(lambda m: "&lt;" + m.group(1) + m.group(2), visible)
 
 
 def _block(tag: str, text: str) -> str:
