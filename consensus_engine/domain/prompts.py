@@ -69,7 +69,7 @@ class Prompt:
 def _neutralise(text: str) -> str:
     """Stop user text from closing or opening our data tags, so it cannot escape its block.
 
-    Look-alikes count: compatibility forms (fullwidth ``＜/idea＞``) are folded (NFKC) and
+    Look-alikes count: compatibility forms (fullwidth angle brackets) are folded (NFKC) and
     invisible format characters (zero-width spaces, joiners, BOMs) dropped first, as a
     model reading the text would not see them either.
     """
