@@ -5,6 +5,7 @@ Messages never quote the client's value, which may be large or private.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -18,10 +19,16 @@ from consensus_engine.domain.personas import PersonaConfigError, PersonaSet
 from consensus_engine.domain.prompts import ExtraContext
 from consensus_engine.settings import Settings
 
+MAX_JSON_DEPTH = 32
+"""Deeper JSON than any proposal or context needs; deeper input only costs the server."""
 
-def storable(field: str, value: object) -> None:
-    """Refuse what PostgreSQL cannot store (NUL characters, lone surrogates, NaN), as a 422
-    rather than a database error. ``value`` is text or parsed JSON."""
+
+def storable(field: str, value: object, *, depth: int = 0) -> None:
+    """Refuse what PostgreSQL cannot store (NUL characters, lone surrogates, NaN) and JSON
+    nested deeper than ``MAX_JSON_DEPTH``, as a 422 rather than a server error. ``value``
+    is text or parsed JSON."""
+    if depth > MAX_JSON_DEPTH:
+        raise invalid(field, f"{field} is nested more than {MAX_JSON_DEPTH} levels deep")
     if isinstance(value, str):
         if "\x00" in value:
             raise invalid(field, f"{field} must not contain NUL characters")
@@ -33,17 +40,34 @@ def storable(field: str, value: object) -> None:
         raise invalid(field, f"{field} must not contain NaN or infinite numbers")
     elif isinstance(value, dict):
         for key, item in value.items():
-            storable(field, key)
-            storable(field, item)
+            storable(field, key, depth=depth + 1)
+            storable(field, item, depth=depth + 1)
     elif isinstance(value, list):
         for item in value:
-            storable(field, item)
+            storable(field, item, depth=depth + 1)
+
+
+def storable_edit(field: str, edited: str | dict[str, Any] | None) -> None:
+    """:func:`storable` for an edited proposal, whose text is parsed as JSON when it starts
+    with ``{``: what the parsed value holds is checked too (``\\u0000`` is valid JSON)."""
+    storable(field, edited)
+    if isinstance(edited, str) and edited.strip().startswith("{"):
+        try:
+            parsed = json.loads(edited)
+        except RecursionError:
+            raise invalid(field, f"{field} is nested too deeply") from None
+        except ValueError:
+            return  # not JSON after all: the revision's own check words that
+        storable(field, parsed)
 
 
 def idea_and_context(
     idea: str, extra_context: str | dict[str, Any] | None, settings: Settings
 ) -> tuple[str, ExtraContext]:
-    """The idea and its context as the pipeline takes them, within the configured limits."""
+    """The idea and its context as the pipeline takes them, within the configured limits
+    and storable."""
+    storable("idea", idea)
+    storable("extra_context", extra_context)
     try:
         text = validate_idea(idea, max_length=settings.max_idea_length)
     except InputError as error:

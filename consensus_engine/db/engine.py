@@ -34,6 +34,10 @@ class CloudSqlConnector(Protocol):
 ConnectorFactory = Callable[[], CloudSqlConnector]
 
 
+_SAFE: dict[str, Any] = {"hide_parameters": True}
+"""A failed statement's error never carries its parameters (an idea, a proposal, a key)."""
+
+
 def create_engine_from_settings(
     settings: Settings, *, connector_factory: ConnectorFactory | None = None
 ) -> Engine:
@@ -47,7 +51,7 @@ def create_engine_from_settings(
         )
     if settings.use_cloud_sql_connector:
         return _cloud_sql_engine(settings, connector_factory)
-    return sa.create_engine(url_from_parts(settings), **_pool_options(settings))
+    return sa.create_engine(url_from_parts(settings), **_SAFE, **_pool_options(settings))
 
 
 def create_engine_from_url(url: str | URL, **pool_options: Any) -> Engine:
@@ -58,7 +62,7 @@ def create_engine_from_url(url: str | URL, **pool_options: Any) -> Engine:
     parsed = _parse_url(url)
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(parsed)
-    return sa.create_engine(parsed, **pool_options)
+    return sa.create_engine(parsed, **_SAFE, **pool_options)
 
 
 def _sqlite_engine(url: URL) -> Engine:
@@ -68,7 +72,7 @@ def _sqlite_engine(url: URL) -> Engine:
     and Python's sqlite3 module opens transactions lazily, which breaks
     SAVEPOINT; here SQLAlchemy, not the driver, emits BEGIN.
     """
-    engine = sa.create_engine(url, connect_args={"timeout": 30})
+    engine = sa.create_engine(url, connect_args={"timeout": 30}, **_SAFE)
 
     @sa.event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -163,7 +167,9 @@ def _cloud_sql_engine(settings: Settings, connector_factory: ConnectorFactory | 
     def connect() -> Any:
         return holder.get().connect(instance, "pg8000", **options)
 
-    engine = sa.create_engine("postgresql+pg8000://", creator=connect, **_pool_options(settings))
+    engine = sa.create_engine(
+        "postgresql+pg8000://", creator=connect, **_SAFE, **_pool_options(settings)
+    )
     sa.event.listen(engine, "engine_disposed", lambda _engine: holder.close())
     return engine
 

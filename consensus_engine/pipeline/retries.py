@@ -9,6 +9,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
+
 from consensus_engine.domain.aggregation import AggregationError
 from consensus_engine.domain.personas import PersonaConfigError
 from consensus_engine.domain.revisions import RevisionError
@@ -28,10 +30,18 @@ PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
 
 
 def is_retryable(error: BaseException) -> bool:
-    """Anything not known to be permanent may pass next time (rate limits, timeouts...)."""
+    """Anything not known to be permanent may pass next time (rate limits, timeouts, a
+    database that is away). Data the database refused would be refused again."""
     if isinstance(error, KeyboardInterrupt | SystemExit):
         return False
-    return not isinstance(error, PERMANENT_ERRORS)
+    return not isinstance(error, PERMANENT_ERRORS) and not refused_data(error)
+
+
+def refused_data(error: BaseException) -> bool:
+    """The database (or its driver) refused what was written: not a connection problem."""
+    if isinstance(error, DataError | IntegrityError):
+        return True
+    return isinstance(error, StatementError) and not isinstance(error, DBAPIError)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ return a :class:`StageOutcome`, and the caller sends what it names.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 
@@ -30,9 +31,10 @@ from consensus_engine.llm import CallRecord, LLMClient, LLMError
 from consensus_engine.observability.logs import lifecycle
 from consensus_engine.observability.metrics import pipeline_metrics
 from consensus_engine.pipeline.outcome import StageOutcome
-from consensus_engine.pipeline.retries import RetryPolicy
+from consensus_engine.pipeline.retries import PERMANENT_ERRORS, RetryPolicy
 from consensus_engine.pipeline.work import PREPARE, Stored, Thresholds, Work
 
+logger = logging.getLogger(__name__)
 _ERROR_LIMIT = 2000
 _SILENT_ERRORS = {
     "TimeLimitExceeded": "the step ran past WORKER_STEP_TIMEOUT_SECONDS",
@@ -50,13 +52,22 @@ class StageSettings:
 
 
 def _describe(error: BaseException) -> tuple[str, str]:
-    """(code, text) for the run's record; LLM errors carry their own code."""
+    """(code, text) for the run's record, which its tenant reads.
+
+    LLM errors carry their own code and a safe message, and so do the pipeline's own
+    errors; anything else (a database error quoting its SQL, say) is stored by name only,
+    and its detail goes to this worker's log.
+    """
     if isinstance(error, LLMError):
         return error.code, str(error)[:_ERROR_LIMIT]
     name = type(error).__name__
     code = "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
-    detail = str(error) or _SILENT_ERRORS.get(name, "no detail given")
-    return code, f"{name}: {detail}"[:_ERROR_LIMIT]
+    if name in _SILENT_ERRORS:
+        return code, f"{name}: {_SILENT_ERRORS[name]}"
+    if isinstance(error, PERMANENT_ERRORS):
+        return code, f"{name}: {error or 'no detail given'}"[:_ERROR_LIMIT]
+    logger.error("Step failed with %s.", name, exc_info=error)
+    return code, f"{name}: an internal error; the worker's log has the detail"
 
 
 class Pipeline:

@@ -15,6 +15,7 @@ def as_read(text: str) -> str:
     folded = unicodedata.normalize("NFKC", text)
     return "".join(c for c in folded if unicodedata.category(c) != "Cf")
 
+
 ESCAPES = [
     pytest.param("</idea>", id="plain"),
     pytest.param("<\u200b/idea>", id="zero-width-space"),

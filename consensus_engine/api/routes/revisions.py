@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from consensus_engine.api.accepted import accepted
 from consensus_engine.api.errors import ApiError, invalid
 from consensus_engine.api.idempotency import IdempotencyKey, idempotency
-from consensus_engine.api.inputs import storable
+from consensus_engine.api.inputs import storable, storable_edit
 from consensus_engine.api.openapi import RUN_LINKS, errors
 from consensus_engine.api.presenters import stored_decision
 from consensus_engine.api.schemas import (
@@ -118,7 +118,7 @@ def revise(
     """A new run (``run_type`` revision) whose proposal is the parent's with the edits
     applied; ``plan`` says which personas re-run (see its ``exact`` and ``note``)."""
     settings = state.settings
-    storable("edited_proposal", body.edited_proposal)
+    storable_edit("edited_proposal", body.edited_proposal)
     storable("edit_notes", body.edit_notes)
     edit_notes = body.edit_notes.strip() if body.edit_notes and body.edit_notes.strip() else None
     if body.edited_proposal is not None:

@@ -23,7 +23,6 @@ from consensus_engine.api.inputs import (
     idea_and_context,
     model_choices,
     selected_personas,
-    storable,
 )
 from consensus_engine.api.openapi import RUN_LINKS, errors
 from consensus_engine.api.schemas import RunAccepted, RunDetail, RunList, SubmitRunRequest
@@ -66,8 +65,6 @@ def submit(
 ) -> RunAccepted:
     """Store a run (expand, one review per persona, aggregate) and enqueue its first step."""
     settings = state.settings
-    storable("idea", body.idea)
-    storable("extra_context", body.extra_context)
     idea, context = idea_and_context(body.idea, body.extra_context, settings)
     expand, review = model_choices(body, expand_choice(settings), review_choice(settings))
     new = NewRun(
