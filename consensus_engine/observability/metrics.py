@@ -10,7 +10,7 @@ functions: nothing may touch it before the worker process has booted.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from consensus_engine.domain.runs import RunStatus, persona_of_step
@@ -29,6 +29,8 @@ LLM_COST = "consensus_llm_cost_usd"
 RUNS_IN_STATUS = "consensus_runs"
 IDEMPOTENT_SKIPS = "consensus_idempotent_skips"
 SWEEPER_ACTIONS = "consensus_sweeper_actions"
+OTHER_MODEL = "other"
+"""The ``model`` label of every model outside the configured ones."""
 
 METRIC_NAMES: tuple[str, ...] = (
     RUNS_FINISHED,
@@ -132,15 +134,20 @@ class PipelineMetrics:
             max(seconds, 0.0)
         )
 
-    def llm_calls(self, records: Iterable[CallRecord]) -> None:
-        """Count requests, tokens and cost of LLM attempts."""
+    def llm_calls(self, records: Iterable[CallRecord], *, models: Container[str]) -> None:
+        """Count requests, tokens and cost of LLM attempts.
+
+        A model outside ``models`` (the configured ones) is counted as ``other``: a request
+        may name any model, and every label value would be a series of its own.
+        """
         for record in records:
             kind, _ = step_labels(record.step)
-            self._llm_requests.labels(model=record.model, step=kind, outcome=record.outcome).inc()
+            model = record.model if record.model in models else OTHER_MODEL
+            self._llm_requests.labels(model=model, step=kind, outcome=record.outcome).inc()
             tokens = self._llm_tokens
-            tokens.labels(model=record.model, step=kind, kind="input").inc(record.input_tokens)
-            tokens.labels(model=record.model, step=kind, kind="output").inc(record.output_tokens)
-            self._llm_cost.labels(model=record.model, step=kind).inc(float(record.cost_usd))
+            tokens.labels(model=model, step=kind, kind="input").inc(record.input_tokens)
+            tokens.labels(model=model, step=kind, kind="output").inc(record.output_tokens)
+            self._llm_cost.labels(model=model, step=kind).inc(float(record.cost_usd))
 
     def idempotent_skip(self, *, step: str) -> None:
         """Count a redelivery that found its step already done."""

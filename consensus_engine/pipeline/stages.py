@@ -49,6 +49,8 @@ class StageSettings:
     retries: RetryPolicy
     stale_after: float
     """Seconds without progress after which a claimed step is presumed abandoned."""
+    models: frozenset[str] = frozenset()
+    """The configured models: metrics name these; any other model is counted as "other"."""
 
 
 def _describe(error: BaseException) -> tuple[str, str]:
@@ -112,7 +114,7 @@ class Pipeline:
             return self._failed(job, holder, error, retries, work, time.monotonic() - started)
         elapsed = time.monotonic() - started
         metrics = pipeline_metrics()
-        metrics.llm_calls(work.calls)
+        metrics.llm_calls(work.calls, models=self.settings.models)
         metrics.step_finished(step=step_name, outcome="completed", seconds=elapsed)
         lifecycle(
             "step_completed",
@@ -253,7 +255,7 @@ class Pipeline:
                     claims.settle_step(step, StepStatus.FAILED, error=text)
                     follow_ups = self._after_final_failure(run, job, code, text)
         metrics = pipeline_metrics()
-        metrics.llm_calls(calls)
+        metrics.llm_calls(calls, models=self.settings.models)
         metrics.step_finished(
             step=job.step_name,
             outcome="failed" if retry_after is None else "retried",

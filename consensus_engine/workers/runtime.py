@@ -36,6 +36,7 @@ def stage_settings(settings: Settings) -> StageSettings:
         ),
         retries=RetryPolicy.from_settings(settings),
         stale_after=stale_after(settings.worker_step_timeout_seconds),
+        models=frozenset((settings.expand_model, settings.review_model)),
     )
 
 

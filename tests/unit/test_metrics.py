@@ -124,7 +124,8 @@ def test_llm_calls(metrics: PipelineMetrics, registry: CollectorRegistry) -> Non
             call("expand"),
             call("expand", outcome=LlmCallOutcome.RATE_LIMITED, cost="0"),
             call("review_critic", cost="0.0025"),
-        ]
+        ],
+        models={"gpt-4.1-mini"},
     )
     value = registry.get_sample_value
     model = {"model": "gpt-4.1-mini"}
@@ -144,7 +145,7 @@ def test_llm_calls(metrics: PipelineMetrics, registry: CollectorRegistry) -> Non
 def test_llm_calls_of_nothing_adds_nothing(
     metrics: PipelineMetrics, registry: CollectorRegistry
 ) -> None:
-    metrics.llm_calls([])
+    metrics.llm_calls([], models={"gpt-4.1-mini"})
     assert registry.get_sample_value("consensus_llm_requests_total") is None
 
 
@@ -245,3 +246,13 @@ def test_render_metrics_reads_a_multiprocess_directory(tmp_path: Path) -> None:
     assert 'consensus_run_duration_seconds_count{status="completed"} 1.0' in lines
     assert 'consensus_runs{status="queued"} 2.0' in lines
     assert 'consensus_runs{status="running"} 0.0' in lines
+
+
+def test_a_model_outside_the_configured_ones_is_counted_as_other(
+    metrics: PipelineMetrics, registry: CollectorRegistry
+) -> None:
+    metrics.llm_calls([call("expand")], models={"another-model"})
+    labels = {"model": "other", "step": "expand", "outcome": "success"}
+    assert registry.get_sample_value("consensus_llm_requests_total", labels) == 1
+    mine = {**labels, "model": "gpt-4.1-mini"}
+    assert registry.get_sample_value("consensus_llm_requests_total", mine) is None
