@@ -33,7 +33,7 @@ except (SettingsError, LLMConfigurationError) as error:
     raise WorkerConfigError(f"cannot start the worker: {error}") from None
 
 logging.getLogger().handlers.clear()  # Dramatiq's basicConfig; ours replaces it
-configure_logging(json_lines=settings.is_production, level=settings.effective_log_level)
+configure_logging(json_lines=settings.json_logs, level=settings.effective_log_level)
 broker = build_broker(settings, "worker", middleware=worker_middleware(settings))
 dramatiq.set_broker(broker)
 

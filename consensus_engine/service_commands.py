@@ -92,7 +92,7 @@ def api(args: argparse.Namespace) -> int:
     except KeyConfigError as error:
         print(f"consensus-engine: {error}", file=sys.stderr)
         return 2
-    configure_logging(json_lines=settings.is_production, level=settings.effective_log_level)
+    configure_logging(json_lines=settings.json_logs, level=settings.effective_log_level)
     uvicorn.run(
         "consensus_engine.api.app:create_app",
         factory=True,

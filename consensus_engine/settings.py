@@ -153,6 +153,15 @@ class Settings(BaseSettings):
             raise ValueError("API_AUTH_DISABLED must not be set with ENV=production")
         if self.pubsub_push_audience and not self.pubsub_push_service_account:
             raise ValueError("PUBSUB_PUSH_AUDIENCE needs PUBSUB_PUSH_SERVICE_ACCOUNT")
+        must_verify = self.is_production or self.pubsub_push_service_account is not None
+        can_verify = bool(self.pubsub_push_service_account and self.pubsub_push_token_audience)
+        if self.pubsub_delivery == "push" and must_verify and not can_verify:
+            raise ValueError(
+                "PUBSUB_DELIVERY=push needs PUBSUB_PUSH_SERVICE_ACCOUNT and "
+                "PUBSUB_PUSH_ENDPOINT (or PUBSUB_PUSH_AUDIENCE) in production, and an "
+                "audience whenever the service account is set, so that only Pub/Sub's "
+                "signed requests run messages"
+            )
         if self.use_cloud_sql_connector and not self.db_instance_connection_name:
             raise ValueError(
                 "DB_INSTANCE_CONNECTION_NAME is required when USE_CLOUD_SQL_CONNECTOR=true"
@@ -165,6 +174,17 @@ class Settings(BaseSettings):
         if self.pubsub_auto_create is not None:
             return self.pubsub_auto_create
         return self.pubsub_emulator_host is not None or not self.is_production
+
+    @property
+    def pubsub_push_token_audience(self) -> str | None:
+        """The audience a push request's token must name: ``PUBSUB_PUSH_AUDIENCE``, else the
+        push endpoint (which Pub/Sub itself uses when no audience is configured)."""
+        return self.pubsub_push_audience or self.pubsub_push_endpoint
+
+    @property
+    def json_logs(self) -> bool:
+        """Log JSON lines everywhere but a developer's terminal (machines read the rest)."""
+        return self.env != "development"
 
     @property
     def is_production(self) -> bool:

@@ -18,6 +18,8 @@ import google.auth.transport
 import google.auth.transport.requests
 import google.oauth2.id_token
 
+from consensus_engine.settings import Settings
+
 #: Google's signing certificates for ID tokens, as PEM certificates by key id.
 GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
 _GOOGLE_ISSUERS = frozenset({"accounts.google.com", "https://accounts.google.com"})
@@ -95,26 +97,37 @@ def _bearer(authorization_header: str | None) -> str:
 class PushTokenVerifier:
     """Accepts a request only with a valid Google ID token for our push subscription.
 
-    ``audience`` is the subscription's OIDC audience (Pub/Sub uses the push
-    endpoint when none is set) and ``service_account`` the account it signs
-    for; at least one must be given, or any Google-signed token would pass.
+    ``audience`` is the subscription's OIDC audience (Pub/Sub uses the push endpoint when
+    none is set): always checked, or a token minted for any other service would pass.
+    ``service_account``, when given, is the account the token must be signed for.
     """
 
     def __init__(
         self,
-        audience: str | None,
+        audience: str,
         service_account: str | None,
         *,
         certs_url: str = GOOGLE_CERTS_URL,
         clock_skew_seconds: int = 10,
     ) -> None:
-        if audience is None and service_account is None:
-            raise ValueError("give an audience, a service account or both")
+        if not audience:
+            raise ValueError("an audience is required: the push endpoint or its OIDC audience")
         self._audience = audience
         self._service_account = service_account
         self._certs_url = certs_url
         self._clock_skew = clock_skew_seconds
         self._request = _CachedGet(google.auth.transport.requests.Request())
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, certs_url: str = GOOGLE_CERTS_URL
+    ) -> PushTokenVerifier | None:
+        """The worker's verifier; ``None`` where nothing is configured to check, which the
+        settings allow only outside production without a push service account."""
+        audience = settings.pubsub_push_token_audience
+        if settings.pubsub_push_service_account is None or audience is None:
+            return None
+        return cls(audience, settings.pubsub_push_service_account, certs_url=certs_url)
 
     def verify(self, authorization_header: str | None) -> None:
         """Return if the header carries an acceptable token; raise PushAuthError if not."""

@@ -64,11 +64,7 @@ class WorkerServices(Middleware):
         if settings.worker_http_port == 0:
             return
         push = settings.pubsub_delivery == "push" and isinstance(broker, PubSubBroker)
-        verifier = None
-        if push and (settings.pubsub_push_audience or settings.pubsub_push_service_account):
-            verifier = PushTokenVerifier(
-                settings.pubsub_push_audience, settings.pubsub_push_service_account
-            )
+        verifier = PushTokenVerifier.from_settings(settings) if push else None
         self.server = WorkerHTTPServer(
             settings.worker_http_host,
             settings.worker_http_port,

@@ -12,8 +12,10 @@ from consensus_engine.domain.runs import RunStatus
 @pytest.mark.usefixtures("requires_google_emulator")
 def test_the_emulator_pushes_every_stage_to_the_worker_endpoint(make_stack: StackFactory) -> None:
     port = free_port()
+    # The emulator signs no push requests, which production refuses (tests/security).
     stack = make_stack(
         env={
+            "ENV": "testing",
             "PUBSUB_DELIVERY": "push",
             "PUBSUB_PUSH_ENDPOINT": f"http://127.0.0.1:{port}/pubsub/push",
         }
