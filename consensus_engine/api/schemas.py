@@ -220,13 +220,12 @@ class RunModels(BaseModel):
 
 
 class PersonaOut(BaseModel):
+    """A persona as tenants see it: never its instructions, the review's system prompt."""
+
     id: str
     name: str
     weight: float
     focus: str
-    instructions: str
-    cares_about: list[str]
-    security_veto: bool
 
 
 class ProposalOut(BaseModel):
