@@ -81,6 +81,9 @@ def pod_specs(manifests: list[Manifest]) -> Iterator[tuple[str, dict[str, Any]]]
     for manifest in manifests:
         if manifest["kind"] in WORKLOAD_KINDS:
             yield manifest["metadata"]["name"], manifest["spec"]["template"]["spec"]
+        elif manifest["kind"] == "CronJob":
+            job = manifest["spec"]["jobTemplate"]["spec"]
+            yield manifest["metadata"]["name"], job["template"]["spec"]
 
 
 def containers(manifests: list[Manifest]) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -185,6 +188,7 @@ def test_default_render_has_the_expected_objects(renders: dict[str, list[Manifes
         [
             ("ConfigMap", "ce-consensus-engine"),
             ("ConfigMap", "ce-consensus-engine-migrate"),
+            ("CronJob", "ce-consensus-engine-sweeper"),
             ("Deployment", "ce-consensus-engine-api"),
             ("Deployment", "ce-consensus-engine-worker"),
             ("HorizontalPodAutoscaler", "ce-consensus-engine-api"),
