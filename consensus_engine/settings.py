@@ -111,6 +111,7 @@ class Settings(BaseSettings):
     api_max_runs_in_flight: int = Field(default=100, ge=1, le=1_000_000)
     api_max_body_bytes: int = Field(default=1_000_000, ge=1_000, le=100_000_000)
     api_sync_timeout_seconds: float = Field(default=120.0, gt=0, le=900)
+    api_sync_max_per_tenant: int = Field(default=8, ge=1, le=1_000)
     api_url: str = "http://127.0.0.1:8000"
     api_key: SecretStr | None = None
 

@@ -41,7 +41,7 @@ class ApiState:
     runs: RunService
 
 
-def get_state(request: Request) -> ApiState:
+async def get_state(request: Request) -> ApiState:
     state: ApiState = request.app.state.api
     return state
 

@@ -1,20 +1,25 @@
 """What the synchronous endpoints share in the API process: one LLM client and a small pool.
 
 The work of a request runs on the pool and the request waits at most
-``API_SYNC_TIMEOUT_SECONDS`` for it; past that the client gets 504 ``TIMEOUT`` while the
-work already started goes on in the background until the LLM answers or times out
-(``LLM_TIMEOUT_SECONDS``), because a thread blocked in an HTTP call cannot be interrupted.
+``API_SYNC_TIMEOUT_SECONDS`` for it, asynchronously: a waiting request holds no thread, so
+health checks and other routes never queue behind slow LLM calls. Each tenant may have
+``API_SYNC_MAX_PER_TENANT`` requests open at once; more are refused with 429. Past the
+timeout the client gets 504 ``TIMEOUT`` while the work already started goes on in the
+background until the LLM answers or times out (``LLM_TIMEOUT_SECONDS``), because a thread
+blocked in an HTTP call cannot be interrupted.
 Work still waiting for a free thread at that point is dropped. Every LLM attempt is kept in
 ``llm_calls`` (without a run) so these requests show up in cost accounting.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -52,6 +57,7 @@ class SyncRuntime:
         self._lock = threading.Lock()
         self._llm: LLMClient | None = None
         self._closed = False
+        self._open: Counter[str] = Counter()
         self._pool = ThreadPoolExecutor(
             max_workers=MAX_CONCURRENT_REQUESTS, thread_name_prefix="sync-llm"
         )
@@ -69,8 +75,10 @@ class SyncRuntime:
                     raise llm_not_configured() from None
             return self._llm
 
-    def run(self, work: Callable[[], T], calls_of: Callable[[T], Sequence[CallRecord]]) -> T:
-        """``work()`` on the pool, waited for at most ``API_SYNC_TIMEOUT_SECONDS``.
+    async def run(
+        self, tenant: str, work: Callable[[], T], calls_of: Callable[[T], Sequence[CallRecord]]
+    ) -> T:
+        """``work()`` on the pool, awaited for at most ``API_SYNC_TIMEOUT_SECONDS``.
 
         ``calls_of`` picks the LLM attempts out of the result, to be recorded; an LLM
         failure becomes the client-facing error of ``api/llm_errors.py``.
@@ -86,21 +94,43 @@ class SyncRuntime:
             return result
 
         timeout = self._settings.api_sync_timeout_seconds
-        future: Future[T] = self._pool.submit(job)
+        with self._admitted(tenant):
+            future: Future[T] = self._pool.submit(job)
+            try:
+                return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
+            except TimeoutError:
+                future.cancel()  # only succeeds if it never started
+                raise ApiError(
+                    504,
+                    "TIMEOUT",
+                    f"not done within {timeout:g} s; POST /v1/full-review runs long work in "
+                    "the background",
+                    details={"timeout_seconds": timeout},
+                ) from None
+            except LLMError as error:
+                logger.warning("synchronous LLM work failed: %s (%s)", error.code, error.message)
+                raise llm_error(error) from None
+
+    @contextlib.contextmanager
+    def _admitted(self, tenant: str) -> Iterator[None]:
+        """Hold one of the tenant's slots for the request; 429 when they are all taken."""
+        limit = self._settings.api_sync_max_per_tenant
+        with self._lock:
+            if self._open[tenant] >= limit:
+                raise ApiError(
+                    429,
+                    "TOO_MANY_SYNC_REQUESTS",
+                    f"this tenant already has {limit} synchronous requests open; wait for one "
+                    "to finish, or use POST /v1/full-review",
+                    details={"limit": limit},
+                    headers={"Retry-After": "1"},
+                )
+            self._open[tenant] += 1
         try:
-            return future.result(timeout=timeout)
-        except FutureTimeout:
-            future.cancel()  # only succeeds if it never started
-            raise ApiError(
-                504,
-                "TIMEOUT",
-                f"not done within {timeout:g} s; POST /v1/full-review runs long work in the "
-                "background",
-                details={"timeout_seconds": timeout},
-            ) from None
-        except LLMError as error:
-            logger.warning("synchronous LLM work failed: %s (%s)", error.code, error.message)
-            raise llm_error(error) from None
+            yield
+        finally:
+            with self._lock:
+                self._open[tenant] -= 1
 
     def _record(self, calls: Sequence[CallRecord]) -> None:
         """Keep each attempt for cost accounting; losing them must not fail the request.

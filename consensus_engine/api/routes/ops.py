@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Literal
 
 from fastapi import APIRouter, Response
@@ -24,8 +25,10 @@ class Readiness(BaseModel):
     checks: dict[str, Literal["ok", "unavailable"]]
 
 
+# Both probes are coroutines: they never wait for a worker thread, so no amount of work
+# on the API's threads keeps them from answering.
 @router.get("/health", summary="Liveness: the process answers")
-def health() -> Health:
+async def health() -> Health:
     return Health(status="ok")
 
 
@@ -35,8 +38,9 @@ def health() -> Health:
     response_model=Readiness,
     responses={503: {"model": Readiness, "description": "a dependency does not answer"}},
 )
-def ready(state: StateDep) -> JSONResponse:
-    status, body = readiness.report(readiness.checks(lambda: state.engine, state.broker))
+async def ready(state: StateDep) -> JSONResponse:
+    checks = readiness.checks(lambda: state.engine, state.broker)
+    status, body = await asyncio.to_thread(readiness.report, checks)
     return JSONResponse(body, status_code=status)
 
 

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends
 
 from consensus_engine.api.inputs import idea_and_context, selected_personas
 from consensus_engine.api.openapi import errors
-from consensus_engine.api.state import StateDep, get_principal
+from consensus_engine.api.state import PrincipalDep, StateDep, get_principal
 from consensus_engine.api.sync_schemas import (
     ExpandIdeaRequest,
     ExpandIdeaResponse,
@@ -42,14 +42,18 @@ def _elapsed_ms(started: float) -> float:
     summary="Expand an idea into a structured proposal, synchronously",
     response_model=ExpandIdeaResponse,
 )
-def expand_idea(body: ExpandIdeaRequest, state: StateDep) -> ExpandIdeaResponse:
+async def expand_idea(
+    body: ExpandIdeaRequest, state: StateDep, principal: PrincipalDep
+) -> ExpandIdeaResponse:
     """One LLM call; nothing is stored as a run. Bounded by ``API_SYNC_TIMEOUT_SECONDS``."""
     started = time.perf_counter()
     idea, context = idea_and_context(body.idea, body.extra_context, state.settings)
     llm = state.sync.llm()
     choice = expand_choice(state.settings)
-    proposal, calls = state.sync.run(
-        lambda: inline.expand_idea(llm, idea, context, choice), lambda result: result[1]
+    proposal, calls = await state.sync.run(
+        principal.tenant,
+        lambda: inline.expand_idea(llm, idea, context, choice),
+        lambda result: result[1],
     )
     return ExpandIdeaResponse(
         proposal=proposal,
@@ -64,7 +68,9 @@ def expand_idea(body: ExpandIdeaRequest, state: StateDep) -> ExpandIdeaResponse:
     summary="Expand an idea and have every persona review it, synchronously",
     response_model=ReviewIdeaResponse,
 )
-def review_idea(body: ReviewIdeaRequest, state: StateDep) -> ReviewIdeaResponse:
+async def review_idea(
+    body: ReviewIdeaRequest, state: StateDep, principal: PrincipalDep
+) -> ReviewIdeaResponse:
     """Expand, review with the personas in parallel, aggregate; nothing is stored as a run.
 
     Bounded by ``API_SYNC_TIMEOUT_SECONDS``; ``/v1/full-review`` is the durable alternative.
@@ -75,7 +81,8 @@ def review_idea(body: ReviewIdeaRequest, state: StateDep) -> ReviewIdeaResponse:
     personas = selected_personas(state, body.personas)
     llm = state.sync.llm()
     expand, review = expand_choice(settings), review_choice(settings)
-    result = state.sync.run(
+    result = await state.sync.run(
+        principal.tenant,
         lambda: inline.review_idea(
             llm,
             idea,
