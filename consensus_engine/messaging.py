@@ -36,6 +36,14 @@ _Broker = TypeVar("_Broker", bound=dramatiq.Broker)
 logger = logging.getLogger(__name__)
 
 
+STAGE_MESSAGE_OPTIONS = frozenset(
+    {"eta", "pubsub_enqueue_id", "retries", "traceback", "requeue_timestamp"}
+)
+"""The options the pipeline's own messages carry: a delay, the broker's enqueue id and
+Dramatiq's retry bookkeeping. A pushed message keeps only these; a time limit, an age or
+a retry budget of the pusher's choosing is dropped."""
+
+
 def job_queue(settings: Settings, priority: Priority = Priority.NORMAL) -> str:
     """Normal jobs use the ``PUBSUB_TOPIC`` queue; high-priority ones its ``-high`` twin."""
     if priority is Priority.HIGH:
@@ -101,6 +109,7 @@ def _pubsub_broker(settings: Settings, middleware: list[Middleware] | None) -> P
         publish_timeout=settings.pubsub_publish_timeout_seconds,
         subscription_overrides={settings.pubsub_topic: settings.pubsub_subscription},
         delivery=settings.pubsub_delivery,
+        push_options=STAGE_MESSAGE_OPTIONS,
     )
 
 

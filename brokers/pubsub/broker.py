@@ -55,6 +55,10 @@ class PubSubBroker(dramatiq.Broker):
       subscription_overrides: canonical queue name -> existing subscription id.
       delivery: ``"pull"`` streams messages from the subscriptions; ``"push"``
         takes those Pub/Sub POSTs to the worker, through ``push_inbox`` (Cloud Run).
+      push_options: the message options a pushed message keeps (``None``: all). Whoever
+        reaches the push endpoint writes the whole message, time limits and retry
+        counts included; a pushed message must also name a declared actor and fit its
+        arguments.
     """
 
     def __init__(
@@ -71,6 +75,7 @@ class PubSubBroker(dramatiq.Broker):
         max_lease: int = 7200,
         subscription_overrides: Mapping[str, str] | None = None,
         delivery: Literal["pull", "push"] = "pull",
+        push_options: Collection[str] | None = None,
         middleware: list[Middleware] | None = None,
     ) -> None:
         super().__init__(middleware=middleware)
@@ -95,7 +100,9 @@ class PubSubBroker(dramatiq.Broker):
         self._ensured: set[tuple[int, str]] = set()
         self._ensure_lock = threading.Lock()
         self._consumers: list[PubSubConsumer] = []
-        self.push_inbox = PushInbox(self) if delivery == "push" else None
+        self.push_inbox = (
+            PushInbox(self, allowed_options=push_options) if delivery == "push" else None
+        )
         self._pending: defaultdict[str, set[str]] = defaultdict(set)
         self._pending_changed = threading.Condition()
         self._publish_failures = threading.local()

@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import enum
+import inspect
 import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import dramatiq
 from dramatiq.common import q_name
-from dramatiq.errors import ConnectionClosed, DecodeError
+from dramatiq.errors import ActorNotFound, ConnectionClosed, DecodeError
 
 if TYPE_CHECKING:
     from brokers.pubsub.broker import PubSubBroker
@@ -236,8 +238,11 @@ class PushConsumer(dramatiq.Consumer):
 class PushInbox:
     """Where push requests of one broker enter: one inbox, a consumer per queue."""
 
-    def __init__(self, broker: PubSubBroker) -> None:
+    def __init__(
+        self, broker: PubSubBroker, *, allowed_options: Collection[str] | None = None
+    ) -> None:
         self._broker = broker
+        self._allowed_options = None if allowed_options is None else frozenset(allowed_options)
         self._lock = threading.Lock()
         self._consumers: dict[str, list[PushConsumer]] = {}
 
@@ -312,7 +317,28 @@ class PushInbox:
                 message.queue_name,
             )
             return PushOutcome.REJECTED
-        return message
+        return self._screened(message)
+
+    def _screened(self, message: dramatiq.Message[Any]) -> dramatiq.Message[Any] | PushOutcome:
+        """Only a declared actor with arguments it accepts runs, and only with the options
+        this broker allows: a request that reaches the endpoint chooses every field."""
+        try:
+            actor = self._broker.get_actor(message.actor_name)
+            inspect.signature(actor.fn).bind(*message.args, **message.kwargs)
+        except (ActorNotFound, TypeError):
+            logger.warning(
+                "Rejecting pushed message %s: no actor %r taking its arguments.",
+                message.message_id,
+                message.actor_name,
+            )
+            return PushOutcome.REJECTED
+        allowed = self._allowed_options
+        if allowed is None or set(message.options) <= allowed:
+            return message
+        dropped = sorted(set(message.options) - allowed)
+        logger.warning("Dropped options %s of pushed message %s.", dropped, message.message_id)
+        kept = {key: value for key, value in message.options.items() if key in allowed}
+        return dataclasses.replace(message, options=kept)  # copy() would merge them
 
     def _undecodable(self, queue_hint: object, data: bytes, reason: str) -> PushOutcome:
         """Dead-letter bytes that are no Dramatiq message, where the queue is known.

@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 #: Pub/Sub messages carry up to 10 MB of data, which base64 makes 13.4 MB,
 #: plus attributes; a smaller cap would refuse messages our broker sends.
 MAX_BODY_BYTES = 14_000_000
+PUSH_PATHS = ("/pubsub/push", "/")
+"""Where Pub/Sub may push: ours, and the root the deployment guide's subscription names."""
 _READ_TIMEOUT_SECONDS = 30.0  # a client that stops sending its body loses its thread after this
 _LINGER_SECONDS = 2.0
 
@@ -162,7 +164,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._answer(routes.get(urlsplit(self.path).path, _not_found))
 
     def do_POST(self) -> None:
-        if urlsplit(self.path).path != "/pubsub/push":
+        # The deployment guide points the push subscription at the service root.
+        if urlsplit(self.path).path not in PUSH_PATHS:
             self._answer(_not_found)
             return
         app = self.server.app
