@@ -112,6 +112,7 @@ class Settings(BaseSettings):
     api_max_body_bytes: int = Field(default=1_000_000, ge=1_000, le=100_000_000)
     api_sync_timeout_seconds: float = Field(default=120.0, gt=0, le=900)
     api_sync_max_per_tenant: int = Field(default=8, ge=1, le=1_000)
+    api_docs_enabled: bool | None = None
     api_url: str = "http://127.0.0.1:8000"
     api_key: SecretStr | None = None
 
@@ -181,6 +182,13 @@ class Settings(BaseSettings):
         """The audience a push request's token must name: ``PUBSUB_PUSH_AUDIENCE``, else the
         push endpoint (which Pub/Sub itself uses when no audience is configured)."""
         return self.pubsub_push_audience or self.pubsub_push_endpoint
+
+    @property
+    def serves_docs(self) -> bool:
+        """``API_DOCS_ENABLED`` if set; otherwise the docs are served outside production."""
+        if self.api_docs_enabled is not None:
+            return self.api_docs_enabled
+        return not self.is_production
 
     @property
     def json_logs(self) -> bool:

@@ -60,11 +60,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             broker.close()
             engine.dispose()
 
+    docs = settings.serves_docs
     app = FastAPI(
         title="Consensus Engine",
         version=API_VERSION,
         summary="Turn a rough idea into a reviewed decision.",
         lifespan=lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
     )
     errors.install(app)
     app.add_middleware(ApiMiddleware, max_body_bytes=settings.api_max_body_bytes, metrics=metrics)
