@@ -141,25 +141,35 @@ Values from config.extra come first; the settings the chart manages win over the
 {{- end }}
 
 {{/* Secrets, only ever by reference to the existing Secret. */}}
+{{/*
+The secrets one role reads, and no others: (dict "root" $ "llm" bool "apiKeys" bool).
+The database credential goes to every role; the LLM key only where an LLM is called, the
+API keys only to the API.
+*/}}
 {{- define "consensus-engine.secretEnv" -}}
-{{- $s := .Values.existingSecret -}}
+{{- $root := .root -}}
+{{- $s := $root.Values.existingSecret -}}
+{{- if .llm }}
 - name: OPENAI_API_KEY
   valueFrom:
     secretKeyRef:
       name: {{ $s.name | quote }}
       key: {{ $s.openaiApiKeyKey | quote }}
+{{- end }}
+{{- if .apiKeys }}
 - name: API_KEYS
   valueFrom:
     secretKeyRef:
       name: {{ $s.name | quote }}
       key: {{ $s.apiKeysKey | quote }}
-{{- if or (eq .Values.database.mode "cloudSqlPassword") (eq .Values.database.mode "password") }}
+{{- end }}
+{{- if or (eq $root.Values.database.mode "cloudSqlPassword") (eq $root.Values.database.mode "password") }}
 - name: DB_PASSWORD
   valueFrom:
     secretKeyRef:
       name: {{ $s.name | quote }}
       key: {{ $s.dbPasswordKey | quote }}
-{{- else if eq .Values.database.mode "url" }}
+{{- else if eq $root.Values.database.mode "url" }}
 - name: DATABASE_URL
   valueFrom:
     secretKeyRef:
