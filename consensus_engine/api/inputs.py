@@ -5,7 +5,6 @@ Messages never quote the client's value, which may be large or private.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -17,6 +16,7 @@ from consensus_engine.domain.choices import ModelChoice
 from consensus_engine.domain.inputs import InputError, validate_extra_context, validate_idea
 from consensus_engine.domain.personas import PersonaConfigError, PersonaSet
 from consensus_engine.domain.prompts import ExtraContext
+from consensus_engine.domain.revisions import edit_as_json
 from consensus_engine.settings import Settings
 
 MAX_JSON_DEPTH = 32
@@ -48,17 +48,18 @@ def storable(field: str, value: object, *, depth: int = 0) -> None:
 
 
 def storable_edit(field: str, edited: str | dict[str, Any] | None) -> None:
-    """:func:`storable` for an edited proposal, whose text is parsed as JSON when it starts
-    with ``{``: what the parsed value holds is checked too (``\\u0000`` is valid JSON)."""
+    """:func:`storable` for an edited proposal, and for the JSON its text holds (see
+    ``edit_as_json``): ``\\u0000`` is valid JSON, and a NUL once parsed."""
     storable(field, edited)
-    if isinstance(edited, str) and edited.strip().startswith("{"):
-        try:
-            parsed = json.loads(edited)
-        except RecursionError:
-            raise invalid(field, f"{field} is nested too deeply") from None
-        except ValueError:
-            return  # not JSON after all: the revision's own check words that
-        storable(field, parsed)
+    if not isinstance(edited, str):
+        return
+    try:
+        parsed = edit_as_json(edited)
+    except RecursionError:
+        raise invalid(field, f"{field} is nested too deeply") from None
+    except ValueError:
+        return  # not JSON after all: the revision's own check words that
+    storable(field, parsed)
 
 
 def idea_and_context(

@@ -51,19 +51,29 @@ class ProposalDiff(TypedDict):
     num_changes: int
 
 
+def edit_as_json(edited: EditedProposal) -> Any:
+    """What an edit holds as JSON: a mapping as given, the parsed value of text that starts
+    with ``{``, ``None`` for plain text or no edit. Text that starts with ``{`` but is not
+    JSON raises ``json.JSONDecodeError`` (a ``ValueError``)."""
+    if isinstance(edited, str):
+        stripped = edited.strip()
+        return json.loads(stripped) if stripped.startswith("{") else None
+    return edited
+
+
 def _parse_text_edit(text: str) -> Mapping[str, Any]:
     stripped = text.strip()
     if not stripped:
         raise RevisionError("edited_proposal is blank; omit it to keep the parent's proposal")
-    if not stripped.startswith("{"):
-        return {TEXT_EDIT_SECTION: stripped}
     try:
-        parsed = json.loads(stripped)
+        parsed = edit_as_json(stripped)
     except json.JSONDecodeError as error:
         raise RevisionError(
             f"edited_proposal starts with '{{' but is not valid JSON: {error.msg} "
             f"(line {error.lineno}, column {error.colno})"
         ) from None
+    if parsed is None:
+        return {TEXT_EDIT_SECTION: stripped}
     if not isinstance(parsed, dict):
         raise RevisionError("edited_proposal JSON must be an object of sections")
     return parsed

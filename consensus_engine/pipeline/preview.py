@@ -3,7 +3,6 @@ that will re-run, computed exactly as the expand stage will."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Collection, Mapping
 
 from sqlalchemy.orm import Session
@@ -15,6 +14,7 @@ from consensus_engine.domain.revisions import (
     RerunPlan,
     RevisionError,
     apply_edits,
+    edit_as_json,
     plan_revision,
 )
 from consensus_engine.domain.schemas import PROPOSAL_SECTIONS, PersonaReview
@@ -61,10 +61,8 @@ def _edited_sections(edited: EditedProposal) -> Collection[str]:
     """The section names an edit addresses, to refuse unknown ones without echoing them
     (the domain's message names them). Text that is not a JSON object addresses none here;
     ``apply_edits`` judges it."""
-    if isinstance(edited, str) and edited.strip().startswith("{"):
-        try:
-            parsed = json.loads(edited)
-        except ValueError:
-            return []
-        edited = parsed if isinstance(parsed, dict) else None
-    return [str(key) for key in edited] if isinstance(edited, Mapping) else []
+    try:
+        parsed = edit_as_json(edited)
+    except ValueError:
+        return []
+    return [str(key) for key in parsed] if isinstance(parsed, Mapping) else []
