@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -201,7 +201,7 @@ class Pipeline:
 
     def _not_claimed(self, claim: Claim, job: Job) -> StageOutcome:
         if claim.outcome is ClaimOutcome.HELD:
-            assert claim.run is not None and claim.step is not None
+            assert claim.step is not None
             lifecycle(
                 "idempotent_skip",
                 run_id=job.run_id,
@@ -209,10 +209,8 @@ class Pipeline:
                 reason="held by another worker",
                 held_by=claim.step.claimed_by,
             )
-            # Look again once the holder's claim would go stale.
-            again = Job(
-                job.stage, job.run_id, claim.run.priority, job.persona_id, claim.held_for + 1
-            )
+            # Look again, on the same queue, once the holder's claim would go stale.
+            again = replace(job, delay_seconds=claim.held_for + 1)
             return StageOutcome.skipped("held elsewhere", again)
         pipeline_metrics().idempotent_skip(step=job.step_name)
         lifecycle(
