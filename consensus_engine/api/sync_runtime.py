@@ -67,7 +67,9 @@ class SyncRuntime:
         with self._lock:
             if self._llm is None:
                 try:
-                    self._llm = LLMClient.from_settings(self._settings)
+                    self._llm = LLMClient.from_settings(
+                        self._settings, within_seconds=self._settings.api_sync_timeout_seconds
+                    )
                 except (LLMConfigurationError, PricingError) as error:
                     logger.error(
                         "cannot build the LLM client for the synchronous endpoints: %s", error

@@ -1,7 +1,8 @@
 """Structured output from an OpenAI-compatible API: one call in, one validated value out.
 
-Policy that lives here: every call has a timeout, the SDK does not retry on its
-own (the pipeline owns retries), the output is always re-validated with
+Policy that lives here: every call has a timeout, short enough that all the calls
+of one ``generate`` fit in the time its caller has (a worker's step limit), the SDK
+does not retry on its own (the pipeline owns retries), the output is always re-validated with
 pydantic, invalid output gets a bounded number of repair calls, and SDK
 exceptions become :mod:`consensus_engine.llm.errors` with every attempt recorded.
 """
@@ -93,21 +94,38 @@ class LLMClient:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, *, http_client: httpx2.Client | None = None
+        cls,
+        settings: Settings,
+        *,
+        within_seconds: float | None = None,
+        http_client: httpx2.Client | None = None,
     ) -> LLMClient:
-        """Raises :class:`LLMConfigurationError` or ``PricingError`` for unusable settings."""
+        """Raises :class:`LLMConfigurationError` or ``PricingError`` for unusable settings.
+
+        ``within_seconds``: the time one ``generate`` may take in all; each call's timeout
+        is ``LLM_TIMEOUT_SECONDS`` or shorter, so that every call it may make fits.
+        """
         key = settings.openai_api_key
+        timeout = settings.llm_timeout_seconds
+        if within_seconds is not None:
+            calls = calls_per_generation(settings)
+            timeout = min(timeout, within_seconds / calls)
         return cls(
             api_key=key.get_secret_value() if key else None,
             base_url=settings.openai_base_url,
             mode=settings.llm_api_mode,
-            timeout_seconds=settings.llm_timeout_seconds,
+            timeout_seconds=timeout,
             sdk_max_retries=settings.llm_sdk_max_retries,
             repair_attempts=settings.llm_repair_attempts,
             max_output_tokens=settings.llm_max_output_tokens,
             prices=PriceTable.from_json(settings.llm_prices_json),
             http_client=http_client,
         )
+
+    @property
+    def timeout_seconds(self) -> float:
+        """Each call's timeout."""
+        return self._timeout_seconds
 
     @property
     def mode(self) -> ApiMode:
@@ -241,6 +259,13 @@ class LLMClient:
         if len(self._api_key) >= 8:  # shorter "keys" are test values; replacing them mangles text
             text = text.replace(self._api_key, "***")
         return _clip(_KEY_PATTERN.sub("sk-***", text), 300)
+
+
+def calls_per_generation(settings: Settings) -> int:
+    """The most calls one ``generate`` makes: the first and each repair, each tried again
+    by the SDK, plus the one call that finds a server cannot do ``json_schema``."""
+    fallback = 1 if settings.llm_api_mode == "auto" and settings.openai_base_url else 0
+    return (1 + settings.llm_repair_attempts) * (1 + settings.llm_sdk_max_retries) + fallback
 
 
 @dataclass(slots=True)

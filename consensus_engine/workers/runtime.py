@@ -59,7 +59,9 @@ def runtime(settings: Settings) -> Runtime:
         if pid not in _runtimes:
             engine = create_engine_from_settings(settings)
             sessions = session_factory(engine)
-            llm = LLMClient.from_settings(settings)
+            llm = LLMClient.from_settings(
+                settings, within_seconds=settings.worker_step_timeout_seconds
+            )
             _runtimes[pid] = Runtime(
                 settings=settings,
                 engine=engine,

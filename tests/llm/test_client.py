@@ -319,6 +319,26 @@ def test_from_settings(server: OfflineLLMServer) -> None:
     assert generation.priced and generation.cost_usd > 0
 
 
+@pytest.mark.parametrize(
+    ("overrides", "within", "expected"),
+    [
+        ({}, None, 120.0),  # no bound: the setting as it is
+        ({}, 300.0, 100.0),  # a first call, one repair, one json_schema fallback
+        ({"llm_api_mode": "chat"}, 300.0, 120.0),  # two calls fit at the full timeout
+        ({"llm_repair_attempts": 3, "llm_sdk_max_retries": 1}, 300.0, 300.0 / 9),
+    ],
+)
+def test_each_call_is_short_enough_for_all_the_calls_to_fit(
+    server: OfflineLLMServer, overrides: dict[str, Any], within: float | None, expected: float
+) -> None:
+    settings = Settings(
+        _env_file=None, openai_base_url=server.base_url, llm_timeout_seconds=120, **overrides
+    )
+
+    with LLMClient.from_settings(settings, within_seconds=within) as client:
+        assert client.timeout_seconds == pytest.approx(expected)
+
+
 # Cases the offline server cannot produce, served through an injected httpx2 transport.
 
 CHAT_OK = {
