@@ -51,8 +51,9 @@ COPY --chmod=0755 docker/entrypoint.sh /app/docker/entrypoint.sh
 
 USER 10001:10001
 
-# API_PORT, WORKER_HTTP_PORT (/healthz, /readyz, /pubsub/push), WORKER_METRICS_PORT
-EXPOSE 8000 8080 9191
+# API_PORT, API_METRICS_PORT, WORKER_HTTP_PORT (/healthz, /readyz, /pubsub/push),
+# WORKER_METRICS_PORT
+EXPOSE 8000 9190 8080 9191
 
 # No HEALTHCHECK: Kubernetes probes /health, /ready (API) and /healthz, /readyz (worker).
 ENTRYPOINT ["/app/docker/entrypoint.sh"]

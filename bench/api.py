@@ -74,9 +74,13 @@ API_ENV: dict[str, str] = {
 
 
 def server_seconds(server: ApiProcess, route: str) -> tuple[float, float]:
-    """(seconds, requests) the API itself counted for ``route``, "GET /health" (its /metrics)."""
+    """(seconds, requests) the API itself counted for ``route``, "GET /health" (its metrics
+    port); none with several workers, which have no metrics port (one process's would not
+    give the whole API's mean anyway)."""
+    if not server.metrics_port:
+        return 0.0, 0.0
     found = {"sum": 0.0, "count": 0.0}
-    text = http_request(server.base_url + "/metrics").body.decode()
+    text = http_request(server.metrics_url).body.decode()
     for family in text_string_to_metric_families(text):
         if family.name == "consensus_api_request_duration_seconds":
             for sample in family.samples:  # its _sum and _count (and _bucket, _created)
@@ -210,7 +214,7 @@ class Row:
     target_rate: float | None  # None: no target (a comparison row)
     load: Load
     alone: Load  # one client: the latency without queueing
-    server_ms: float  # mean time inside the API (its middleware), from /metrics
+    server_ms: float  # mean time inside the API (its middleware), from its metrics port
     cpu_s: dict[str, float]
     metered_s: float  # wall time the CPU meters spanned (warm-up and window)
     db: dict[str, float]  # what PostgreSQL counted during warm-up and window (db_counters)
@@ -270,8 +274,7 @@ class Bench:
         cpu["others"] = _harness.machine_busy_seconds() - busy_before - sum(cpu.values())
         after = server_seconds(server, route)
         spent, count = after[0] - before[0], after[1] - before[1]
-        # One process's /metrics with several workers: no mean for the whole API then.
-        server_ms = spent / count * 1000 if count and server.workers == 1 else math.nan
+        server_ms = spent / count * 1000 if count else math.nan
         time.sleep(DB_STATS_SETTLE_S)
         db_after = db_counters(sessions)
         db = {name: db_after[name] - db_before[name] for name in db_after.keys() & db_before.keys()}

@@ -83,6 +83,7 @@ class Settings(BaseSettings):
     worker_max_concurrency: int = Field(default=10, ge=1, le=1000)
     worker_ack_deadline_seconds: int = Field(default=600, ge=10, le=600)
     worker_step_timeout_seconds: int = Field(default=300, ge=1, le=1800)
+    worker_claim_timeout_seconds: float = Field(default=15.0, ge=3, le=3600)
     worker_job_timeout_seconds: int = Field(default=1800, ge=10, le=7200)
     max_retries_per_persona: int = Field(default=3, ge=0, le=10)
     retry_initial_backoff_seconds: float = Field(default=1.0, ge=0.1, le=60)
@@ -96,6 +97,7 @@ class Settings(BaseSettings):
     review_quorum: int | None = Field(default=None, ge=1, le=50)
     sweeper_interval_seconds: float = Field(default=30.0, ge=0.5, le=3600)
     sweeper_requeue_after_seconds: float = Field(default=30.0, ge=1, le=3600)
+    sweeper_resend_unstarted_after_seconds: float = Field(default=120.0, ge=1, le=86_400)
     pubsub_push_endpoint: str | None = None
     pubsub_push_audience: str | None = None
     pubsub_push_service_account: str | None = None
@@ -103,6 +105,7 @@ class Settings(BaseSettings):
     # API
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
+    api_metrics_port: int = Field(default=9190, ge=0, le=65535)
     api_keys: SecretStr | None = None
     api_keys_file: Path | None = None
     api_auth_disabled: bool = False
@@ -112,6 +115,8 @@ class Settings(BaseSettings):
     api_max_body_bytes: int = Field(default=1_000_000, ge=1_000, le=100_000_000)
     api_sync_timeout_seconds: float = Field(default=120.0, gt=0, le=900)
     api_sync_max_per_tenant: int = Field(default=8, ge=1, le=1_000)
+    api_max_streams_per_key: int = Field(default=5, ge=1, le=10_000)
+    api_max_streams_per_replica: int = Field(default=200, ge=1, le=100_000)
     api_docs_enabled: bool | None = None
     api_url: str = "http://127.0.0.1:8000"
     api_key: SecretStr | None = None
@@ -151,6 +156,8 @@ class Settings(BaseSettings):
             )
         if self.min_persona_count > self.max_persona_count:
             raise ValueError("MIN_PERSONA_COUNT must not exceed MAX_PERSONA_COUNT")
+        if self.api_metrics_port == self.api_port:
+            raise ValueError("API_METRICS_PORT must differ from API_PORT (0 turns metrics off)")
         if self.api_auth_disabled and self.is_production:
             raise ValueError("API_AUTH_DISABLED must not be set with ENV=production")
         if self.pubsub_push_audience and not self.pubsub_push_service_account:

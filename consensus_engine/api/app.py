@@ -10,10 +10,12 @@ from fastapi import FastAPI
 from consensus_engine.api import errors
 from consensus_engine.api.auth import KeyRing
 from consensus_engine.api.limits import RateLimiter
-from consensus_engine.api.metrics import ApiMetrics
+from consensus_engine.api.metrics import ApiMetrics, serving
 from consensus_engine.api.middleware import ApiMiddleware
 from consensus_engine.api.routes import control, events, ops, revisions, runs, sync
+from consensus_engine.api.run_changes import RunChanges
 from consensus_engine.api.state import ApiState
+from consensus_engine.api.stream_limits import StreamLimits
 from consensus_engine.api.sync_runtime import SyncRuntime
 from consensus_engine.db.engine import create_engine_from_settings, session_factory
 from consensus_engine.jobs import job_sender
@@ -36,6 +38,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         broker = build_broker(settings, "api")
         sessions = session_factory(engine)
         sync = SyncRuntime(settings, sessions)
+        run_changes = RunChanges.start(engine)
         app.state.api = ApiState(
             settings=settings,
             engine=engine,
@@ -43,7 +46,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             broker=broker,
             keys=keys,
             limiter=RateLimiter(settings.api_rate_limit_per_minute, settings.api_rate_limit_burst),
-            metrics=metrics,
             personas=personas_from_settings(settings),
             sync=sync,
             runs=RunService(
@@ -52,11 +54,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 job_timeout_seconds=settings.worker_job_timeout_seconds,
                 max_in_flight=settings.api_max_runs_in_flight,
             ),
+            streams=StreamLimits.from_settings(settings),
+            run_changes=run_changes,
         )
         try:
-            yield
+            # On a port of its own, never the public one (see consensus_engine.api.metrics).
+            with serving(metrics.registry, settings.api_host, settings.api_metrics_port):
+                yield
         finally:
             sync.close()  # first: work that outlives it must not record into a closed engine
+            await run_changes.close()
             broker.close()
             engine.dispose()
 

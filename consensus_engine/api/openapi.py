@@ -19,7 +19,8 @@ _ERROR_DESCRIPTIONS: dict[int, str] = {
     422: "the request is invalid (details say where)",
     429: "rate limit of this API key exceeded, or, where a run is started, its tenant's cap of "
     "runs in flight (API_MAX_RUNS_IN_FLIGHT), or, for the synchronous endpoints, its cap of "
-    "open requests (API_SYNC_MAX_PER_TENANT)",
+    "open requests (API_SYNC_MAX_PER_TENANT), or, for the event stream, the caps of open "
+    "streams (API_MAX_STREAMS_PER_KEY, API_MAX_STREAMS_PER_REPLICA)",
     500: "unexpected server error",
     502: "the LLM refused this server's credentials (LLM_AUTH_ERROR), answered with unusable "
     "output (LLM_BAD_OUTPUT) or rejected the request (LLM_ERROR)",

@@ -1,7 +1,8 @@
 """What the API process holds for its whole life, and the per-request dependencies.
 
-One engine (pool), one broker (publisher), one key ring, one rate limiter and the
-synchronous endpoints' LLM client and pool per process; one database session per request.
+One engine (pool), one broker (publisher), one key ring, one rate limiter, the
+synchronous endpoints' LLM client and pool, and the event streams' caps and listener per
+process; one database session per request.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from consensus_engine.api.auth import KeyRing, Principal
 from consensus_engine.api.errors import ApiError
 from consensus_engine.api.limits import RateLimiter
-from consensus_engine.api.metrics import ApiMetrics
+from consensus_engine.api.run_changes import RunChanges
+from consensus_engine.api.stream_limits import StreamLimits
 from consensus_engine.api.sync_runtime import SyncRuntime
 from consensus_engine.domain.personas import PersonaSet
 from consensus_engine.pipeline.service import RunService
@@ -35,10 +37,11 @@ class ApiState:
     broker: dramatiq.Broker
     keys: KeyRing
     limiter: RateLimiter
-    metrics: ApiMetrics
     personas: PersonaSet
     sync: SyncRuntime
     runs: RunService
+    streams: StreamLimits
+    run_changes: RunChanges
 
 
 async def get_state(request: Request) -> ApiState:

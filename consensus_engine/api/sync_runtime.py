@@ -4,21 +4,20 @@ The work of a request runs on the pool and the request waits at most
 ``API_SYNC_TIMEOUT_SECONDS`` for it, asynchronously: a waiting request holds no thread, so
 health checks and other routes never queue behind slow LLM calls. Each tenant may have
 ``API_SYNC_MAX_PER_TENANT`` requests open at once; more are refused with 429. Past the
-timeout the client gets 504 ``TIMEOUT`` while the work already started goes on in the
-background until the LLM answers or times out (``LLM_TIMEOUT_SECONDS``), because a thread
-blocked in an HTTP call cannot be interrupted.
-Work still waiting for a free thread at that point is dropped. Every LLM attempt is kept in
-``llm_calls`` (without a run) so these requests show up in cost accounting.
+timeout the client gets 504 ``TIMEOUT``. The work's LLM calls have timeouts short enough
+that all of them fit in that time (a thread blocked in an HTTP call cannot be
+interrupted), so work that started does not outlive its request by much; an LLM call that
+times out also answers 504. Work still waiting for a free thread at that point is dropped.
+Every LLM attempt is kept in ``llm_calls`` (without a run) so these requests show up in
+cost accounting.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import threading
-from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
@@ -27,12 +26,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from consensus_engine.api.errors import ApiError
 from consensus_engine.api.llm_errors import llm_error, llm_not_configured
+from consensus_engine.api.open_limits import OpenLimit
 from consensus_engine.db import writes
 from consensus_engine.llm import (
     CallRecord,
     LLMClient,
     LLMConfigurationError,
     LLMError,
+    LLMTimeoutError,
     PricingError,
 )
 from consensus_engine.settings import Settings
@@ -57,7 +58,13 @@ class SyncRuntime:
         self._lock = threading.Lock()
         self._llm: LLMClient | None = None
         self._closed = False
-        self._open: Counter[str] = Counter()
+        limit = settings.api_sync_max_per_tenant
+        self._admission = OpenLimit(
+            limit,
+            "TOO_MANY_SYNC_REQUESTS",
+            f"this tenant already has {limit} synchronous requests open; wait for one to "
+            "finish, or use POST /v1/full-review",
+        )
         self._pool = ThreadPoolExecutor(
             max_workers=MAX_CONCURRENT_REQUESTS, thread_name_prefix="sync-llm"
         )
@@ -96,11 +103,11 @@ class SyncRuntime:
             return result
 
         timeout = self._settings.api_sync_timeout_seconds
-        with self._admitted(tenant):
+        with self._admission.held(tenant):
             future: Future[T] = self._pool.submit(job)
             try:
                 return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
-            except TimeoutError:
+            except (TimeoutError, LLMTimeoutError):
                 future.cancel()  # only succeeds if it never started
                 raise ApiError(
                     504,
@@ -112,27 +119,6 @@ class SyncRuntime:
             except LLMError as error:
                 logger.warning("synchronous LLM work failed: %s (%s)", error.code, error.message)
                 raise llm_error(error) from None
-
-    @contextlib.contextmanager
-    def _admitted(self, tenant: str) -> Iterator[None]:
-        """Hold one of the tenant's slots for the request; 429 when they are all taken."""
-        limit = self._settings.api_sync_max_per_tenant
-        with self._lock:
-            if self._open[tenant] >= limit:
-                raise ApiError(
-                    429,
-                    "TOO_MANY_SYNC_REQUESTS",
-                    f"this tenant already has {limit} synchronous requests open; wait for one "
-                    "to finish, or use POST /v1/full-review",
-                    details={"limit": limit},
-                    headers={"Retry-After": "1"},
-                )
-            self._open[tenant] += 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._open[tenant] -= 1
 
     def _record(self, calls: Sequence[CallRecord]) -> None:
         """Keep each attempt for cost accounting; losing them must not fail the request.

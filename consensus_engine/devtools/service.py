@@ -71,15 +71,20 @@ def running_worker(env: Mapping[str, str], log_path: Path) -> Iterator[WorkerPro
 
 @dataclass
 class ApiProcess(ChildProcess):
-    """``uvicorn`` serving ``create_app()``, with its port, worker count and key."""
+    """``uvicorn`` serving ``create_app()``, with its ports, worker count and key."""
 
     port: int
+    metrics_port: int  # 0: none (several workers cannot share one)
     workers: int
     key: str  # the one tenant's API key
 
     @property
     def base_url(self) -> str:
         return f"http://{HOST}:{self.port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{HOST}:{self.metrics_port}/metrics"
 
 
 def start_api(
@@ -91,14 +96,19 @@ def start_api(
     timeout: float = 60,
     cwd: Path | None = None,
 ) -> ApiProcess:
-    """Start the API on a free port with one key for ``tenant``; returns once it is ready."""
+    """Start the API on a free port with one key for ``tenant``; returns once it is ready.
+
+    Its metrics get a free port too, with one worker: every uvicorn worker process starts
+    its own metrics server, and only one of them could bind a shared port.
+    """
     key, port = new_key(), free_port()
+    metrics_port = free_port() if workers == 1 else 0
     command = [
         sys.executable, "-m", "uvicorn", "--factory", "consensus_engine.api.app:create_app",
         "--host", HOST, "--port", str(port), "--workers", str(workers),
         "--log-level", "warning", "--no-access-log",
     ]  # fmt: skip
-    api_env = {**env, "API_KEYS": f"{tenant}:{digest(key)}"}
+    api_env = {**env, "API_KEYS": f"{tenant}:{digest(key)}", "API_METRICS_PORT": str(metrics_port)}
     popen = spawn(command, env=api_env, log_path=log_path, cwd=cwd)
-    server = ApiProcess(popen, log_path, "the API", port, workers, key)
+    server = ApiProcess(popen, log_path, "the API", port, metrics_port, workers, key)
     return server.started(partial(answers_200, f"{server.base_url}/ready"), timeout)

@@ -20,7 +20,7 @@ import pytest
 
 from consensus_engine.api.routes import events as events_routes
 from consensus_engine.db.models import Run
-from consensus_engine.devtools.loopback import ApiClient, Response
+from consensus_engine.devtools.loopback import ApiClient, Response, http_request
 from consensus_engine.devtools.service import WorkerProcess
 from consensus_engine.domain.personas import DEFAULT_PERSONAS
 
@@ -60,7 +60,7 @@ def submit(client: ApiClient, body: Mapping[str, Any] | None = None, **options: 
 
 def assert_no_server_errors(api: ApiHarness) -> None:
     """No request of the test got a 5xx (the API counts every answer by status)."""
-    metrics = api.anonymous.get("/metrics").body.decode()
+    metrics = http_request(api.metrics_url).body.decode()
     errors = [
         line
         for line in metrics.splitlines()

@@ -25,12 +25,19 @@ from pydantic import BaseModel, Field
 from consensus_engine.api.app import create_app
 from consensus_engine.api.auth import digest, new_key
 from consensus_engine.api.state import PrincipalDep
-from consensus_engine.devtools.loopback import ApiClient, BackgroundServer, Response
+from consensus_engine.devtools.loopback import (
+    LOOPBACK,
+    ApiClient,
+    BackgroundServer,
+    Response,
+    http_request,
+)
+from consensus_engine.devtools.process import free_port
 from consensus_engine.settings import Settings
 
 from .conftest import ApiFactory, ApiHarness
 
-OPEN_PATHS = {"/health", "/ready", "/metrics"}
+OPEN_PATHS = {"/health", "/ready"}
 ENVELOPE_KEYS = {"code", "message", "details", "request_id"}
 LEAK = "could not connect to postgresql://svc:hunter2@db.internal:5432/consensus (timeout)"
 DISTINCTIVE = "Zq7-DISTINCTIVE-input-8xW"
@@ -77,20 +84,27 @@ ServeProbe = Callable[..., ApiClient]
 
 @pytest.fixture
 def serve_probe(api: ApiHarness) -> Iterator[ServeProbe]:
-    """``serve_probe(**setting_changes)``: the probe app over the harness's stack, as acme."""
+    """``serve_probe(**setting_changes)``: the probe app over the harness's stack, as acme;
+    without metrics unless ``api_metrics_port`` is given (the harness's API holds its port)."""
     with contextlib.ExitStack() as servers:
 
         def serve(**changes: Any) -> ApiClient:
-            settings = derive(api.settings, **changes)
+            settings = derive(api.settings, **{"api_metrics_port": 0, **changes})
             return ApiClient(servers.enter_context(BackgroundServer(probe_app(settings))).url)
 
         yield serve
 
 
 @pytest.fixture
-def probe(api: ApiHarness, serve_probe: ServeProbe) -> ApiClient:
-    """The probe app with a small body cap, called with acme's key unless told otherwise."""
-    client = serve_probe(api_max_body_bytes=BODY_CAP)
+def probe_metrics_port() -> int:
+    return free_port()
+
+
+@pytest.fixture
+def probe(api: ApiHarness, serve_probe: ServeProbe, probe_metrics_port: int) -> ApiClient:
+    """The probe app with a small body cap, called with acme's key unless told otherwise,
+    its metrics on ``probe_metrics_port``."""
+    client = serve_probe(api_max_body_bytes=BODY_CAP, api_metrics_port=probe_metrics_port)
     client.key = api.keys["acme"]
     return client
 
@@ -148,8 +162,8 @@ def no_internals(response: Response) -> None:
         assert fragment not in text, (fragment, text)
 
 
-def metric_lines(client: ApiClient, name: str) -> list[str]:
-    text = client.get("/metrics").body.decode()
+def metric_lines(metrics_url: str, name: str) -> list[str]:
+    text = http_request(metrics_url).body.decode()
     return [line for line in text.splitlines() if line.startswith(name + "{")]
 
 
@@ -167,7 +181,7 @@ def _bad_credentials(harness: ApiHarness) -> dict[str, dict[str, str]]:
     }
 
 
-def test_every_route_but_health_ready_and_metrics_requires_a_valid_key(
+def test_every_route_but_health_and_ready_requires_a_valid_key(
     make_api: ApiFactory,
 ) -> None:
     api = make_api(api={"API_DOCS_ENABLED": True})  # the schema lists the routes to try
@@ -195,6 +209,7 @@ def test_every_route_but_health_ready_and_metrics_requires_a_valid_key(
             assert_unauthorized(answer)
     for path in sorted(OPEN_PATHS):
         assert api.anonymous.get(path).status == 200, path
+    assert api.anonymous.get("/metrics").status == 404  # on a port of its own
 
     assert api.acme.get("/v1/runs").status == 200
     submitted = api.acme.post("/v1/full-review", {"idea": "Rent out garden sheds to hobbyists."})
@@ -429,7 +444,10 @@ def test_every_answer_has_a_request_id_echoed_when_valid_and_replaced_otherwise(
 # --- metrics ------------------------------------------------------------------------------
 
 
-def test_metrics_count_route_templates_never_raw_ids(probe: ApiClient) -> None:
+def test_metrics_count_route_templates_never_raw_ids(
+    probe: ApiClient, probe_metrics_port: int
+) -> None:
+    metrics_url = f"http://{LOOPBACK}:{probe_metrics_port}/metrics"
     ids = [str(uuid.uuid4()) for _ in range(3)]
     for item in ids:
         assert probe.get(f"/v1/probe/{item}").status == 200
@@ -439,7 +457,7 @@ def test_metrics_count_route_templates_never_raw_ids(probe: ApiClient) -> None:
     for method in ("BREW", "PROPFIND"):
         send_raw(probe.base_url, method, f"/v1/probe/{ids[2]}", None, {})
 
-    lines = metric_lines(probe, "consensus_api_requests_total")
+    lines = metric_lines(metrics_url, "consensus_api_requests_total")
     text = "\n".join(lines)
     assert not any(item in text for item in ids), text
     assert 'method="GET",route="/v1/probe/{item_id}",status="200"} 3.0' in text
@@ -447,12 +465,12 @@ def test_metrics_count_route_templates_never_raw_ids(probe: ApiClient) -> None:
     assert re.search(r'method="POST",route="(unmatched|/v1/probe)",status="413"} 1.0', text)
     assert 'method="DELETE",route="/v1/probe/{item_id}",status="405"} 1.0' in text
     assert "BREW" not in text and "PROPFIND" not in text, text
-    latency = metric_lines(probe, "consensus_api_request_duration_seconds_count")
+    latency = metric_lines(metrics_url, "consensus_api_request_duration_seconds_count")
     assert any('route="/v1/probe/{item_id}"' in line for line in latency)
     assert not any(item in line for line in latency for item in ids)
 
     run_id = str(uuid.uuid4())  # a real route: its template, not the id
     assert probe.get(f"/v1/runs/{run_id}").status == 404
-    text = "\n".join(metric_lines(probe, "consensus_api_requests_total"))
+    text = "\n".join(metric_lines(metrics_url, "consensus_api_requests_total"))
     assert run_id not in text
     assert 'method="GET",route="/v1/runs/{run_id}",status="404"} 1.0' in text, text

@@ -201,6 +201,7 @@ def test_api_key_new_prints_a_working_key_and_its_entry(tmp_path: Path) -> None:
 def test_api_command_serves_the_api_from_the_settings(stack: PipelineStack, tmp_path: Path) -> None:
     key, port = new_key(), free_port()
     env = stack.env | {"API_KEYS": f"acme:{digest(key)}", "API_PORT": str(port)}
+    env["API_METRICS_PORT"] = str(free_port())  # not the default: other APIs may hold it
     log = (tmp_path / "api.log").open("wb")
     server = subprocess.Popen(
         [sys.executable, "-m", "consensus_engine.cli", "api"],

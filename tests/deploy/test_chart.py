@@ -196,8 +196,10 @@ def test_default_render_has_the_expected_objects(renders: dict[str, list[Manifes
             ("PodDisruptionBudget", "ce-consensus-engine-api"),
             ("PodDisruptionBudget", "ce-consensus-engine-worker"),
             ("Service", "ce-consensus-engine-api"),
-            ("ServiceAccount", "ce-consensus-engine"),
+            ("ServiceAccount", "ce-consensus-engine-api"),
             ("ServiceAccount", "ce-consensus-engine-migrate"),
+            ("ServiceAccount", "ce-consensus-engine-sweeper"),
+            ("ServiceAccount", "ce-consensus-engine-worker"),
         ]
     )
     hpa = one(renders["defaults"], "HorizontalPodAutoscaler", "ce-consensus-engine-api")
@@ -239,11 +241,20 @@ def test_api_probes_and_service(renders: dict[str, list[Manifest]]) -> None:
     api = one(renders["defaults"], "Deployment", "ce-consensus-engine-api")
     (container,) = api["spec"]["template"]["spec"]["containers"]
     assert container["args"] == ["api"]
-    assert container["ports"][0]["containerPort"] == 8000
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"http": 8000, "metrics": 9190}
+    data = config_data(renders["defaults"])
+    assert (data["API_PORT"], data["API_METRICS_PORT"]) == ("8000", "9190")
     assert container["livenessProbe"]["httpGet"]["path"] == "/health"
     assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
     service = one(renders["defaults"], "Service", "ce-consensus-engine-api")
     assert service["spec"]["selector"] == api["spec"]["selector"]["matchLabels"]
+    assert [p["targetPort"] for p in service["spec"]["ports"]] == ["http"]  # no metrics
+
+
+def test_api_metrics_port_must_differ_from_its_port(render: Render) -> None:
+    with pytest.raises(helm.HelmError, match=r"must differ from api\.port"):
+        render({"api": {"metricsPort": 8000}})
 
 
 def test_worker_sizing_comes_from_values(render: Render) -> None:
@@ -258,7 +269,7 @@ def test_worker_sizing_comes_from_values(render: Render) -> None:
 def test_scrape_annotations(renders: dict[str, list[Manifest]]) -> None:
     manifests = renders["everything-on"]
     expected = {
-        "ce-consensus-engine-api": "8000",
+        "ce-consensus-engine-api": "9190",
         "ce-consensus-engine-worker": "9191",
         "ce-consensus-engine-worker-high": "9191",
     }
@@ -331,10 +342,10 @@ def test_migration_job_is_a_hook(renders: dict[str, list[Manifest]]) -> None:
             annotations["helm.sh/hook-weight"]
         )
     assert hook_config["data"] == config_data(manifests)
-    main_account = one(manifests, "ServiceAccount", "ce-consensus-engine")
+    api_account = one(manifests, "ServiceAccount", "ce-consensus-engine-api")
     assert (
         account["metadata"]["annotations"]["iam.gke.io/gcp-service-account"]
-        == (main_account["metadata"]["annotations"]["iam.gke.io/gcp-service-account"])
+        == (api_account["metadata"]["annotations"]["iam.gke.io/gcp-service-account"])
     )
     worker_env = env_of(worker(manifests)["spec"]["template"]["spec"]["containers"][0])
     job_env = env_of(pod["containers"][0])
@@ -376,13 +387,33 @@ def test_keda_only_when_enabled(renders: dict[str, list[Manifest]]) -> None:
     assert "replicas" not in worker(manifests)["spec"]
 
 
-def test_service_account_carries_workload_identity(renders: dict[str, list[Manifest]]) -> None:
-    account = one(renders["cloudsql-iam"], "ServiceAccount", "ce-consensus-engine")
-    assert account["metadata"]["annotations"]["iam.gke.io/gcp-service-account"] == IAM_SA
+def test_service_accounts_carry_workload_identity(renders: dict[str, list[Manifest]]) -> None:
     for _, spec in pod_specs(renders["cloudsql-iam"]):
-        assert spec["serviceAccountName"].startswith("ce-consensus-engine")
-    plain = one(renders["database-url"], "ServiceAccount", "ce-consensus-engine")
-    assert "iam.gke.io/gcp-service-account" not in plain["metadata"].get("annotations", {})
+        account = one(renders["cloudsql-iam"], "ServiceAccount", spec["serviceAccountName"])
+        assert account["metadata"]["annotations"]["iam.gke.io/gcp-service-account"] == IAM_SA
+    for plain in by_kind(renders["database-url"], "ServiceAccount"):
+        assert "iam.gke.io/gcp-service-account" not in plain["metadata"].get("annotations", {})
+
+
+def test_a_role_can_act_as_its_own_google_service_account(render: Render) -> None:
+    own = "ce-migrate@proj-a.iam.gserviceaccount.com"
+    values = copy.deepcopy(VALUE_SETS["cloudsql-iam"])
+    values["serviceAccount"]["migrate"] = {"gcpServiceAccount": own, "annotations": {"a": "b"}}
+    manifests = render(values)
+    accounts = {
+        m["metadata"]["labels"]["app.kubernetes.io/component"]: m["metadata"]["annotations"]
+        for m in by_kind(manifests, "ServiceAccount")
+    }
+    assert accounts["migrate"]["iam.gke.io/gcp-service-account"] == own
+    assert accounts["migrate"]["a"] == "b"
+    for role in ("api", "worker", "sweeper"):
+        assert accounts[role]["iam.gke.io/gcp-service-account"] == IAM_SA, role
+        assert "a" not in accounts[role], role
+    # Cloud SQL IAM logs the hook in as its own account's user; the others keep the shared one.
+    assert config_data(manifests)["DB_USER"] == "ce-runner@proj-a.iam"
+    job = one(manifests, "Job", "ce-consensus-engine-migrate")["spec"]["template"]["spec"]
+    assert env_of(job["containers"][0])["DB_USER"]["value"] == "ce-migrate@proj-a.iam"
+    assert "DB_USER" not in env_of(worker(manifests)["spec"]["template"]["spec"]["containers"][0])
 
 
 def test_cloud_sql_connector_with_iam(renders: dict[str, list[Manifest]]) -> None:
@@ -457,12 +488,17 @@ def test_high_priority_worker_and_monitoring(renders: dict[str, list[Manifest]])
         assert crd["apiVersion"] == "monitoring.coreos.com/v1"
         assert crd["metadata"]["name"]
     assert service_monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    # The API's metrics port has its own ClusterIP Service: the API's may be public.
+    metrics_service = one(manifests, "Service", "ce-consensus-engine-api-metrics")
+    assert metrics_service["spec"]["type"] == "ClusterIP"
+    assert metrics_service["spec"]["ports"] == [
+        {"name": "metrics", "port": 9190, "targetPort": "metrics", "protocol": "TCP"}
+    ]
+    selected = service_monitor["spec"]["selector"]["matchLabels"].items()
+    assert selected <= metrics_service["metadata"]["labels"].items()
     api_service = one(manifests, "Service", "ce-consensus-engine-api")
-    assert (
-        service_monitor["spec"]["selector"]["matchLabels"].items()
-        <= api_service["metadata"]["labels"].items()
-    )
-    assert service_monitor["spec"]["endpoints"][0]["port"] == "http"
+    assert not selected <= api_service["metadata"]["labels"].items()
+    assert service_monitor["spec"]["endpoints"][0]["port"] == "metrics"
     assert service_monitor["spec"]["endpoints"][0]["path"] == "/metrics"
     endpoint = pod_monitor["spec"]["podMetricsEndpoints"][0]
     assert (endpoint["port"], endpoint["path"]) == ("metrics", "/metrics")

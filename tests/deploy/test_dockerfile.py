@@ -186,10 +186,11 @@ def test_environment_and_ports(final: Stage) -> None:
         exposed
         == {
             defaults.api_port,
+            defaults.api_metrics_port,
             defaults.worker_http_port,
             defaults.worker_metrics_port,
         }
-        == {8000, 8080, 9191}
+        == {8000, 9190, 8080, 9191}
     )
 
 

@@ -1,13 +1,14 @@
 """The Grafana dashboard and the alert rules query only metrics our processes export.
 
-A real worker and the real API serve ``/metrics`` after real runs; a real Prometheus
-server scrapes them and answers every dashboard query.
+A real worker and the real API serve ``/metrics`` on their metrics ports after real runs; a
+real Prometheus server scrapes them and answers every dashboard query.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 import urllib.request
 import uuid
@@ -20,6 +21,7 @@ from api.conftest import ApiFactory, ApiHarness, make_api  # noqa: F401  (the fi
 from support import REPO_ROOT
 from support.prometheus import running_prometheus
 
+from consensus_engine.db.types import utcnow
 from consensus_engine.devtools.offline_llm import Fault
 from consensus_engine.domain.runs import RunStatus
 from consensus_engine.messaging import job_queue
@@ -175,8 +177,12 @@ def run_scenario(api: ApiHarness, completed_runs: int, *, time_out_one: bool = F
     assert failed.status is RunStatus.FAILED, failed.status
     if time_out_one:
         # Past its deadline: the sweeper fails it. Its message arrives older than the
-        # worker's age limit (as after a long outage): Dramatiq dead-letters it (a reject).
+        # worker's age limit (as after a long outage): Dramatiq dead-letters it (a reject),
+        # and the sweeper does not send it again.
         late_id = api.stack.submit(publish=False, job_timeout_seconds=1)
+        deadline = api.stack.run(late_id).deadline_at
+        assert deadline is not None
+        threading.Event().wait(max(0.0, (deadline - utcnow()).total_seconds()))
         too_old = api.stack.settings.worker_job_timeout_seconds * 1000 + 60_000
         stale: dramatiq.Message[Any] = dramatiq.Message(
             queue_name=job_queue(api.stack.settings),
@@ -218,7 +224,7 @@ def test_every_dashboard_and_alert_metric_is_exported(make_api: ApiFactory) -> N
     deadline = time.monotonic() + 20
     while True:  # a message is dead-lettered just after its run is marked failed
         exported = sample_names(scrape(f"http://127.0.0.1:{worker.metrics_port}/metrics"))
-        exported |= sample_names(scrape(f"{api.base_url}/metrics"))
+        exported |= sample_names(scrape(api.metrics_url))
         missing = {
             name: where for name, where in used.items() if name not in exported | EXTERNAL
         }
@@ -242,7 +248,7 @@ def test_prometheus_scrapes_the_worker_and_api_and_answers_every_dashboard_query
 ) -> None:
     api = make_api(latency_ms=20)
     worker = api.stack.start_worker()
-    api_address = api.base_url.removeprefix("http://")
+    api_address = f"127.0.0.1:{api.settings.api_metrics_port}"
     targets = {API_JOB: [api_address], WORKER_JOB: [f"127.0.0.1:{worker.metrics_port}"]}
     with running_prometheus(tmp_path, targets) as prometheus:
         run_scenario(api, completed_runs=2)

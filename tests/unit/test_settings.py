@@ -70,6 +70,7 @@ def test_every_guide_variable_is_a_setting() -> None:
         ("OPENAI_API_KEY", "your_api_key_here", "OPENAI_API_KEY"),
         ("REVISE_THRESHOLD", "0.9", "REVISE_THRESHOLD must be lower"),
         ("USE_CLOUD_SQL_CONNECTOR", "true", "DB_INSTANCE_CONNECTION_NAME is required"),
+        ("API_METRICS_PORT", "8000", "API_METRICS_PORT must differ from API_PORT"),
     ],
 )
 def test_wrong_value_fails_with_one_line_naming_the_variable(

@@ -1,8 +1,10 @@
 """Following a run: Server-Sent Events of its step and status changes.
 
-The stream reads the run's state from the database every ``POLL_SECONDS``, so it needs
-nothing the API does not already hold. The event models live here: only this stream
-sends them, and they are not part of the OpenAPI schema.
+The stream reads the run's state from the database when woken by a change
+(``api/run_changes.py``: pushed by PostgreSQL, polled where it cannot be) and compares it
+with what it sent. Streams are capped per API key and per replica
+(``api/stream_limits.py``). The event models live here: only this stream sends them, and
+they are not part of the OpenAPI schema.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-import anyio
 from fastapi import APIRouter, Depends
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import BaseModel
@@ -29,8 +30,6 @@ from consensus_engine.domain.schemas import DecisionLabel
 
 logger = logging.getLogger(__name__)
 
-POLL_SECONDS = 0.25
-"""How often a progress stream reads the run's state."""
 HEARTBEAT_SECONDS = 15.0
 """A comment line at least this often keeps proxies from closing a quiet stream."""
 
@@ -61,6 +60,12 @@ class SnapshotEvent(StatusEvent):
     """``event: snapshot``: the first event, the whole state at connection time."""
 
     steps: list[StepEvent]
+
+
+async def _stream_slot(state: StateDep, principal: PrincipalDep) -> AsyncIterator[None]:
+    """429 past the caps; the slot is given back when the stream ends, however it ends."""
+    with state.streams.held(principal.key_id):
+        yield
 
 
 def _followed_run(run_id: uuid.UUID, state: StateDep, principal: PrincipalDep) -> uuid.UUID:
@@ -101,6 +106,7 @@ def _status_event(run_id: uuid.UUID, progress: reads.RunProgress) -> StatusEvent
     response_class=EventSourceResponse,
     summary="Follow a run: Server-Sent Events of its step and status changes",
     responses=json_errors(404),
+    dependencies=[Depends(_stream_slot)],
 )
 async def follow_run(
     run_id: Annotated[uuid.UUID, Depends(_followed_run)],
@@ -111,7 +117,11 @@ async def follow_run(
     ``step`` (a step's status or attempts changed) and ``status`` (the run's status
     changed) as they happen, and finally ``end`` (the terminal status), after which the
     stream closes. A ``: heartbeat`` comment comes every 15 s when nothing changes.
-    The database is read every 0.25 s; reading stops when the client disconnects."""
+    The run is read when PostgreSQL announces a change to it, and every 5 s regardless
+    (every 0.25 s where changes cannot be pushed: SQLite, pg8000); reading stops when the
+    client disconnects. An API key may follow ``API_MAX_STREAMS_PER_KEY`` runs at once and
+    an API replica serves at most ``API_MAX_STREAMS_PER_REPLICA`` streams; beyond either,
+    429 ``TOO_MANY_STREAMS``."""
     tenant = principal.tenant
     counter = 0
 
@@ -120,36 +130,41 @@ async def follow_run(
         counter += 1
         return ServerSentEvent(event=name, data=data, id=str(counter))
 
-    progress = await run_in_threadpool(_poll, state, run_id, tenant)
-    if progress is None:  # deleted since the check
-        return
-    yield event(
-        "snapshot",
-        SnapshotEvent(
-            **_status_event(run_id, progress).model_dump(),
-            steps=[_step_event(step) for step in progress.steps],
-        ),
-    )
-    last_beat = time.monotonic()
-    while not progress.status.is_terminal:
-        await anyio.sleep(POLL_SECONDS)
-        try:
-            current = await run_in_threadpool(_poll, state, run_id, tenant)
-        except SQLAlchemyError as error:
-            logger.warning("progress stream of run %s: database read failed: %s", run_id, error)
-            continue
-        if current is None:
+    changes = state.run_changes
+    with changes.watch(run_id) as watch:  # before the first read: no change slips between
+        progress = await run_in_threadpool(_poll, state, run_id, tenant)
+        if progress is None:  # deleted since the check
             return
-        seen = {(s.step_name, s.status, s.attempts) for s in progress.steps}
-        changes = [s for s in current.steps if (s.step_name, s.status, s.attempts) not in seen]
-        for step in changes:
-            yield event("step", _step_event(step))
-        if current.status is not progress.status:
-            yield event("status", _status_event(run_id, current))
-        if changes or current.status is not progress.status:
-            last_beat = time.monotonic()
-        elif time.monotonic() - last_beat >= HEARTBEAT_SECONDS:
-            last_beat = time.monotonic()
-            yield ServerSentEvent(comment="heartbeat")
-        progress = current
+        yield event(
+            "snapshot",
+            SnapshotEvent(
+                **_status_event(run_id, progress).model_dump(),
+                steps=[_step_event(step) for step in progress.steps],
+            ),
+        )
+        last_beat = time.monotonic()
+        while not progress.status.is_terminal:
+            beat_at = last_beat + HEARTBEAT_SECONDS
+            await watch.changed(
+                within=max(0.0, min(changes.reread_seconds, beat_at - time.monotonic()))
+            )
+            try:
+                current = await run_in_threadpool(_poll, state, run_id, tenant)
+            except SQLAlchemyError as error:
+                logger.warning("progress stream of run %s: database read failed: %s", run_id, error)
+                current = progress  # nothing new to send; the next read may do better
+            if current is None:
+                return
+            seen = {(s.step_name, s.status, s.attempts) for s in progress.steps}
+            updates = [s for s in current.steps if (s.step_name, s.status, s.attempts) not in seen]
+            for step in updates:
+                yield event("step", _step_event(step))
+            if current.status is not progress.status:
+                yield event("status", _status_event(run_id, current))
+            if updates or current.status is not progress.status:
+                last_beat = time.monotonic()
+            elif time.monotonic() >= beat_at:
+                last_beat = time.monotonic()
+                yield ServerSentEvent(comment="heartbeat")
+            progress = current
     yield event("end", _status_event(run_id, progress))

@@ -1,13 +1,15 @@
-"""Operations: liveness, readiness and metrics; no API key needed, nothing revealed."""
+"""Operations: liveness and readiness; no API key needed, nothing revealed.
+
+The metrics are not here: they have a port of their own (``API_METRICS_PORT``).
+"""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Literal
 
-from fastapi import APIRouter, Response
-from fastapi.responses import JSONResponse, PlainTextResponse
-from prometheus_client.exposition import choose_encoder
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from consensus_engine import readiness
@@ -42,14 +44,3 @@ async def ready(state: StateDep) -> JSONResponse:
     checks = readiness.checks(lambda: state.engine, state.broker)
     status, body = await asyncio.to_thread(readiness.report, checks)
     return JSONResponse(body, status_code=status)
-
-
-@router.get(
-    "/metrics",
-    summary="Prometheus metrics of this API process",
-    response_class=PlainTextResponse,
-    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
-)
-def metrics(state: StateDep) -> Response:
-    encoder, content_type = choose_encoder("")  # the text format, with its matching type
-    return Response(encoder(state.metrics.registry), media_type=content_type)

@@ -38,34 +38,51 @@ app.kubernetes.io/part-of: consensus-engine
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
 
-{{- define "consensus-engine.serviceAccountName" -}}
-{{- if .Values.serviceAccount.create }}
-{{- default (include "consensus-engine.fullname" .) .Values.serviceAccount.name }}
-{{- else }}
-{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
-{{- end }}
-{{- end }}
-
 {{/*
-The ServiceAccount the migration hook runs as. A pre-install hook runs before the release's own
-resources exist, so when the chart creates the ServiceAccount the Job gets a hook-managed twin
-("<name>-migrate") carrying the same Workload Identity annotation; an existing ServiceAccount
-(serviceAccount.create=false) is used as is.
+The ServiceAccount of one role, (dict "root" $ "role" R): its own name if set; otherwise, when
+the chart creates them, "<serviceAccount.name or the full name>-<role>"; otherwise the one
+existing serviceAccount.name.
 */}}
-{{- define "consensus-engine.migrationServiceAccountName" -}}
-{{- if .Values.serviceAccount.create }}
-{{- printf "%s-migrate" (include "consensus-engine.serviceAccountName" .) | trunc 63 | trimSuffix "-" }}
+{{- define "consensus-engine.serviceAccountName" -}}
+{{- $sa := .root.Values.serviceAccount }}
+{{- $own := (get $sa .role | default dict).name }}
+{{- if $own }}
+{{- $own }}
+{{- else if $sa.create }}
+{{- printf "%s-%s" (default (include "consensus-engine.fullname" .root) $sa.name) .role | trunc 63 | trimSuffix "-" }}
 {{- else }}
-{{- include "consensus-engine.serviceAccountName" . }}
+{{- required (printf "serviceAccount.name or serviceAccount.%s.name is required when serviceAccount.create is false" .role) $sa.name }}
 {{- end }}
 {{- end }}
 
+{{/* The Google service account one role acts as: its own, or serviceAccount.gcpServiceAccount. */}}
+{{- define "consensus-engine.gcpServiceAccount" -}}
+{{- $own := (get .root.Values.serviceAccount .role | default dict).gcpServiceAccount }}
+{{- default .root.Values.serviceAccount.gcpServiceAccount $own }}
+{{- end }}
+
+{{/* Annotations of one role's ServiceAccount: the shared ones, its own, Workload Identity. */}}
 {{- define "consensus-engine.serviceAccountAnnotations" -}}
-{{- $annotations := deepCopy .Values.serviceAccount.annotations }}
-{{- with .Values.serviceAccount.gcpServiceAccount }}
+{{- $own := (get .root.Values.serviceAccount .role | default dict).annotations | default dict }}
+{{- $annotations := merge (deepCopy $own) (deepCopy .root.Values.serviceAccount.annotations) }}
+{{- with include "consensus-engine.gcpServiceAccount" . }}
 {{- $_ := set $annotations "iam.gke.io/gcp-service-account" . }}
 {{- end }}
 {{- toYaml $annotations }}
+{{- end }}
+
+{{/*
+DB_USER for a role that logs in to Cloud SQL as a Google service account of its own
+(cloudSqlIam, no database.user): the ConfigMap's DB_USER is the shared account's.
+(dict "root" $ "role" R); nothing for the other roles.
+*/}}
+{{- define "consensus-engine.roleDbUserEnv" -}}
+{{- $v := .root.Values }}
+{{- $own := (get $v.serviceAccount .role | default dict).gcpServiceAccount }}
+{{- if and $own (eq $v.database.mode "cloudSqlIam") (not $v.database.user) }}
+- name: DB_USER
+  value: {{ $own | trimSuffix ".gserviceaccount.com" | quote }}
+{{- end }}
 {{- end }}
 
 {{/* DB_USER: explicit, or the Cloud SQL IAM user of the Google service account. */}}
@@ -90,6 +107,7 @@ Values from config.extra come first; the settings the chart manages win over the
   "LOG_LEVEL" $v.config.logLevel
   "API_HOST" "0.0.0.0"
   "API_PORT" ($v.api.port | toString)
+  "API_METRICS_PORT" ($v.api.metricsPort | toString)
   "PUBSUB_PROJECT_ID" $v.config.pubsub.projectId
   "PUBSUB_TOPIC" $v.config.pubsub.topic
   "PUBSUB_SUBSCRIPTION" $v.config.pubsub.subscription
