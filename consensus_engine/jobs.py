@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import dramatiq
 from dramatiq.common import q_name
 
-from consensus_engine.domain.runs import Job, Priority
+from consensus_engine.domain.runs import Job, Priority, Stage
 from consensus_engine.messaging import job_queue
 from consensus_engine.observability.logs import lifecycle
 from consensus_engine.pipeline.service import JobSender
@@ -42,6 +43,19 @@ def send(broker: dramatiq.Broker, settings: Settings, job: Job) -> dramatiq.Mess
         delay_ms=delay_ms,
     )
     return sent
+
+
+def job_of(settings: Settings, message: dramatiq.Message[Any]) -> Job | None:
+    """The job a stage message stands for (``send``'s inverse); ``None`` for any other."""
+    try:
+        stage = Stage(message.actor_name)
+        run_id = uuid.UUID(str(message.args[0]))
+        persona_id = str(message.args[1]) if len(message.args) > 1 else None
+    except (ValueError, IndexError):
+        return None
+    if (stage is Stage.REVIEW) != (persona_id is not None):
+        return None
+    return Job(stage, run_id, priority_of(settings, message.queue_name), persona_id)
 
 
 def priority_of(settings: Settings, queue_name: str) -> Priority:

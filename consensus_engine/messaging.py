@@ -36,12 +36,17 @@ _Broker = TypeVar("_Broker", bound=dramatiq.Broker)
 logger = logging.getLogger(__name__)
 
 
+LEASE_EXTENSION_SECONDS = 10
+"""A worker extends its leases this much at a time, so the messages a crashed worker held
+are delivered again within about this many seconds."""
+
 STAGE_MESSAGE_OPTIONS = frozenset(
-    {"eta", "pubsub_enqueue_id", "retries", "traceback", "requeue_timestamp"}
+    {"eta", "pubsub_enqueue_id", "retries", "outage_retries", "traceback", "requeue_timestamp"}
 )
 """The options the pipeline's own messages carry: a delay, the broker's enqueue id and
-Dramatiq's retry bookkeeping. A pushed message keeps only these; a time limit, an age or
-a retry budget of the pusher's choosing is dropped."""
+the retry bookkeeping (Dramatiq's, and the retries an outage caused). A pushed message
+keeps only these; a time limit, an age or a retry budget of the pusher's choosing is
+dropped."""
 
 
 def job_queue(settings: Settings, priority: Priority = Priority.NORMAL) -> str:
@@ -107,6 +112,7 @@ def _pubsub_broker(settings: Settings, middleware: list[Middleware] | None) -> P
         auto_create=settings.pubsub_creates_resources,
         policy=subscription_policy(settings),
         publish_timeout=settings.pubsub_publish_timeout_seconds,
+        lease_extension=LEASE_EXTENSION_SECONDS,
         subscription_overrides={settings.pubsub_topic: settings.pubsub_subscription},
         delivery=settings.pubsub_delivery,
         push_options=STAGE_MESSAGE_OPTIONS,

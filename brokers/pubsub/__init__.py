@@ -3,6 +3,7 @@
 from brokers.pubsub.admin import Provisioner, SubscriptionPolicy
 from brokers.pubsub.broker import MAX_MESSAGE_BYTES, PubSubBroker
 from brokers.pubsub.consumer import PubSubConsumer, PubSubMessageProxy
+from brokers.pubsub.dead_letters import DeadLetter
 from brokers.pubsub.errors import (
     DelayTooLong,
     InvalidQueueName,
@@ -15,6 +16,7 @@ from brokers.pubsub.push import PushConsumer, PushInbox, PushOutcome
 
 __all__ = [
     "MAX_MESSAGE_BYTES",
+    "DeadLetter",
     "DelayTooLong",
     "InvalidQueueName",
     "MessageTooLarge",

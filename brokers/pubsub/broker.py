@@ -20,9 +20,11 @@ from dramatiq.middleware import Middleware
 from google.api_core import exceptions as gexc
 from google.protobuf import timestamp_pb2
 
+from brokers.pubsub import dead_letters
 from brokers.pubsub.admin import Provisioner, SubscriptionPolicy
 from brokers.pubsub.clients import Clients, bounded_retry
 from brokers.pubsub.consumer import PubSubConsumer
+from brokers.pubsub.dead_letters import DeadLetter
 from brokers.pubsub.errors import DelayTooLong, MessageTooLarge, PublishFailed, ResourceMissing
 from brokers.pubsub.names import NameScheme, QueueResources
 from brokers.pubsub.push import PushConsumer, PushInbox
@@ -177,9 +179,7 @@ class PubSubBroker(dramatiq.Broker):
                     f"delay of {delay} ms is over the {self.max_delay_ms} ms this broker can park"
                 )
             queue_name = dq_name(queue_name)
-            message = message.copy(
-                queue_name=queue_name, options={"eta": current_millis() + delay}
-            )
+            message = message.copy(queue_name=queue_name, options={"eta": current_millis() + delay})
         enqueue_id = uuid.uuid4().hex
         message = message.copy(options={"pubsub_enqueue_id": enqueue_id})
         data = message.encode()
@@ -245,6 +245,26 @@ class PubSubBroker(dramatiq.Broker):
 
     def dead_letter_raw(self, queue_name: str, data: bytes, reason: str) -> None:
         self._dead_letter(queue_name, data, reason, "undecodable")
+
+    def dead_letters(self, queue_name: str, *, max_messages: int = 100) -> list[DeadLetter]:
+        """Dead letters of ``queue_name``, leased to the caller, who acks those it dealt
+        with (:meth:`ack_dead_letters`); the others come back after the ack deadline."""
+        self._ensure(q_name(queue_name))
+        return dead_letters.pull(
+            self.clients,
+            self._dead_letter_path(queue_name),
+            max_messages=max_messages,
+            timeout=self.publish_timeout,
+        )
+
+    def ack_dead_letters(self, queue_name: str, letters: list[DeadLetter]) -> None:
+        dead_letters.ack(
+            self.clients, self._dead_letter_path(queue_name), letters, timeout=self.publish_timeout
+        )
+
+    def _dead_letter_path(self, queue_name: str) -> str:
+        resources = self._resources(q_name(queue_name))
+        return self.provisioner.subscription_path(resources.dead_letter_subscription)
 
     def _dead_letter(self, queue_name: str, data: bytes, reason: str, message_id: str) -> None:
         resources = self._resources(q_name(queue_name))
@@ -384,4 +404,3 @@ class PubSubBroker(dramatiq.Broker):
         if self.push_inbox is not None:
             self.push_inbox.close()
         self.clients.close()
-

@@ -3,9 +3,9 @@
 Pub/Sub may deliver a message twice, late, or to two workers at once. Every stage
 therefore starts by claiming its ``step_progress`` row and ends by settling it, and
 both happen with the run's row locked (``SELECT … FOR UPDATE``): the transactions of
-one run are serialised, so two holders can never both see a step as theirs. A claim
-whose holder died (no progress for ``stale_after`` seconds, past the step's time
-limit) may be taken over.
+one run are serialised, so two holders can never both see a step as theirs. While the
+work runs, its holder's heartbeat touches the claim (:func:`touch`); a claim silent for
+``stale_after`` seconds was abandoned (its worker died) and may be taken over.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -45,6 +46,43 @@ class Claim:
     @property
     def claimed(self) -> bool:
         return self.outcome is ClaimOutcome.CLAIMED
+
+
+class Holding(NamedTuple):
+    """A step's claim as its holder knows it."""
+
+    run_id: uuid.UUID
+    step_name: str
+    holder: str
+
+
+def touch(session: Session, holdings: Sequence[Holding], *, now: datetime | None = None) -> None:
+    """The heartbeat: mark the claims still held as alive.
+
+    Rows a stage's transaction has locked are skipped (it is settling them), so a beat
+    never waits and never deadlocks with the work it vouches for.
+    """
+    held = sa.or_(
+        *(
+            sa.and_(
+                StepProgress.run_id == h.run_id,
+                StepProgress.step_name == h.step_name,
+                StepProgress.claimed_by == h.holder,
+            )
+            for h in holdings
+        )
+    )
+    unlocked = (
+        sa.select(StepProgress.id)
+        .where(StepProgress.status == StepStatus.RUNNING, held)
+        .with_for_update(skip_locked=True)
+    )
+    session.execute(
+        sa.update(StepProgress)
+        .where(StepProgress.id.in_(unlocked))
+        .values(updated_at=now or utcnow())
+        .execution_options(synchronize_session=False)
+    )
 
 
 def lock_run(session: Session, run_id: uuid.UUID) -> Run | None:
@@ -120,7 +158,6 @@ def reclaim(
     if step is None or step.status is not StepStatus.RUNNING or step.claimed_by != holder:
         return None
     run.updated_at = utcnow()
-    run.attempts = 0  # a step settles: the run moves, so the sweeper's count of resumes restarts
     return run, step
 
 
@@ -201,17 +238,22 @@ def lock_overdue_runs(session: Session, now: datetime, *, limit: int) -> Sequenc
 
 
 def lock_stuck_runs(
-    session: Session, *, never_sent_before: datetime, silent_since: datetime, limit: int
+    session: Session,
+    *,
+    never_sent_before: datetime,
+    sent_before: datetime,
+    silent_since: datetime,
+    limit: int,
 ) -> Sequence[Run]:
     """Runs that may need their messages sent again, locked (skipping those held):
-    queued ones whose enqueue was never confirmed, running ones untouched for a while."""
-    never_sent = sa.and_(
-        Run.status == RunStatus.QUEUED,
-        Run.last_enqueued_at.is_(None),
-        Run.created_at < never_sent_before,
+    queued ones whose enqueue was never confirmed, or confirmed long ago without the run
+    starting, and running ones untouched for a while."""
+    never_sent = sa.and_(Run.last_enqueued_at.is_(None), Run.created_at < never_sent_before)
+    unstarted = sa.and_(
+        Run.status == RunStatus.QUEUED, sa.or_(never_sent, Run.last_enqueued_at < sent_before)
     )
     stalled = sa.and_(Run.status == RunStatus.RUNNING, Run.updated_at < silent_since)
-    return _lock_in_flight(session, sa.or_(never_sent, stalled), limit)
+    return _lock_in_flight(session, sa.or_(unstarted, stalled), limit)
 
 
 def _lock_in_flight(

@@ -130,6 +130,8 @@ class Run(Base):
     output_tokens: Mapped[int] = mapped_column(default=0, server_default="0")
     cost_usd: Mapped[Decimal] = mapped_column(MONEY, default=Decimal(0), server_default="0")
     attempts: Mapped[int] = mapped_column(default=0, server_default="0")
+    """How often the sweeper resumed the run: took over a dead worker's step, or sent a
+    dead-lettered message again."""
     error_code: Mapped[str | None] = mapped_column(sa.String(100))
     error: Mapped[str | None] = mapped_column(sa.Text)
 

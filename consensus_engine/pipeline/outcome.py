@@ -16,7 +16,8 @@ class OutcomeKind(StrEnum):
     DONE = "done"
     """The step settled; send ``follow_ups``."""
     RETRY = "retry"
-    """The step was handed back; deliver this message again after ``retry_after`` seconds."""
+    """The step was handed back; deliver this message again after ``retry_after`` seconds
+    (without spending one of the step's retries when ``outage``: the database was away)."""
     FAILED = "failed"
     """The step failed for good (``reason``); ``follow_ups`` may still move the run on."""
     SKIPPED = "skipped"
@@ -29,14 +30,15 @@ class StageOutcome:
     follow_ups: tuple[Job, ...] = ()
     reason: str | None = None
     retry_after: float | None = None
+    outage: bool = False
 
     @classmethod
     def done(cls, *follow_ups: Job) -> StageOutcome:
         return cls(OutcomeKind.DONE, follow_ups)
 
     @classmethod
-    def retry(cls, after: float, reason: str) -> StageOutcome:
-        return cls(OutcomeKind.RETRY, reason=reason, retry_after=after)
+    def retry(cls, after: float, reason: str, *, outage: bool = False) -> StageOutcome:
+        return cls(OutcomeKind.RETRY, reason=reason, retry_after=after, outage=outage)
 
     @classmethod
     def failed(cls, reason: str, *follow_ups: Job) -> StageOutcome:

@@ -1,7 +1,10 @@
 """The retry policy: whether a failed step is tried again, and after how long.
 
 Every layer asks here: the stages (hand the step back or fail it for good), the worker
-(what Dramatiq re-delivers), nothing else decides.
+(what Dramatiq re-delivers), nothing else decides. An outage of the database is not the
+step's fault: it never spends the step's retries, and the message comes back every few
+seconds until the database does (or the run's deadline passes, which the sweeper
+enforces).
 """
 
 from __future__ import annotations
@@ -9,7 +12,16 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
+from sqlalchemy.exc import (
+    DataError,
+    DBAPIError,
+    DisconnectionError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    StatementError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from consensus_engine.domain.aggregation import AggregationError
 from consensus_engine.domain.personas import PersonaConfigError
@@ -28,6 +40,10 @@ PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
 )
 """Retrying cannot help: a bad API key, a refused request, a run missing its inputs."""
 
+OUTAGE_MAX_BACKOFF = 10.0
+"""The longest wait between two tries while the database is away: short, so that work
+resumes within seconds of its return."""
+
 
 def is_retryable(error: BaseException) -> bool:
     """Anything not known to be permanent may pass next time (rate limits, timeouts, a
@@ -42,6 +58,15 @@ def refused_data(error: BaseException) -> bool:
     if isinstance(error, DataError | IntegrityError):
         return True
     return isinstance(error, StatementError) and not isinstance(error, DBAPIError)
+
+
+def is_outage(error: BaseException) -> bool:
+    """The database could not be reached (refused, dropped, or no connection free)."""
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return True
+    return isinstance(
+        error, OperationalError | InterfaceError | DisconnectionError | PoolTimeoutError
+    )
 
 
 @dataclass(frozen=True)
@@ -65,13 +90,18 @@ class RetryPolicy:
     def retry_after(self, error: BaseException, retries: int) -> float | None:
         """Seconds to wait before the next try, or ``None``: the step fails for good.
 
-        ``retries`` is how many times this step's message was retried already. A
-        provider's Retry-After is a floor.
+        ``retries`` is how many times this step was retried already, outages not counted.
+        A provider's Retry-After is a floor. An outage is always retried.
         """
+        if is_outage(error):
+            return self._backoff(retries, min(self.max_backoff, OUTAGE_MAX_BACKOFF))
         if retries >= self.max_retries or not is_retryable(error):
             return None
-        seconds = self.initial_backoff * self.multiplier**retries
-        seconds = min(seconds, self.max_backoff) * random.uniform(0.9, 1.1)  # noqa: S311
+        seconds = self._backoff(retries, self.max_backoff)
         if isinstance(error, LLMRateLimitedError) and error.retry_after:
             seconds = max(seconds, min(error.retry_after, self.max_backoff))
         return seconds
+
+    def _backoff(self, retries: int, cap: float) -> float:
+        seconds = self.initial_backoff * self.multiplier ** min(retries, 64)
+        return min(seconds, cap) * random.uniform(0.9, 1.1)  # noqa: S311

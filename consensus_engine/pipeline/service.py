@@ -198,7 +198,7 @@ class RunService:
             now = utcnow()
             claims.reopen(run, deadline_at=self._deadline(), now=now)
             session.flush()
-            jobs = resumable_jobs(run, now=now, stale_after=0.0)
+            jobs = resumable_jobs(run, now=now, stale_after=0.0, unstarted_after=0.0).jobs
             steps = tuple(step.step_name for step in run.steps if not step.status.is_terminal)
             session.commit()
         return self._accepted(run, jobs, steps=steps)

@@ -10,6 +10,7 @@ return a :class:`StageOutcome`, and the caller sends what it names.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass, replace
 
@@ -30,8 +31,10 @@ from consensus_engine.domain.runs import (
 from consensus_engine.llm import CallRecord, LLMClient, LLMError
 from consensus_engine.observability.logs import lifecycle
 from consensus_engine.observability.metrics import pipeline_metrics
+from consensus_engine.pipeline.heartbeat import Heartbeat
 from consensus_engine.pipeline.outcome import StageOutcome
-from consensus_engine.pipeline.retries import PERMANENT_ERRORS, RetryPolicy
+from consensus_engine.pipeline.retries import PERMANENT_ERRORS, RetryPolicy, is_outage
+from consensus_engine.pipeline.sweeper import resumable_jobs
 from consensus_engine.pipeline.work import PREPARE, Stored, Thresholds, Work
 
 logger = logging.getLogger(__name__)
@@ -48,7 +51,9 @@ class StageSettings:
     thresholds: Thresholds
     retries: RetryPolicy
     stale_after: float
-    """Seconds without progress after which a claimed step is presumed abandoned."""
+    """Seconds without a heartbeat after which a claimed step is presumed abandoned."""
+    working_limit: float
+    """The longest a step's work is vouched for by heartbeats (its time limit and a margin)."""
     models: frozenset[str] = frozenset()
     """The configured models: metrics name these; any other model is counted as "other"."""
 
@@ -64,6 +69,9 @@ def _describe(error: BaseException) -> tuple[str, str]:
         return error.code, str(error)[:_ERROR_LIMIT]
     name = type(error).__name__
     code = "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
+    if is_outage(error):  # its text names the database's address; an outage needs no trace
+        logger.warning("Step interrupted: the database is unavailable (%s).", name)
+        return code, f"{name}: the database was unavailable"
     if name in _SILENT_ERRORS:
         return code, f"{name}: {_SILENT_ERRORS[name]}"
     if isinstance(error, PERMANENT_ERRORS):
@@ -81,6 +89,9 @@ class Pipeline:
         self.sessions = sessions
         self.llm = llm
         self.settings = settings
+        self.heartbeat = Heartbeat(
+            sessions, interval=settings.stale_after / 3, give_up_after=settings.working_limit
+        )
 
     def run(self, job: Job, *, holder: str, retries: int = 0) -> StageOutcome:
         """Do ``job`` for ``holder``; ``retries``: how often its message was retried already."""
@@ -101,7 +112,8 @@ class Pipeline:
             if unprepared is not None:
                 raise unprepared
             assert work is not None
-            work.run(self.llm)
+            with self.heartbeat.beating(job.run_id, step_name, holder):
+                work.run(self.llm)
             with self.sessions.begin() as session:
                 held = claims.reclaim(session, job.run_id, step_name, holder=holder)
                 if held is None:
@@ -171,7 +183,7 @@ class Pipeline:
         )
         if retry_after is None:
             return StageOutcome.failed(text)
-        return StageOutcome.retry(retry_after, text)
+        return StageOutcome.retry(retry_after, text, outage=is_outage(error))
 
     @staticmethod
     def _settle(run: Run, step: StepProgress, stored: Stored, work: Work) -> StageOutcome:
@@ -216,6 +228,10 @@ class Pipeline:
         lifecycle(
             "idempotent_skip", run_id=job.run_id, step=job.step_name, reason=claim.outcome.value
         )
+        if claim.outcome is ClaimOutcome.DONE and claim.run is not None:
+            # Delivered again although its step settled: the worker that settled it may
+            # have died before sending what follows, so send that (duplicates are harmless).
+            return StageOutcome.skipped(claim.outcome.value, *_not_started_after(claim.run, job))
         return StageOutcome.skipped(claim.outcome.value)
 
     def _past_deadline(self, run: Run) -> bool:
@@ -242,16 +258,31 @@ class Pipeline:
         if work is not None and not calls:
             calls = list(work.calls)
         follow_ups: tuple[Job, ...] = ()
-        with self.sessions.begin() as session:
-            held = claims.reclaim(session, job.run_id, job.step_name, holder=holder)
-            if held is not None:
-                run, step = held
-                writes.record_llm_calls(session, run, calls)
-                if retry_after is not None:
-                    claims.settle_step(step, StepStatus.PENDING, error=text)
-                else:
-                    claims.settle_step(step, StepStatus.FAILED, error=text)
-                    follow_ups = self._after_final_failure(run, job, code, text)
+        outage = is_outage(error)
+        try:
+            with self.sessions.begin() as session:
+                held = claims.reclaim(session, job.run_id, job.step_name, holder=holder)
+                if held is not None:
+                    run, step = held
+                    writes.record_llm_calls(session, run, calls)
+                    if retry_after is not None:
+                        claims.settle_step(step, StepStatus.PENDING, error=text)
+                    else:
+                        claims.settle_step(step, StepStatus.FAILED, error=text)
+                        follow_ups = self._after_final_failure(run, job, code, text)
+        except Exception as unrecorded:
+            if not is_outage(unrecorded):
+                raise
+            # The step stays claimed, its heartbeat silent: the next try takes it over.
+            logger.warning(
+                "The database is unavailable: step %s of run %s and its %d LLM call(s) "
+                "go unrecorded; it will be tried again.",
+                job.step_name,
+                job.run_id,
+                len(calls),
+            )
+            outage = True
+            retry_after = self.settings.retries.retry_after(unrecorded, retries)
         metrics = pipeline_metrics()
         metrics.llm_calls(calls, models=self.settings.models)
         metrics.step_finished(
@@ -272,7 +303,7 @@ class Pipeline:
         if isinstance(error, KeyboardInterrupt | SystemExit):
             raise error
         if retry_after is not None:
-            return StageOutcome.retry(retry_after, text)
+            return StageOutcome.retry(retry_after, text, outage=outage)
         return StageOutcome.failed(text, *follow_ups)
 
     @staticmethod
@@ -299,6 +330,13 @@ def _after_reviews(run: Run) -> tuple[Job, ...]:
     ):
         return (Job(Stage.AGGREGATE, run.id, run.priority),)
     return ()
+
+
+def _not_started_after(run: Run, job: Job) -> list[Job]:
+    """The jobs of later stages that the run could start now but has not."""
+    later = list(Stage)[list(Stage).index(job.stage) + 1 :]
+    pending = resumable_jobs(run, now=utcnow(), stale_after=math.inf, unstarted_after=0.0)
+    return [follow_up for follow_up in pending.jobs if follow_up.stage in later]
 
 
 def _finished(run: Run) -> None:

@@ -1,15 +1,17 @@
 """Recovering runs that stopped moving, so no run stays stuck forever.
 
 A run can stall when the publish after its commit was lost, when a worker died
-after storing a result but before sending the next message, or when a message was
-dead-lettered. The sweeper finds such runs from the database alone and says which
-stage messages to send again; duplicates are harmless because every stage claims
-its step. A run past its time limit, or one resumed too often, fails instead.
+(its claims' heartbeats stop), when a worker stored a result but could not send the next
+message, or when a message was dead-lettered or acked without effect. The sweeper finds
+such runs from the database alone and says which stage messages to send again;
+duplicates are harmless because every stage claims its step. A run past its time limit,
+or one resumed too often, fails instead.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -27,11 +29,37 @@ from consensus_engine.domain.runs import (
     StepStatus,
     persona_of_step,
 )
+from consensus_engine.settings import Settings
 
-MAX_RESUMES = 3
-"""A run resumed this many times in a row with no step settling in between fails:
-something keeps breaking it. (``runs.attempts`` counts those resumes.)"""
+TAKEOVERS = 3
+"""Claims of a step beyond its retries that the sweeper allows: a step claimed more often
+without settling keeps killing its workers (or its messages keep dying), and its run
+fails. A message that died before any claim spends nothing: it never ran."""
 _BATCH = 200
+
+
+@dataclass(frozen=True)
+class SweepRules:
+    """How long the sweeper lets a run be before it acts, and when it gives up."""
+
+    requeue_after: float
+    """A queued run whose publish was never confirmed."""
+    stale_after: float
+    """A claimed step whose heartbeat went silent: its worker died."""
+    unstarted_after: float
+    """A confirmed message that did not start: a queued run, or the pending steps of a
+    running run that moved on no further. Long enough for a backlog to drain."""
+    max_claims: int
+    """A step claimed this often without settling is not resumed again."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SweepRules:
+        return cls(
+            requeue_after=settings.sweeper_requeue_after_seconds,
+            stale_after=settings.worker_claim_timeout_seconds,
+            unstarted_after=settings.sweeper_resend_unstarted_after_seconds,
+            max_claims=settings.max_retries_per_persona + 1 + TAKEOVERS,
+        )
 
 
 @dataclass
@@ -43,20 +71,24 @@ class SweepReport:
     """Runs in each status, for the ``consensus_runs`` gauge."""
 
 
-def sweep(
-    session: Session,
-    *,
-    requeue_after: float,
-    stale_after: float,
-    now: datetime | None = None,
-) -> SweepReport:
+@dataclass(frozen=True)
+class Resumption:
+    jobs: list[Job]
+    taken_over: frozenset[str] = frozenset()
+    """The steps whose jobs take over a claim whose worker died (not a step not started)."""
+
+
+def sweep(session: Session, rules: SweepRules, *, now: datetime | None = None) -> SweepReport:
     """Find stuck runs and decide what to do; the caller commits, then sends ``jobs``.
 
     - past its deadline: fail it (``timeout``);
-    - queued, and its enqueue never confirmed for ``requeue_after`` seconds: send expand
-      (a queued run whose message was confirmed just waits its turn; Pub/Sub keeps it);
-    - running and untouched for ``stale_after``: send each stage that can move now, at
-      most ``MAX_RESUMES`` times.
+    - queued, and its enqueue never confirmed for ``requeue_after`` seconds, or confirmed
+      but not started for ``unstarted_after``: send expand;
+    - running: send each step whose claim went stale, and (once the run has not moved for
+      ``unstarted_after``) each pending one; a stale step claimed ``max_claims`` times
+      already fails the run as ``stalled`` instead.
+
+    Messages sent twice are harmless: every stage claims its step.
     """
     now = now or utcnow()
     report = SweepReport()
@@ -65,56 +97,118 @@ def sweep(
         report.timed_out.append(run.id)
     stuck = claims.lock_stuck_runs(
         session,
-        never_sent_before=now - timedelta(seconds=requeue_after),
-        silent_since=now - timedelta(seconds=stale_after),
+        never_sent_before=now - timedelta(seconds=rules.requeue_after),
+        sent_before=now - timedelta(seconds=rules.unstarted_after),
+        silent_since=now - timedelta(seconds=min(rules.stale_after, rules.unstarted_after)),
         limit=_BATCH,
     )
     for run in stuck:
-        jobs = resumable_jobs(run, now=now, stale_after=stale_after)
-        if not jobs:
+        if run.status is RunStatus.QUEUED:  # nothing started: its first stage again
+            resumption = Resumption([Job(Stage.EXPAND, run.id, run.priority)])
+        else:
+            resumption = resumable_jobs(
+                run, now=now, stale_after=rules.stale_after, unstarted_after=rules.unstarted_after
+            )
+        if not resumption.jobs:
             continue
-        resuming = run.status is RunStatus.RUNNING
-        if resuming and run.attempts >= MAX_RESUMES:
+        worn = [s for s in run.steps if s.step_name in resumption.taken_over]
+        worn = [s for s in worn if s.attempts >= rules.max_claims]
+        if worn:
             claims.end_run(
                 run,
                 RunStatus.FAILED,
                 error_code="stalled",
-                error=f"no step settled after {MAX_RESUMES} attempts in a row to resume the run",
+                error=f"{worn[0].step_name}: claimed {worn[0].attempts} times without "
+                "settling; its workers keep stopping during it",
             )
             report.given_up.append(run.id)
             continue
-        if resuming:
-            run.attempts += 1
+        run.attempts += bool(resumption.taken_over)
         run.last_enqueued_at = now
         run.updated_at = now
-        report.jobs += jobs
+        report.jobs += resumption.jobs
     session.flush()
     report.counts = reads.run_counts(session)
     return report
 
 
-def resumable_jobs(run: Run, *, now: datetime, stale_after: float) -> list[Job]:
+def resumable_jobs(
+    run: Run, *, now: datetime, stale_after: float, unstarted_after: float
+) -> Resumption:
     """The stage messages that would move the run on from where it stands."""
     steps = {s.step_name: s for s in run.steps}
+    waited = (now - run.updated_at).total_seconds() >= unstarted_after
+    stale = {
+        name
+        for name, step in steps.items()
+        if step.status is StepStatus.RUNNING
+        and (now - step.updated_at).total_seconds() >= stale_after
+    }
 
     def movable(name: str) -> bool:
         step = steps.get(name)
         if step is None or step.status.is_terminal:
             return False
-        if step.status is StepStatus.PENDING:
-            return True
-        return (now - step.updated_at).total_seconds() >= stale_after
+        return name in stale or (step.status is StepStatus.PENDING and waited)
+
+    def resumption(jobs: list[Job], names: list[str]) -> Resumption:
+        return Resumption(jobs, frozenset(names) & stale)
 
     if EXPAND_STEP in steps and not steps[EXPAND_STEP].status.is_terminal:
-        return [Job(Stage.EXPAND, run.id, run.priority)] if movable(EXPAND_STEP) else []
+        if not movable(EXPAND_STEP):
+            return Resumption([])
+        return resumption([Job(Stage.EXPAND, run.id, run.priority)], [EXPAND_STEP])
     reviews = [name for name in steps if persona_of_step(name) is not None]
     open_reviews = [name for name in reviews if not steps[name].status.is_terminal]
     if open_reviews:
-        return [
-            Job(Stage.REVIEW, run.id, run.priority, persona_of_step(name))
-            for name in open_reviews
-            if movable(name)
-        ]
+        names = [name for name in open_reviews if movable(name)]
+        jobs = [Job(Stage.REVIEW, run.id, run.priority, persona_of_step(n)) for n in names]
+        return resumption(jobs, names)
     if movable(AGGREGATE_STEP):
-        return [Job(Stage.AGGREGATE, run.id, run.priority)]
-    return []
+        return resumption([Job(Stage.AGGREGATE, run.id, run.priority)], [AGGREGATE_STEP])
+    return Resumption([])
+
+
+@dataclass
+class Reconciled:
+    """What became of dead-lettered stage messages."""
+
+    jobs: list[Job] = field(default_factory=list)
+    """Sent again: their runs are under way and their steps have yet to end."""
+    failed: list[uuid.UUID] = field(default_factory=list)
+    """Runs failed with ``dead_lettered``: their messages kept dying."""
+
+
+def reconcile(
+    session: Session, letters: Sequence[tuple[Job, str]], rules: SweepRules
+) -> Reconciled:
+    """Decide about dead-lettered stage messages (each job with why it died).
+
+    A message whose run ended or passed its deadline (the sweep times it out), or whose
+    step ended, is done with. Any other is sent again,
+    unless its step was claimed ``max_claims`` times already: then the run fails at once
+    with ``dead_lettered``, instead of at its deadline. (A message that died unstarted,
+    held by workers that crashed, spent no claim; it is sent again until the deadline.)
+    """
+    outcome = Reconciled()
+    now = utcnow()
+    for job, why in letters:
+        run = claims.lock_run(session, job.run_id)
+        if run is None or run.status.is_terminal:
+            continue
+        if run.deadline_at is not None and run.deadline_at <= now:
+            continue
+        step = claims.get_step(session, job.run_id, job.step_name)
+        if step is None or step.status.is_terminal:
+            continue
+        if step.attempts >= rules.max_claims:
+            claims.end_run(
+                run, RunStatus.FAILED, error_code="dead_lettered", error=f"{job.step_name}: {why}"
+            )
+            outcome.failed.append(run.id)
+            continue
+        run.attempts += 1
+        run.updated_at = now
+        outcome.jobs.append(job)
+    session.flush()
+    return outcome

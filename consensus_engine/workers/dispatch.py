@@ -10,18 +10,24 @@ import uuid
 
 import dramatiq
 from dramatiq.middleware import CurrentMessage
+from google.api_core.exceptions import GoogleAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
+from brokers.pubsub import PubSubBroker
 from consensus_engine.domain.runs import Job, Stage
-from consensus_engine.jobs import priority_of, send_jobs
+from consensus_engine.jobs import job_of, priority_of, send_jobs
+from consensus_engine.messaging import job_queues
 from consensus_engine.observability.logs import bound, lifecycle
 from consensus_engine.observability.metrics import pipeline_metrics
 from consensus_engine.pipeline import sweeper
 from consensus_engine.pipeline.outcome import OutcomeKind
 from consensus_engine.settings import Settings
-from consensus_engine.workers.runtime import runtime, stage_settings
+from consensus_engine.workers.runtime import runtime
 
+logger = logging.getLogger(__name__)
 _HOST = socket.gethostname()
+OUTAGE_RETRIES = "outage_retries"
+"""The message option counting the retries an outage caused: they spend no step retries."""
 
 
 def execute(settings: Settings, stage: Stage, run_id: str, persona_id: str | None = None) -> None:
@@ -29,13 +35,17 @@ def execute(settings: Settings, stage: Stage, run_id: str, persona_id: str | Non
     message = CurrentMessage.get_current_message()
     assert message is not None, "stages run inside a Dramatiq worker"
     retries = int(message.options.get("retries", 0))
+    outages = int(message.options.get(OUTAGE_RETRIES, 0))
     holder = f"{_HOST}:{os.getpid()}:{message.message_id}:{retries}"
     with bound(message_id=message.message_id, attempt=retries + 1):
         priority = priority_of(settings, message.queue_name)
         job = Job(stage, uuid.UUID(run_id), priority, persona_id)
-        outcome = runtime(settings).pipeline.run(job, holder=holder, retries=retries)
+        pipeline = runtime(settings).pipeline
+        outcome = pipeline.run(job, holder=holder, retries=max(0, retries - outages))
         if outcome.kind is OutcomeKind.RETRY:
             assert outcome.retry_after is not None
+            if outcome.outage:  # Dramatiq's Retries middleware sends these options on
+                message.options[OUTAGE_RETRIES] = outages + 1
             raise dramatiq.Retry(
                 "the stage asked for a retry", delay=int(outcome.retry_after * 1000)
             )
@@ -45,14 +55,21 @@ def execute(settings: Settings, stage: Stage, run_id: str, persona_id: str | Non
 def sweep_once(
     settings: Settings, broker: dramatiq.Broker, sessions: sessionmaker[Session]
 ) -> sweeper.SweepReport:
-    """One pass of the sweeper: commit its decisions, then send the messages it asks for."""
+    """One pass of the sweeper: commit its decisions, then send the messages it asks for;
+    then the same for the job queues' dead letters."""
+    rules = sweeper.SweepRules.from_settings(settings)
     with sessions.begin() as session:
-        report = sweeper.sweep(
-            session,
-            requeue_after=settings.sweeper_requeue_after_seconds,
-            stale_after=stage_settings(settings).stale_after,
-        )
+        report = sweeper.sweep(session, rules)
     send_jobs(broker, settings, report.jobs)
+    if isinstance(broker, PubSubBroker):
+        for queue_name in job_queues(settings):
+            try:
+                reconciled = reconcile_dead_letters(settings, broker, sessions, queue_name, rules)
+            except GoogleAPIError as error:  # the next pass tries again
+                logger.warning("Could not read the dead letters of %s: %s", queue_name, error)
+                continue
+            report.jobs += reconciled.jobs
+            report.given_up += reconciled.failed
     metrics = pipeline_metrics()
     metrics.runs_in_status(report.counts)
     for action, count in (
@@ -67,3 +84,34 @@ def sweep_once(
         metrics.run_finished(status="failed", decision=None, seconds=None)
         lifecycle("job_failed", run_id=run_id, reason="swept", level=logging.WARNING)
     return report
+
+
+def reconcile_dead_letters(
+    settings: Settings,
+    broker: PubSubBroker,
+    sessions: sessionmaker[Session],
+    queue_name: str,
+    rules: sweeper.SweepRules,
+) -> sweeper.Reconciled:
+    """Act on a queue's dead-lettered stage messages: commit the decisions, send the jobs
+    again, then ack the letters (a crash in between leaves them to the next pass)."""
+    letters = broker.dead_letters(queue_name)
+    staged = [(letter, job_of(settings, letter.message)) for letter in letters if letter.message]
+    known = [(letter, job) for letter, job in staged if job is not None]
+    if not known:
+        return sweeper.Reconciled()
+    with sessions.begin() as session:
+        pairs = [(job, letter.reason) for letter, job in known]
+        reconciled = sweeper.reconcile(session, pairs, rules)
+    send_jobs(broker, settings, reconciled.jobs)
+    broker.ack_dead_letters(queue_name, [letter for letter, _ in known])
+    for letter, job in known:
+        lifecycle(
+            "sweeper",
+            run_id=job.run_id,
+            action="dead_letter_resent" if job in reconciled.jobs else "dead_letter_settled",
+            step=job.step_name,
+            reason=letter.reason,
+            level=logging.WARNING,
+        )
+    return reconciled

@@ -21,9 +21,9 @@ from consensus_engine.pipeline.work import Thresholds
 from consensus_engine.settings import Settings
 
 
-def stale_after(step_timeout: float) -> float:
-    """How long a silent claim is presumed alive: the step's time limit plus a margin
-    for the worker to record the failure (half the limit, 2 to 15 seconds)."""
+def working_limit(step_timeout: float) -> float:
+    """How long a step's work is vouched for: its time limit plus a margin for the worker
+    to record the failure (half the limit, 2 to 15 seconds)."""
     return step_timeout + min(15.0, max(2.0, step_timeout / 2))
 
 
@@ -35,7 +35,8 @@ def stage_settings(settings: Settings) -> StageSettings:
             quorum=settings.review_quorum,
         ),
         retries=RetryPolicy.from_settings(settings),
-        stale_after=stale_after(settings.worker_step_timeout_seconds),
+        stale_after=settings.worker_claim_timeout_seconds,
+        working_limit=working_limit(settings.worker_step_timeout_seconds),
         models=frozenset((settings.expand_model, settings.review_model)),
     )
 

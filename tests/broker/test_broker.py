@@ -27,6 +27,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1
 
 from brokers.pubsub import (
+    DeadLetter,
     DelayTooLong,
     MessageTooLarge,
     PubSubBroker,
@@ -274,6 +275,48 @@ def test_failed_message_is_dead_lettered_with_its_reason(
     assert token in reason
     assert letter.attributes["dramatiq_message_id"] == sent.message_id
     assert dramatiq.Message.decode(letter.data).actor_name == "explode"
+
+
+def test_dead_letters_are_read_back_and_leave_once_acked(
+    broker: PubSubBroker, worker: dramatiq.Worker
+) -> None:
+    @dramatiq.actor(broker=broker, queue_name=QUEUE, max_retries=0)
+    def collapse(number: int) -> None:
+        raise RuntimeError(f"collapse {number}")
+
+    sent = collapse.send(7)
+    broker.join(QUEUE, timeout=JOIN_MS)
+
+    deadline = time.monotonic() + 30
+    letters: list[DeadLetter] = []
+    while not letters and time.monotonic() < deadline:  # the dead-letter publish may trail
+        letters = broker.dead_letters(QUEUE)
+    [letter] = letters
+    assert letter.message is not None and letter.message.message_id == sent.message_id
+    assert letter.message.args == (7,)
+    assert "collapse 7" in letter.reason
+
+    broker.ack_dead_letters(QUEUE, letters)
+    assert broker.dead_letters(QUEUE) == []
+
+
+def test_a_native_dead_letter_says_how_often_it_was_delivered() -> None:
+    message: dramatiq.Message[Any] = dramatiq.Message(
+        queue_name=QUEUE, actor_name="a", args=(), kwargs={}, options={}
+    )
+    received = pubsub_v1.types.ReceivedMessage(
+        ack_id="ack-1",
+        message=pubsub_v1.types.PubsubMessage(
+            data=message.encode(),
+            attributes={"CloudPubSubDeadLetterSourceDeliveryCount": "5"},
+        ),
+    )
+
+    letter = DeadLetter.from_received(received)
+
+    assert letter.message == message
+    assert letter.reason == "not acked after 5 deliveries"
+    assert DeadLetter.from_received(pubsub_v1.types.ReceivedMessage(ack_id="x")).message is None
 
 
 def test_message_for_an_unknown_actor_is_dead_lettered(

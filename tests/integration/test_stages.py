@@ -61,6 +61,7 @@ SETTINGS = StageSettings(
     thresholds=Thresholds(approve=0.8, revise=0.6, quorum=None),
     retries=RetryPolicy(max_retries=3, initial_backoff=0.1, multiplier=2.0, max_backoff=2.0),
     stale_after=30.0,
+    working_limit=60.0,
 )
 
 
@@ -305,7 +306,12 @@ def test_a_duplicate_delivery_is_skipped_without_writing_or_calling_the_llm(
     review(pipeline, run_id, "critic", holder="w2")
     before, calls = snapshot(sessions, run_id), requests(llm_server)
 
-    assert expand(pipeline, run_id, holder="w3") == StageOutcome.skipped("done")
+    # A settled expand delivered again sends the reviews not started yet once more: the
+    # worker that settled it may have died before sending them.
+    unstarted = [p for p in PERSONAS if p != "critic"]
+    assert expand(pipeline, run_id, holder="w3") == StageOutcome.skipped(
+        "done", *review_jobs(run_id, unstarted)
+    )
     again = review(pipeline, run_id, "critic", holder="w4", final=True)
     assert again == StageOutcome.skipped("done")
 
@@ -372,6 +378,36 @@ def test_a_held_step_waits_until_its_claim_goes_stale_then_the_late_holder_loses
         assert claims.reclaim(session, run_id, EXPAND_STEP, holder="A") is None
 
 
+def test_a_live_claim_is_kept_by_its_heartbeat_past_the_claim_timeout(
+    sessions: sessionmaker[Session],
+) -> None:
+    """The work outlasts the claim timeout several times over: its heartbeat keeps the
+    claim alive, so a second delivery meanwhile is told to wait and the LLM is asked once."""
+    with (
+        OfflineLLMServer(latency_ms=2500) as slow,
+        LLMClient(api_key="offline", base_url=slow.base_url, timeout_seconds=10) as llm,
+    ):
+        pipeline = Pipeline(sessions, llm, settings_with(stale_after=0.6))
+        run_id = submit(sessions)
+        with ThreadPoolExecutor(1) as executor:
+            first = executor.submit(expand, pipeline, run_id, holder="A")
+            while steps(load(sessions, run_id))[EXPAND_STEP].status is not StepStatus.RUNNING:
+                assert not first.done(), first.result()  # A has yet to claim the step
+                threading.Event().wait(0.05)
+            threading.Event().wait(1.2)  # past the timeout: without beats A's claim looks dead
+            second = expand(pipeline, run_id, holder="B")
+            assert first.result(timeout=30).kind is OutcomeKind.DONE
+        assert requests(slow) == 1
+
+    assert (second.kind, second.reason) == (OutcomeKind.SKIPPED, "held elsewhere")
+    expand_step = steps(load(sessions, run_id))[EXPAND_STEP]
+    assert (expand_step.status, expand_step.claimed_by, expand_step.attempts) == (
+        StepStatus.COMPLETED,
+        "A",
+        1,
+    )
+
+
 def test_concurrent_and_duplicate_reviews_pass_the_barrier_exactly_once(
     database_url: str,
     db_session: Session,
@@ -402,7 +438,8 @@ def test_concurrent_and_duplicate_reviews_pass_the_barrier_exactly_once(
             futures = {d: pool.submit(deliver, *d) for d in deliveries}
             outcomes = {d: f.result(timeout=60) for d, f in futures.items()}
 
-        barrier = [o for o in outcomes.values() if aggregate_job(run_id) in o.follow_ups]
+        settled = [o for o in outcomes.values() if o.kind is OutcomeKind.DONE]
+        barrier = [o for o in settled if aggregate_job(run_id) in o.follow_ups]
         assert len(barrier) == 1
         assert barrier[0].follow_ups == (aggregate_job(run_id),)
         for persona_id in PERSONAS:
@@ -412,7 +449,10 @@ def test_concurrent_and_duplicate_reviews_pass_the_barrier_exactly_once(
             assert len(done) == 1, pair
             assert done[0].kind is OutcomeKind.DONE, pair
             assert dropped[0].reason in ("held elsewhere", "done"), pair
-            assert aggregate_job(run_id) not in dropped[0].follow_ups
+            # A duplicate that finds its review settled may send the aggregate once more (its
+            # worker could have died before sending it); the claim makes that harmless.
+            if dropped[0].reason == "held elsewhere":
+                assert aggregate_job(run_id) not in dropped[0].follow_ups
         assert requests(llm_server) == 1 + len(PERSONAS)
 
         run = load(sessions, run_id)
@@ -699,7 +739,8 @@ def test_the_stages_complete_a_run_on_sqlite(
         expanded = expand(pipeline, run_id, holder="w")
         assert expanded == StageOutcome.done(*review_jobs(run_id, PERSONAS))
         assert review_all(pipeline, run_id, PERSONAS).follow_ups == (aggregate_job(run_id),)
-        assert expand(pipeline, run_id, holder="w") == StageOutcome.skipped("done")
+        again = StageOutcome.skipped("done", aggregate_job(run_id))  # not started yet
+        assert expand(pipeline, run_id, holder="w") == again
         assert aggregate(pipeline, run_id, holder="w") == StageOutcome.done()
 
         run = load(sessions, run_id)
@@ -712,17 +753,6 @@ def test_the_stages_complete_a_run_on_sqlite(
             assert session.scalar(sa.select(sa.func.count()).select_from(LlmCall)) == 6
     finally:
         engine.dispose()
-
-
-def test_a_settled_step_restarts_the_sweepers_count_of_resumes(
-    pipeline: Pipeline, sessions: sessionmaker[Session]
-) -> None:
-    run_id = submit(sessions)
-    update_run(sessions, run_id, attempts=2)  # resumed twice without progress
-
-    expand(pipeline, run_id, holder="w1")
-
-    assert load(sessions, run_id).attempts == 0
 
 
 def test_a_reused_review_keeps_the_model_that_wrote_it(

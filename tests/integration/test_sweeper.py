@@ -32,10 +32,18 @@ from consensus_engine.domain.runs import (
     review_step,
 )
 from consensus_engine.pipeline.service import NewRun, RunService
-from consensus_engine.pipeline.sweeper import MAX_RESUMES, SweepReport, sweep
+from consensus_engine.pipeline.sweeper import Reconciled, SweepReport, SweepRules, reconcile, sweep
 
 REQUEUE_AFTER = 2.0
 STALE_AFTER = 10.0
+UNSTARTED_AFTER = 40.0
+MAX_CLAIMS = 4
+RULES = SweepRules(
+    requeue_after=REQUEUE_AFTER,
+    stale_after=STALE_AFTER,
+    unstarted_after=UNSTARTED_AFTER,
+    max_claims=MAX_CLAIMS,
+)
 PERSONAS = DEFAULT_PERSONAS.ids
 
 
@@ -68,7 +76,7 @@ def run_sweep(session: Session, now: datetime) -> SweepReport:
     A sweep that waited on a row lock (no SKIP LOCKED) fails after 5 s instead of hanging.
     """
     session.execute(sa.text("SET LOCAL lock_timeout = '5s'"))
-    report = sweep(session, requeue_after=REQUEUE_AFTER, stale_after=STALE_AFTER, now=now)
+    report = sweep(session, RULES, now=now)
     session.commit()
     return report
 
@@ -116,36 +124,76 @@ def test_a_queued_run_never_confirmed_is_sent_once(db_session: Session) -> None:
     db_session.refresh(run)
     assert run.last_enqueued_at == now
     assert (run.status, run.attempts) == (RunStatus.QUEUED, 0)
-    assert run_sweep(db_session, now + timedelta(seconds=60)).jobs == []
+    assert run_sweep(db_session, now + timedelta(seconds=UNSTARTED_AFTER - 1)).jobs == []
 
 
 def test_a_queued_run_whose_message_was_confirmed_waits_its_turn(db_session: Session) -> None:
     run = submit(db_session)
     writes.mark_enqueued(db_session, run.id)
     db_session.commit()
+    assert run.last_enqueued_at is not None
 
-    report = run_sweep(db_session, run.created_at + timedelta(seconds=STALE_AFTER * 10))
+    report = run_sweep(db_session, run.last_enqueued_at + timedelta(seconds=UNSTARTED_AFTER - 1))
 
     assert report.jobs == [] and report.timed_out == [] and report.given_up == []
+
+
+def test_a_queued_run_whose_confirmed_message_never_started_is_sent_again(
+    db_session: Session,
+) -> None:
+    """The message was confirmed, then lost (acked by a crashed consumer, dead-lettered):
+    after ``unstarted_after`` the run gets its expand job again, once per window."""
+    run = submit(db_session)
+    writes.mark_enqueued(db_session, run.id)
+    db_session.commit()
+    assert run.last_enqueued_at is not None
+
+    now = run.last_enqueued_at + timedelta(seconds=UNSTARTED_AFTER + 1)
+    report = run_sweep(db_session, now)
+
+    assert report.jobs == [Job(Stage.EXPAND, run.id, Priority.NORMAL)]
+    db_session.refresh(run)
+    assert (run.status, run.attempts, run.last_enqueued_at) == (RunStatus.QUEUED, 0, now)
+    assert run_sweep(db_session, now + timedelta(seconds=UNSTARTED_AFTER - 1)).jobs == []
 
 
 # -- running runs -----------------------------------------------------------------------------
 
 
 def test_a_stalled_run_gets_its_pending_reviews_again(db_session: Session) -> None:
+    """Pending steps wait out ``unstarted_after`` (a backlog may hold their messages), and
+    sending them again is no takeover: it does not count towards giving up."""
     run = submit(db_session, priority=Priority.HIGH)
     then = utcnow()
     stall(db_session, run, at=then, completed=(EXPAND_STEP, *reviews(*PERSONAS[:3])))
 
-    assert run_sweep(db_session, then + timedelta(seconds=STALE_AFTER - 1)).jobs == []
-    now = then + timedelta(seconds=STALE_AFTER + 1)
+    assert run_sweep(db_session, then + timedelta(seconds=UNSTARTED_AFTER - 1)).jobs == []
+    now = then + timedelta(seconds=UNSTARTED_AFTER + 1)
     report = run_sweep(db_session, now)
 
     assert sorted(report.jobs, key=lambda j: str(j.persona_id)) == [
         Job(Stage.REVIEW, run.id, Priority.HIGH, persona_id) for persona_id in sorted(PERSONAS[3:])
     ]
     db_session.refresh(run)
-    assert (run.attempts, run.last_enqueued_at, run.updated_at) == (1, now, now)
+    assert (run.attempts, run.last_enqueued_at, run.updated_at) == (0, now, now)
+
+
+def test_a_step_whose_heartbeat_stopped_is_taken_over_after_the_claim_timeout(
+    db_session: Session,
+) -> None:
+    """A worker died mid-step: its claim's heartbeat went silent. The sweeper sends that
+    step after ``stale_after``, long before pending steps would be resent."""
+    run = submit(db_session)
+    then = utcnow()
+    dead = {review_step(PERSONAS[0]): then}
+    stall(db_session, run, at=then, completed=(EXPAND_STEP, *reviews(*PERSONAS[2:])), running=dead)
+
+    assert run_sweep(db_session, then + timedelta(seconds=STALE_AFTER - 1)).jobs == []
+    report = run_sweep(db_session, then + timedelta(seconds=STALE_AFTER + 1))
+
+    assert report.jobs == [Job(Stage.REVIEW, run.id, Priority.NORMAL, PERSONAS[0])]
+    db_session.refresh(run)
+    assert run.attempts == 1
 
 
 def test_a_stalled_run_whose_reviews_all_ended_gets_its_aggregate(db_session: Session) -> None:
@@ -154,7 +202,7 @@ def test_a_stalled_run_whose_reviews_all_ended_gets_its_aggregate(db_session: Se
     ended = reviews(*PERSONAS[1:])
     stall(db_session, run, at=then, completed=(EXPAND_STEP, *ended), failed=reviews(PERSONAS[0]))
 
-    report = run_sweep(db_session, then + timedelta(seconds=STALE_AFTER + 1))
+    report = run_sweep(db_session, then + timedelta(seconds=UNSTARTED_AFTER + 1))
 
     assert report.jobs == [Job(Stage.AGGREGATE, run.id, Priority.NORMAL)]
 
@@ -162,7 +210,7 @@ def test_a_stalled_run_whose_reviews_all_ended_gets_its_aggregate(db_session: Se
 def test_a_review_held_by_a_live_worker_is_not_resent(db_session: Session) -> None:
     run = submit(db_session)
     then = utcnow()
-    now = then + timedelta(seconds=STALE_AFTER + 1)
+    now = then + timedelta(seconds=UNSTARTED_AFTER + 1)
     live = {review_step(PERSONAS[0]): now - timedelta(seconds=1)}
     done = (EXPAND_STEP, *reviews(*PERSONAS[2:]))
     stall(db_session, run, at=then, completed=done, running=live)
@@ -178,21 +226,35 @@ def test_a_review_held_by_a_live_worker_is_not_resent(db_session: Session) -> No
     report = run_sweep(db_session, now)
     assert report.jobs == []
     db_session.refresh(run)
-    assert (run.attempts, run.updated_at) == (1, then)
+    assert (run.attempts, run.updated_at) == (0, then)
 
 
-def test_a_run_resumed_too_often_fails_as_stalled(db_session: Session) -> None:
+def test_a_step_that_keeps_stopping_its_workers_fails_the_run_as_stalled(
+    db_session: Session,
+) -> None:
+    """Every worker that claims the step dies during it (a poison step): once the step was
+    claimed ``max_claims`` times, the run fails instead of being resumed again."""
     run = submit(db_session)
     now = utcnow()
-    stall(db_session, run, at=now, completed=(EXPAND_STEP,))
+    stall(
+        db_session,
+        run,
+        at=now,
+        completed=(EXPAND_STEP,),
+        running=dict.fromkeys(reviews(*PERSONAS), now),
+    )
+    poisoned = next(s for s in run.steps if s.step_name == review_step(PERSONAS[0]))
+    poisoned.attempts = MAX_CLAIMS - 1
+    db_session.commit()
 
-    for attempt in range(1, MAX_RESUMES + 1):
-        now += timedelta(seconds=STALE_AFTER + 1)
-        report = run_sweep(db_session, now)
-        assert len(report.jobs) == len(PERSONAS) and report.given_up == []
-        db_session.refresh(run)
-        assert run.attempts == attempt
+    now += timedelta(seconds=STALE_AFTER + 1)
+    report = run_sweep(db_session, now)
+    assert len(report.jobs) == len(PERSONAS) and report.given_up == []
+    db_session.refresh(run)
+    assert run.attempts == 1
 
+    poisoned.attempts = MAX_CLAIMS  # its takeover was claimed, and that worker died too
+    db_session.commit()
     report = run_sweep(db_session, now + timedelta(seconds=STALE_AFTER + 1))
 
     assert report.jobs == [] and report.given_up == [run.id]
@@ -282,3 +344,56 @@ def test_a_locked_run_past_its_deadline_is_left_for_a_later_sweep(
 
     other_session.rollback()
     assert run_sweep(db_session, now).timed_out == [run.id]
+
+
+# -- dead letters -----------------------------------------------------------------------------
+
+
+def reconcile_now(session: Session, letters: list[tuple[Job, str]]) -> Reconciled:
+    outcome = reconcile(session, letters, RULES)
+    session.commit()
+    return outcome
+
+
+def test_a_dead_lettered_message_of_a_step_not_ended_is_sent_again(db_session: Session) -> None:
+    run = submit(db_session)
+    stall(db_session, run, at=utcnow(), completed=(EXPAND_STEP,))
+    job = Job(Stage.REVIEW, run.id, Priority.NORMAL, PERSONAS[0])
+
+    outcome = reconcile_now(db_session, [(job, "not acked after 5 deliveries")])
+
+    assert (outcome.jobs, outcome.failed) == ([job], [])
+    db_session.refresh(run)
+    assert (run.status, run.attempts) == (RunStatus.RUNNING, 1)
+
+
+def test_dead_letters_of_ended_steps_and_runs_are_done_with(db_session: Session) -> None:
+    """Also a run past its deadline: the sweep fails it, its messages are not sent again."""
+    run, ended, overdue = submit(db_session), submit(db_session), submit(db_session, timeout=60)
+    stall(db_session, run, at=utcnow(), completed=(EXPAND_STEP,))
+    claims.end_run(ended, RunStatus.CANCELLED)
+    overdue.deadline_at = utcnow() - timedelta(seconds=1)
+    db_session.commit()
+    letters = [
+        (Job(Stage.EXPAND, run.id, Priority.NORMAL), "a late duplicate"),
+        (Job(Stage.EXPAND, ended.id, Priority.NORMAL), "not acked after 5 deliveries"),
+        (Job(Stage.EXPAND, overdue.id, Priority.NORMAL), "TooOld: the message is too old"),
+    ]
+
+    assert reconcile_now(db_session, letters) == Reconciled()
+
+
+def test_a_dead_letter_of_a_step_claimed_too_often_fails_the_run(db_session: Session) -> None:
+    run = submit(db_session)
+    stall(db_session, run, at=utcnow(), completed=(EXPAND_STEP,))
+    step = next(s for s in run.steps if s.step_name == review_step(PERSONAS[0]))
+    step.attempts = MAX_CLAIMS
+    db_session.commit()
+    job = Job(Stage.REVIEW, run.id, Priority.NORMAL, PERSONAS[0])
+
+    outcome = reconcile_now(db_session, [(job, "not acked after 5 deliveries")])
+
+    assert (outcome.jobs, outcome.failed) == ([], [run.id])
+    db_session.refresh(run)
+    assert (run.status, run.error_code) == (RunStatus.FAILED, "dead_lettered")
+    assert run.error == f"{review_step(PERSONAS[0])}: not acked after 5 deliveries"

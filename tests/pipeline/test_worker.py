@@ -278,9 +278,9 @@ def test_two_workers_share_five_runs_without_duplicates(stack: PipelineStack) ->
 def test_a_killed_worker_s_steps_are_taken_over(
     make_stack: StackFactory, faithful_pubsub_host: str
 ) -> None:
-    # Redelivery after the 10 s ack deadline, or the sweeper once the claims are stale
-    # (4 s step timeout + 2 s margin), brings the killed worker's reviews back.
-    env = {"WORKER_STEP_TIMEOUT_SECONDS": "4", "PUBSUB_EMULATOR_HOST": faithful_pubsub_host}
+    # Redelivery after the lease runs out, or the sweeper once the claims' heartbeats have
+    # been silent for 3 s, brings the killed worker's reviews back.
+    env = {"WORKER_CLAIM_TIMEOUT_SECONDS": "3", "PUBSUB_EMULATOR_HOST": faithful_pubsub_host}
     stack = make_stack(env=env, latency_ms=1500)
     first = stack.start_worker()
     run_id = stack.submit()

@@ -30,6 +30,7 @@ SETTINGS = StageSettings(
     thresholds=Thresholds(approve=0.8, revise=0.6, quorum=None),
     retries=RetryPolicy(max_retries=3, initial_backoff=0.1, multiplier=2.0, max_backoff=2.0),
     stale_after=30.0,
+    working_limit=60.0,
 )
 
 

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy.exc import DataError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from consensus_engine.domain.revisions import RevisionError
 from consensus_engine.llm import LLMAuthError, LLMRateLimitedError, LLMServerError
-from consensus_engine.pipeline.retries import RetryPolicy, is_retryable
+from consensus_engine.pipeline.retries import (
+    OUTAGE_MAX_BACKOFF,
+    RetryPolicy,
+    is_outage,
+    is_retryable,
+)
 from consensus_engine.pipeline.work import StageInputError
 
 POLICY = RetryPolicy(max_retries=3, initial_backoff=1.0, multiplier=2.0, max_backoff=10.0)
@@ -47,3 +54,33 @@ def test_a_providers_retry_after_is_a_floor_within_the_cap() -> None:
     assert asked == 7.0
     beyond = POLICY.retry_after(LLMRateLimitedError("429", retry_after=60.0), 0)
     assert beyond == 10.0
+
+
+def _unreachable() -> OperationalError:
+    return OperationalError("SELECT 1", None, Exception("connection refused"))
+
+
+def test_an_outage_is_retried_however_many_retries_were_spent() -> None:
+    """The database being away is not the step's fault: it never runs out of tries, and
+    waits stay short so that work resumes soon after the database returns."""
+    waits = [POLICY.retry_after(_unreachable(), retries) for retries in (0, 3, 50, 10_000)]
+    assert all(wait is not None for wait in waits)
+    assert max(w for w in waits if w is not None) <= OUTAGE_MAX_BACKOFF * 1.1
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        _unreachable(),
+        InterfaceError("SELECT 1", None, Exception("connection already closed")),
+        PoolTimeoutError("QueuePool limit reached"),
+    ],
+)
+def test_what_counts_as_an_outage(error: Exception) -> None:
+    assert is_outage(error)
+
+
+def test_data_the_database_refused_is_no_outage() -> None:
+    refused = DataError("INSERT", None, Exception("invalid byte sequence"))
+    assert not is_outage(refused)
+    assert POLICY.retry_after(refused, 0) is None
