@@ -61,11 +61,31 @@ class ApiMiddleware:
         scope.setdefault("state", {})["request_id"] = request_id
         status = 500
         response_started = False
+        observed = False
 
         body_done = False
 
+        def observe() -> None:
+            """Count the request once, before its answer's last byte leaves: a client that
+            has the answer finds it counted."""
+            nonlocal observed
+            if observed:
+                return
+            observed = True
+            route = scope.get("route")
+            template = getattr(route, "path", None) or UNMATCHED
+            method = scope.get("method", "")
+            self.metrics.observe(
+                template,
+                method if method in _METHODS else "other",
+                status,
+                time.perf_counter() - started,
+            )
+
         async def send_with_id(message: Message) -> None:
             nonlocal status, response_started
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                observe()
             if message["type"] == "http.response.start":
                 if message["status"] == 413 and not body_done:
                     await self._drain(receive)
@@ -104,15 +124,7 @@ class ApiMiddleware:
                 response = internal_error_response(request, error)
             await response(scope, receive, send_with_id)
         finally:
-            route = scope.get("route")
-            template = getattr(route, "path", None) or UNMATCHED
-            method = scope.get("method", "")
-            self.metrics.observe(
-                template,
-                method if method in _METHODS else "other",
-                status,
-                time.perf_counter() - started,
-            )
+            observe()
 
     async def _drain(self, receive: Receive) -> None:
         """Read (and drop) what the client is still sending before answering 413.
