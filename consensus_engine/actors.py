@@ -15,6 +15,7 @@ import dramatiq
 
 from consensus_engine.domain.runs import Stage
 from consensus_engine.llm import LLMClient, LLMConfigurationError
+from consensus_engine.llm.catalogue import ModelCatalogue, require_priced
 from consensus_engine.messaging import build_broker, job_queue
 from consensus_engine.observability.logs import configure_logging
 from consensus_engine.settings import SettingsError, get_settings
@@ -28,6 +29,7 @@ class WorkerConfigError(ImportError):
 
 try:
     settings = get_settings()
+    require_priced(ModelCatalogue.from_settings(settings))
     LLMClient.from_settings(settings).close()
 except (SettingsError, LLMConfigurationError) as error:
     raise WorkerConfigError(f"cannot start the worker: {error}") from None

@@ -125,6 +125,12 @@ def _add_client_commands(
     diff.add_argument("other_id", metavar="B")
     diff.set_defaults(handler=run_commands.diff_runs)
 
+    usage = commands.add_parser(
+        "usage", parents=[shared, output], help="your LLM spend by day and model, and budget left"
+    )
+    usage.add_argument("--days", type=int, default=30, help="UTC days back (1-366, default 30)")
+    usage.set_defaults(handler=run_commands.usage)
+
     api = commands.add_parser("api", help="serve the HTTP API (uvicorn)")
     api.add_argument("--host", default=None, help="default: API_HOST")
     api.add_argument("--port", type=int, default=None, help="default: API_PORT")

@@ -233,6 +233,10 @@ class ConsensusClient:
         result: dict[str, Any] = self.request("POST", path, body)
         return result
 
+    def usage(self, *, days: int | None = None) -> dict[str, Any]:
+        result: dict[str, Any] = self.request("GET", "/v1/usage", params={"days": days})
+        return result
+
     def diff(self, run_id: str, other_id: str) -> dict[str, Any]:
         path = f"/v1/runs/{_segment(run_id)}/diff/{_segment(other_id)}"
         result: dict[str, Any] = self.request("GET", path)

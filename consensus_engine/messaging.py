@@ -41,10 +41,11 @@ LEASE_EXTENSION_SECONDS = 10
 are delivered again within about this many seconds."""
 
 STAGE_MESSAGE_OPTIONS = frozenset(
-    {"eta", "pubsub_enqueue_id", "retries", "outage_retries", "traceback", "requeue_timestamp"}
+    {"eta", "pubsub_enqueue_id", "retries", "free_retries", "traceback", "requeue_timestamp"}
 )
 """The options the pipeline's own messages carry: a delay, the broker's enqueue id and
-the retry bookkeeping (Dramatiq's, and the retries an outage caused). A pushed message
+the retry bookkeeping (Dramatiq's, and the retries that spent none of the step's: an
+outage, a wait for LLM capacity). A pushed message
 keeps only these; a time limit, an age or a retry budget of the pusher's choosing is
 dropped."""
 

@@ -21,6 +21,7 @@ from consensus_engine.terminal import (
     render_progress,
     render_run,
     render_run_list,
+    render_usage,
 )
 
 
@@ -119,6 +120,15 @@ def show_run(args: argparse.Namespace) -> int:
         _print_json(detail)
     else:
         print(render_run(detail))
+    return 0
+
+
+def usage(args: argparse.Namespace) -> int:
+    report = _client(args).usage(days=args.days)
+    if args.json:
+        _print_json(report)
+    else:
+        print(render_usage(report))
     return 0
 
 

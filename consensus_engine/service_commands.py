@@ -83,6 +83,7 @@ def api(args: argparse.Namespace) -> int:
     import uvicorn
 
     from consensus_engine.api.auth import KeyConfigError, KeyRing
+    from consensus_engine.llm.catalogue import ModelCatalogue
     from consensus_engine.observability.logs import configure_logging
     from consensus_engine.settings import get_settings
 
@@ -92,6 +93,7 @@ def api(args: argparse.Namespace) -> int:
     except KeyConfigError as error:
         print(f"consensus-engine: {error}", file=sys.stderr)
         return 2
+    ModelCatalogue.from_settings(settings)  # likewise a bad catalogue (a SettingsError)
     configure_logging(json_lines=settings.json_logs, level=settings.effective_log_level)
     uvicorn.run(
         "consensus_engine.api.app:create_app",

@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from consensus_engine.domain.budgets import BudgetConfigError, Budgets
+
 Temperature = Annotated[float, Field(ge=0.0, le=2.0)]
 
 
@@ -48,6 +50,9 @@ class Settings(BaseSettings):
     llm_repair_attempts: int = Field(default=1, ge=0, le=3)
     llm_max_output_tokens: int = Field(default=4096, ge=256, le=128_000)
     llm_prices_json: str | None = None
+    model_catalogue_file: Path | None = None
+    model_catalogue_json: str | None = None
+    llm_capacity_wait_seconds: float = Field(default=2.0, ge=0, le=60)
     expand_model: str = Field(default="gpt-4.1-mini", min_length=1)
     expand_temperature: Temperature | None = 0.7
     review_model: str = Field(default="gpt-4.1-mini", min_length=1)
@@ -118,6 +123,7 @@ class Settings(BaseSettings):
     api_max_streams_per_key: int = Field(default=5, ge=1, le=10_000)
     api_max_streams_per_replica: int = Field(default=200, ge=1, le=100_000)
     api_docs_enabled: bool | None = None
+    tenant_budgets_json: str | None = None
     api_url: str = "http://127.0.0.1:8000"
     api_key: SecretStr | None = None
 
@@ -171,6 +177,10 @@ class Settings(BaseSettings):
                 "audience whenever the service account is set, so that only Pub/Sub's "
                 "signed requests run messages"
             )
+        try:
+            self.budgets  # noqa: B018 - parsed here so that a bad setting stops start-up
+        except BudgetConfigError as error:
+            raise ValueError(f"TENANT_BUDGETS_JSON: {error}") from None
         if self.use_cloud_sql_connector and not self.db_instance_connection_name:
             raise ValueError(
                 "DB_INSTANCE_CONNECTION_NAME is required when USE_CLOUD_SQL_CONNECTOR=true"
@@ -189,6 +199,11 @@ class Settings(BaseSettings):
         """The audience a push request's token must name: ``PUBSUB_PUSH_AUDIENCE``, else the
         push endpoint (which Pub/Sub itself uses when no audience is configured)."""
         return self.pubsub_push_audience or self.pubsub_push_endpoint
+
+    @property
+    def budgets(self) -> Budgets:
+        """Every tenant's budget (``TENANT_BUDGETS_JSON``; none set: no limits)."""
+        return Budgets.from_json(self.tenant_budgets_json)
 
     @property
     def serves_docs(self) -> bool:

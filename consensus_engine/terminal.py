@@ -152,6 +152,32 @@ def render_run_list(listing: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def render_usage(usage: Mapping[str, Any]) -> str:
+    """Spend by day and model, then what is left of each budget limit."""
+    lines = [f"Tenant {usage.get('tenant')}"]
+    days = usage.get("days") or []
+    if days:
+        lines.append(f"{'DAY':<10}  {'MODEL':<24}  {'CALLS':>5}  {'TOKENS':>9}  {'USD':>9}")
+        for day in days:
+            tokens = int(day.get("input_tokens", 0)) + int(day.get("output_tokens", 0))
+            lines.append(
+                f"{day.get('day')!s:<10}  {day.get('model')!s:<24}  {day.get('calls', 0):>5}  "
+                f"{tokens:>9}  {float(day.get('cost_usd', 0)):>9.4f}"
+            )
+    else:
+        lines.append("No LLM calls in this period.")
+    budget = usage.get("budget") or []
+    if not budget:
+        lines.append("Budget: no limits.")
+    for limit in budget:
+        resets = str(limit.get("resets_at") or "")[:19].replace("T", " ")
+        lines.append(
+            f"Budget {limit.get('limit')}: {limit.get('used')} of {limit.get('allowed')} used, "
+            f"{limit.get('left')} left (resets {resets} UTC)"
+        )
+    return "\n".join(lines)
+
+
 def render_diff(diff: Mapping[str, Any]) -> str:
     meta = diff.get("metadata") or {}
     lines = [f"{meta.get('run1_id')} -> {meta.get('run2_id')} ({meta.get('relationship')})"]

@@ -12,13 +12,15 @@ from consensus_engine.api.auth import KeyRing
 from consensus_engine.api.limits import RateLimiter
 from consensus_engine.api.metrics import ApiMetrics, serving
 from consensus_engine.api.middleware import ApiMiddleware
-from consensus_engine.api.routes import control, events, ops, revisions, runs, sync
+from consensus_engine.api.routes import control, events, ops, revisions, runs, sync, usage
 from consensus_engine.api.run_changes import RunChanges
 from consensus_engine.api.state import ApiState
 from consensus_engine.api.stream_limits import StreamLimits
 from consensus_engine.api.sync_runtime import SyncRuntime
 from consensus_engine.db.engine import create_engine_from_settings, session_factory
+from consensus_engine.db.rate_limits import DatabaseBuckets
 from consensus_engine.jobs import job_sender
+from consensus_engine.llm.catalogue import ModelCatalogue
 from consensus_engine.messaging import build_broker
 from consensus_engine.pipeline.config import personas_from_settings
 from consensus_engine.pipeline.service import RunService
@@ -30,6 +32,7 @@ API_VERSION = "1.0.0"
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     keys = KeyRing.from_settings(settings)
+    catalogue = ModelCatalogue.from_settings(settings)
     metrics = ApiMetrics()
 
     @asynccontextmanager
@@ -37,7 +40,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = create_engine_from_settings(settings)
         broker = build_broker(settings, "api")
         sessions = session_factory(engine)
-        sync = SyncRuntime(settings, sessions)
+        buckets = DatabaseBuckets(engine)
+        sync = SyncRuntime(settings, sessions, buckets)
         run_changes = RunChanges.start(engine)
         app.state.api = ApiState(
             settings=settings,
@@ -47,12 +51,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             keys=keys,
             limiter=RateLimiter(settings.api_rate_limit_per_minute, settings.api_rate_limit_burst),
             personas=personas_from_settings(settings),
+            catalogue=catalogue,
             sync=sync,
             runs=RunService(
                 sessions,
                 job_sender(broker, settings),
                 job_timeout_seconds=settings.worker_job_timeout_seconds,
                 max_in_flight=settings.api_max_runs_in_flight,
+                budgets=settings.budgets,
             ),
             streams=StreamLimits.from_settings(settings),
             run_changes=run_changes,
@@ -63,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 yield
         finally:
             sync.close()  # first: work that outlives it must not record into a closed engine
+            buckets.close()
             await run_changes.close()
             broker.close()
             engine.dispose()
@@ -86,4 +93,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(revisions.router)
     app.include_router(control.router)
     app.include_router(sync.router)
+    app.include_router(usage.router)
     return app

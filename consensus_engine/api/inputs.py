@@ -9,7 +9,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from consensus_engine.api.errors import invalid
+from consensus_engine.api.errors import ApiError, invalid
 from consensus_engine.api.schemas import ModelOverrides
 from consensus_engine.api.state import ApiState
 from consensus_engine.domain.choices import ModelChoice
@@ -17,6 +17,7 @@ from consensus_engine.domain.inputs import InputError, validate_extra_context, v
 from consensus_engine.domain.personas import PersonaConfigError, PersonaSet
 from consensus_engine.domain.prompts import ExtraContext
 from consensus_engine.domain.revisions import edit_as_json
+from consensus_engine.llm.catalogue import UnknownModelError
 from consensus_engine.settings import Settings
 
 MAX_JSON_DEPTH = 32
@@ -97,6 +98,28 @@ def selected_personas(state: ApiState, ids: Sequence[str] | None) -> PersonaSet:
         )
     except PersonaConfigError as error:
         raise invalid("personas", str(error)) from None
+
+
+def catalogued_models(state: ApiState, body: ModelOverrides) -> None:
+    """A 422 ``UNKNOWN_MODEL`` listing the allowed models when the request names a model
+    outside the catalogue, before anything is stored."""
+    for field, model in (("expand_model", body.expand_model), ("review_model", body.review_model)):
+        if model is None:
+            continue
+        try:
+            state.catalogue.require(model)
+        except UnknownModelError as error:
+            allowed = list(error.allowed)
+            message = f"{field} is not a model this deployment allows: {', '.join(allowed)}"
+            details = [
+                {
+                    "loc": ["body", field],
+                    "msg": message,
+                    "type": "unknown_model",
+                    "allowed": allowed,
+                }
+            ]
+            raise ApiError(422, "UNKNOWN_MODEL", message, details=details) from None
 
 
 def model_choices(

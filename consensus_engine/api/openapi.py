@@ -16,7 +16,8 @@ _ERROR_DESCRIPTIONS: dict[int, str] = {
     409: "the run is not in a state that allows this, or the Idempotency-Key was used "
     "with a different body",
     413: "the request body is too large",
-    422: "the request is invalid (details say where)",
+    422: "the request is invalid (details say where), or names a model outside the model "
+    "catalogue (UNKNOWN_MODEL; details list the allowed models)",
     429: "rate limit of this API key exceeded, or, where a run is started, its tenant's cap of "
     "runs in flight (API_MAX_RUNS_IN_FLIGHT), or, for the synchronous endpoints, its cap of "
     "open requests (API_SYNC_MAX_PER_TENANT), or, for the event stream, the caps of open "
@@ -25,7 +26,8 @@ _ERROR_DESCRIPTIONS: dict[int, str] = {
     502: "the LLM refused this server's credentials (LLM_AUTH_ERROR), answered with unusable "
     "output (LLM_BAD_OUTPUT) or rejected the request (LLM_ERROR)",
     503: "the LLM is rate-limiting, failing, unreachable or not configured (LLM_UNAVAILABLE, "
-    "LLM_NOT_CONFIGURED); Retry-After when known",
+    "LLM_NOT_CONFIGURED), or this deployment's share of the model's rate limit is used up "
+    "for now (LLM_CAPACITY); Retry-After when known",
     504: "not done within API_SYNC_TIMEOUT_SECONDS",
 }
 

@@ -25,6 +25,7 @@ from consensus_engine.api.run_changes import RunChanges
 from consensus_engine.api.stream_limits import StreamLimits
 from consensus_engine.api.sync_runtime import SyncRuntime
 from consensus_engine.domain.personas import PersonaSet
+from consensus_engine.llm.catalogue import ModelCatalogue
 from consensus_engine.pipeline.service import RunService
 from consensus_engine.settings import Settings
 
@@ -38,6 +39,7 @@ class ApiState:
     keys: KeyRing
     limiter: RateLimiter
     personas: PersonaSet
+    catalogue: ModelCatalogue
     sync: SyncRuntime
     runs: RunService
     streams: StreamLimits

@@ -8,6 +8,9 @@ timeout the client gets 504 ``TIMEOUT``. The work's LLM calls have timeouts shor
 that all of them fit in that time (a thread blocked in an HTTP call cannot be
 interrupted), so work that started does not outlive its request by much; an LLM call that
 times out also answers 504. Work still waiting for a free thread at that point is dropped.
+The LLM calls take from the same shared rate limits as the workers' (``llm/rate_limits.py``):
+a call waits up to ``LLM_CAPACITY_WAIT_SECONDS`` for room, then the request answers 503
+``LLM_CAPACITY`` with ``Retry-After``.
 Every LLM attempt is kept in ``llm_calls`` (without a run) so these requests show up in
 cost accounting.
 """
@@ -27,15 +30,20 @@ from sqlalchemy.orm import Session, sessionmaker
 from consensus_engine.api.errors import ApiError
 from consensus_engine.api.llm_errors import llm_error, llm_not_configured
 from consensus_engine.api.open_limits import OpenLimit
+from consensus_engine.api.tenancy import budget_exceeded
 from consensus_engine.db import writes
+from consensus_engine.db.rate_limits import DatabaseBuckets
 from consensus_engine.llm import (
     CallRecord,
     LLMClient,
     LLMConfigurationError,
     LLMError,
     LLMTimeoutError,
-    PricingError,
 )
+from consensus_engine.llm.catalogue import CatalogueError
+from consensus_engine.llm.rate_limits import RateLimitGate
+from consensus_engine.pipeline.refusals import BudgetExceeded
+from consensus_engine.pipeline.service import check_budget
 from consensus_engine.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -52,9 +60,13 @@ class SyncRuntime:
     no LLM configuration, and once, so all requests share one connection pool.
     """
 
-    def __init__(self, settings: Settings, sessions: sessionmaker[Session]) -> None:
+    def __init__(
+        self, settings: Settings, sessions: sessionmaker[Session], buckets: DatabaseBuckets
+    ) -> None:
         self._settings = settings
         self._sessions = sessions
+        self._buckets = buckets
+        self._budgets = settings.budgets
         self._lock = threading.Lock()
         self._llm: LLMClient | None = None
         self._closed = False
@@ -75,9 +87,11 @@ class SyncRuntime:
             if self._llm is None:
                 try:
                     self._llm = LLMClient.from_settings(
-                        self._settings, within_seconds=self._settings.api_sync_timeout_seconds
+                        self._settings,
+                        within_seconds=self._settings.api_sync_timeout_seconds,
+                        gate=RateLimitGate.from_settings(self._settings, self._buckets),
                     )
-                except (LLMConfigurationError, PricingError) as error:
+                except (LLMConfigurationError, CatalogueError) as error:
                     logger.error(
                         "cannot build the LLM client for the synchronous endpoints: %s", error
                     )
@@ -97,11 +111,15 @@ class SyncRuntime:
             try:
                 result = work()
             except LLMError as error:
-                self._record(error.calls)
+                self._record(tenant, error.calls)
                 raise
-            self._record(calls_of(result))
+            self._record(tenant, calls_of(result))
             return result
 
+        try:
+            await asyncio.to_thread(self._check_budget, tenant)
+        except BudgetExceeded as error:
+            raise budget_exceeded(error) from None
         timeout = self._settings.api_sync_timeout_seconds
         with self._admission.held(tenant):
             future: Future[T] = self._pool.submit(job)
@@ -120,8 +138,14 @@ class SyncRuntime:
                 logger.warning("synchronous LLM work failed: %s (%s)", error.code, error.message)
                 raise llm_error(error) from None
 
-    def _record(self, calls: Sequence[CallRecord]) -> None:
-        """Keep each attempt for cost accounting; losing them must not fail the request.
+    def _check_budget(self, tenant: str) -> None:
+        """Synchronous calls count against the tenant's budget like a run's."""
+        with self._sessions() as session:
+            check_budget(session, self._budgets, tenant)
+
+    def _record(self, tenant: str, calls: Sequence[CallRecord]) -> None:
+        """Keep each attempt for the tenant's cost accounting; losing them must not fail the
+        request.
 
         Work that outlived its request can end after the API shut down; its engine is gone
         then.
@@ -130,7 +154,7 @@ class SyncRuntime:
             return
         try:
             with self._sessions.begin() as session:
-                writes.record_llm_calls(session, None, calls)
+                writes.record_llm_calls(session, None, calls, tenant=tenant)
         except SQLAlchemyError as error:
             logger.warning("could not store %d synchronous LLM call(s): %s", len(calls), error)
 

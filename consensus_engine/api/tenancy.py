@@ -6,6 +6,7 @@ nothing; the run service's refusals become the API's errors here.
 
 from __future__ import annotations
 
+import math
 import uuid
 
 from sqlalchemy.orm import Session
@@ -13,7 +14,9 @@ from sqlalchemy.orm import Session
 from consensus_engine.api.errors import ApiError, conflict, invalid
 from consensus_engine.db import reads
 from consensus_engine.db.models import Run
+from consensus_engine.db.types import utcnow
 from consensus_engine.pipeline.refusals import (
+    BudgetExceeded,
     IdempotencyConflict,
     InvalidRevision,
     RunNotFound,
@@ -43,6 +46,8 @@ def refusal(error: RunRefused) -> ApiError:
         return invalid(error.field, str(error))
     if isinstance(error, IdempotencyConflict):
         return conflict(str(error), run_id=str(error.run_id))
+    if isinstance(error, BudgetExceeded):
+        return budget_exceeded(error)
     if isinstance(error, TooManyRunsInFlight):
         return ApiError(
             429,
@@ -53,3 +58,21 @@ def refusal(error: RunRefused) -> ApiError:
     if isinstance(error, RunStateConflict) and error.status is not None:
         return conflict(str(error), status=error.status)
     return conflict(str(error))
+
+
+def budget_exceeded(error: BudgetExceeded) -> ApiError:
+    """429 naming the used-up limit and when it resets (also as ``Retry-After``)."""
+    standing = error.standing
+    wait = max(1, math.ceil((standing.resets_at - utcnow()).total_seconds()))
+    return ApiError(
+        429,
+        "BUDGET_EXCEEDED",
+        str(error),
+        details={
+            "limit": standing.limit.value,
+            "allowed": str(standing.allowed),
+            "used": str(standing.used),
+            "resets_at": standing.resets_at.isoformat(),
+        },
+        headers={"Retry-After": str(wait)},
+    )

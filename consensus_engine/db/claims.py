@@ -182,6 +182,15 @@ def settle_step(
         step.completed_at = now
 
 
+def hand_back(step: StepProgress, *, error: str, spent: bool) -> None:
+    """Hand a claimed step back for a retry. A retry that spent nothing (the database was
+    away, the LLM had no room) does not count as a claim either: waiting never wears a
+    step out (see the sweeper's ``max_claims``)."""
+    settle_step(step, StepStatus.PENDING, error=error)
+    if not spent:
+        step.attempts -= 1
+
+
 def end_run(
     run: Run,
     status: RunStatus,

@@ -271,18 +271,21 @@ class DecisionRecord(Base):
 class LlmCall(Base):
     """One request to an LLM: tokens, cost, latency and outcome, for budgets and metrics.
 
-    ``run_id`` is empty for the synchronous endpoints, which have no run.
+    ``run_id`` is empty for the synchronous endpoints, which have no run; ``tenant`` is
+    always set, so spend adds up per tenant.
     """
 
     __tablename__ = "llm_calls"
     __table_args__ = (
         sa.Index("ix_llm_calls_run_id_step", "run_id", "step"),
+        sa.Index("ix_llm_calls_tenant_created_at", "tenant", "created_at"),
         _check("attempt >= 1", "attempt_positive"),
         *_non_negative("input_tokens", "output_tokens", "cost_usd", "latency_ms"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     run_id: Mapped[uuid.UUID | None] = _owner_fk(nullable=True)
+    tenant: Mapped[str] = mapped_column(sa.String(200), default="default", server_default="default")
     step: Mapped[str] = mapped_column(sa.String(120))
     model: Mapped[str] = mapped_column(sa.String(200))
     attempt: Mapped[int] = mapped_column(default=1, server_default="1")
@@ -294,6 +297,28 @@ class LlmCall(Base):
     created_at: Mapped[datetime] = _created_at()
 
     run: Mapped[Run | None] = relationship(back_populates="llm_calls")
+
+
+class LlmRateLimit(Base):
+    """One model's shared rate-limit buckets (``db/rate_limits.py``).
+
+    Times are seconds since the epoch on the database's clock, the one clock every worker
+    shares: when each bucket is full again, the turn after the last one given to a caller
+    waiting for it, the time after the last one given to a caller sent away to come back,
+    and until when the provider asked everyone to wait.
+    """
+
+    __tablename__ = "llm_rate_limits"
+
+    model: Mapped[str] = mapped_column(sa.String(200), primary_key=True)
+    requests_full_at: Mapped[float]
+    tokens_full_at: Mapped[float]
+    queue_until: Mapped[float]
+    lobby_until: Mapped[float]
+    paused_until: Mapped[float]
+    last_wait: Mapped[float | None]
+    """The answer to the last take, which its statement returns: empty, go; else seconds
+    to wait."""
 
 
 metadata = Base.metadata

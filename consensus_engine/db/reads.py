@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from consensus_engine.db.models import LlmCall, ProposalVersion, Run, StepProgress
 from consensus_engine.db.models import PersonaReview as ReviewRow
+from consensus_engine.domain.budgets import Spend, day_start, month_start
 from consensus_engine.domain.runs import IN_FLIGHT, RunStatus, RunType, StepStatus
 from consensus_engine.domain.schemas import DecisionLabel, ExpandedProposal
 
@@ -272,3 +273,68 @@ def run_counts(session: Session) -> dict[str, int]:
     """Runs in each status, for the ``consensus_runs`` gauge."""
     rows = session.execute(sa.select(Run.status, sa.func.count()).group_by(Run.status))
     return {str(status): int(count) for status, count in rows}
+
+
+# -- spend ------------------------------------------------------------------------------------
+
+
+def spend(session: Session, tenant: str, at: datetime) -> Spend:
+    """What ``tenant`` spent on LLM calls in the UTC day and month that contain ``at``."""
+    today, month = day_start(at), month_start(at)
+    tokens = LlmCall.input_tokens + LlmCall.output_tokens
+    in_day = LlmCall.created_at >= today
+    row = session.execute(
+        sa.select(
+            sa.func.coalesce(sa.func.sum(sa.case((in_day, LlmCall.cost_usd))), 0),
+            sa.func.coalesce(sa.func.sum(LlmCall.cost_usd), 0),
+            sa.func.coalesce(sa.func.sum(sa.case((in_day, tokens))), 0),
+        ).where(LlmCall.tenant == tenant, LlmCall.created_at >= month, LlmCall.created_at <= at)
+    ).one()
+    return Spend(
+        at=at,
+        usd_today=Decimal(row[0]),
+        usd_this_month=Decimal(row[1]),
+        tokens_today=int(row[2]),
+    )
+
+
+@dataclass(frozen=True)
+class DailyUsage:
+    day: str
+    """The UTC day, ``YYYY-MM-DD``."""
+    model: str
+    calls: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: Decimal
+
+
+def daily_usage(session: Session, tenant: str, since: datetime) -> list[DailyUsage]:
+    """``tenant``'s LLM calls since ``since``, summed by UTC day and model, newest first."""
+    day = _utc_day(session)
+    rows = session.execute(
+        sa.select(
+            day,
+            LlmCall.model,
+            sa.func.count(),
+            sa.func.sum(LlmCall.input_tokens),
+            sa.func.sum(LlmCall.output_tokens),
+            sa.func.sum(LlmCall.cost_usd),
+        )
+        .where(LlmCall.tenant == tenant, LlmCall.created_at >= since)
+        .group_by(day, LlmCall.model)
+        .order_by(day.desc(), LlmCall.model)
+    )
+    return [
+        DailyUsage(str(d), model, int(n), int(tokens_in), int(tokens_out), Decimal(cost))
+        for d, model, n, tokens_in, tokens_out, cost in rows
+    ]
+
+
+def _utc_day(session: Session) -> sa.ColumnElement[str]:
+    """A call's UTC day as ``YYYY-MM-DD``, in the dialect at hand."""
+    bind = session.get_bind()
+    if bind.dialect.name == "postgresql":
+        utc = sa.func.timezone("UTC", LlmCall.created_at)
+        return sa.func.to_char(utc, "YYYY-MM-DD")
+    return sa.func.strftime("%Y-%m-%d", LlmCall.created_at)

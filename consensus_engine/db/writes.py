@@ -90,15 +90,22 @@ def create_run(
     return run
 
 
-def record_llm_calls(session: Session, run: Run | None, calls: Sequence[CallRecord]) -> None:
+def record_llm_calls(
+    session: Session, run: Run | None, calls: Sequence[CallRecord], *, tenant: str | None = None
+) -> None:
     """One ``llm_calls`` row per attempt, failed ones too, and the run's running totals.
 
-    ``run`` is ``None`` for the synchronous endpoints: the calls are kept for cost alone.
+    ``run`` is ``None`` for the synchronous endpoints: the calls are kept for cost alone,
+    under ``tenant``. A run's calls are its tenant's.
     """
+    owner = run.tenant if run is not None else tenant
+    if owner is None:
+        raise ValueError("an LLM call without a run needs a tenant")
     for call in calls:
         session.add(
             LlmCall(
                 run_id=None if run is None else run.id,
+                tenant=owner,
                 step=call.step,
                 model=call.model,
                 attempt=call.attempt,

@@ -11,6 +11,7 @@ from consensus_engine.llm.client import LLMClient
 from consensus_engine.llm.errors import (
     LLMAuthError,
     LLMBadRequestError,
+    LLMCapacityWait,
     LLMConfigurationError,
     LLMConnectionError,
     LLMError,
@@ -31,6 +32,7 @@ __all__ = [
     "Generation",
     "LLMAuthError",
     "LLMBadRequestError",
+    "LLMCapacityWait",
     "LLMClient",
     "LLMConfigurationError",
     "LLMConnectionError",

@@ -5,17 +5,18 @@ of one ``generate`` fit in the time its caller has (a worker's step limit), the 
 does not retry on its own (the pipeline owns retries), the output is always re-validated with
 pydantic, invalid output gets a bounded number of repair calls, and SDK
 exceptions become :mod:`consensus_engine.llm.errors` with every attempt recorded.
+Every request passes the client's gate first (:mod:`consensus_engine.llm.gate`: the
+shared rate limits) and is settled with it when it ends.
 """
 
 from __future__ import annotations
 
-import email.utils
+import json
 import logging
 import re
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, TypeVar
 
@@ -24,9 +25,11 @@ import openai
 from pydantic import BaseModel, ValidationError
 
 from consensus_engine.llm import wire
+from consensus_engine.llm.catalogue import ModelCatalogue
 from consensus_engine.llm.errors import (
     LLMAuthError,
     LLMBadRequestError,
+    LLMCapacityWait,
     LLMConfigurationError,
     LLMConnectionError,
     LLMError,
@@ -37,7 +40,9 @@ from consensus_engine.llm.errors import (
     LLMServerError,
     LLMTimeoutError,
 )
-from consensus_engine.llm.pricing import PriceTable
+from consensus_engine.llm.gate import Admission, CallGate, CallIntent, OpenGate, estimate_tokens
+from consensus_engine.llm.pricing import Prices, PriceTable
+from consensus_engine.llm.provider_limits import read_limits, retry_after
 from consensus_engine.llm.records import ApiMode, CallRecord, Generation, LlmCallOutcome, WireMode
 
 if TYPE_CHECKING:
@@ -67,8 +72,9 @@ class LLMClient:
         sdk_max_retries: int = 0,
         repair_attempts: int = 1,
         max_output_tokens: int = 4096,
-        prices: PriceTable | None = None,
+        prices: Prices | None = None,
         http_client: httpx2.Client | None = None,
+        gate: CallGate | None = None,
     ) -> None:
         if not api_key and base_url is None:
             raise LLMConfigurationError(
@@ -81,6 +87,7 @@ class LLMClient:
         self._repair_attempts = repair_attempts
         self._max_output_tokens = max_output_tokens
         self._prices = prices or PriceTable()
+        self._gate: CallGate = gate or OpenGate()
         self._fallback_lock = threading.Lock()
         self._json_object_fallback = False
         # base_url is always explicit so the SDK never picks one up from the environment.
@@ -99,8 +106,10 @@ class LLMClient:
         *,
         within_seconds: float | None = None,
         http_client: httpx2.Client | None = None,
+        gate: CallGate | None = None,
     ) -> LLMClient:
-        """Raises :class:`LLMConfigurationError` or ``PricingError`` for unusable settings.
+        """Raises :class:`LLMConfigurationError` or ``CatalogueError`` for unusable settings.
+        Calls are priced with the model catalogue.
 
         ``within_seconds``: the time one ``generate`` may take in all; each call's timeout
         is ``LLM_TIMEOUT_SECONDS`` or shorter, so that every call it may make fits.
@@ -118,8 +127,9 @@ class LLMClient:
             sdk_max_retries=settings.llm_sdk_max_retries,
             repair_attempts=settings.llm_repair_attempts,
             max_output_tokens=settings.llm_max_output_tokens,
-            prices=PriceTable.from_json(settings.llm_prices_json),
+            prices=ModelCatalogue.from_settings(settings),
             http_client=http_client,
+            gate=gate,
         )
 
     @property
@@ -151,17 +161,23 @@ class LLMClient:
         model: str,
         temperature: float | None,
         step: str,
+        tenant: str | None = None,
     ) -> Generation[T]:
-        """Ask for one ``schema`` instance; raise :class:`LLMError` with the calls made."""
+        """Ask for one ``schema`` instance; raise :class:`LLMError` with the calls made.
+
+        Every request first passes the client's gate (``LLMCapacityWait`` when it has no
+        room: that request was not sent) and is settled with it afterwards.
+        """
         log = _CallLog(step, model, self._prices)
         turns: list[wire.Turn] = [("user", user)]
         repairs_left = self._repair_attempts
         while True:
             mode = self.wire_mode
             request = wire.Request(model, system, turns, temperature, self._max_output_tokens)
+            admission = self._admit(schema, request, tenant, log)
             started = time.perf_counter()
             try:
-                reply = wire.send(self._openai, mode, schema, request, official=self._official)
+                reply = self._send(mode, schema, request, admission)
             except openai.OpenAIError as exc:
                 latency = _elapsed_ms(started)
                 if self._falls_back(mode, exc):
@@ -213,6 +229,40 @@ class LLMClient:
     ) -> None:
         self.close()
 
+    def _admit(
+        self, schema: type[BaseModel], request: wire.Request, tenant: str | None, log: _CallLog
+    ) -> Admission:
+        """Pass the gate with an estimate of the request's tokens: the prompt and schema's
+        size, and the output cap."""
+        prompt = request.system + "".join(text for _, text in request.turns)
+        schema_text = json.dumps(wire.strict_schema(schema))
+        intent = CallIntent(
+            model=request.model,
+            tenant=tenant,
+            input_tokens=estimate_tokens(prompt + schema_text),
+            max_output_tokens=request.max_output_tokens,
+        )
+        try:
+            return self._gate.admit(intent)
+        except LLMCapacityWait as wait:
+            wait.calls = log.calls
+            raise
+
+    def _send(
+        self, mode: WireMode, schema: type[BaseModel], request: wire.Request, admission: Admission
+    ) -> wire.Reply:
+        """One request, settled with the gate however it ends."""
+        try:
+            reply = wire.send(self._openai, mode, schema, request, official=self._official)
+        except openai.APIStatusError as exc:
+            admission.settle(0, 0, read_limits(exc.response.headers))
+            raise
+        except BaseException:
+            admission.settle(0, 0)
+            raise
+        admission.settle(reply.input_tokens, reply.output_tokens, reply.limits)
+        return reply
+
     def _falls_back(self, mode: WireMode, exc: openai.OpenAIError) -> bool:
         """In auto mode, remember that this server cannot do ``json_schema`` and switch."""
         if self._mode != "auto" or mode != "chat" or not _rejects_json_schema(exc):
@@ -237,7 +287,7 @@ class LLMClient:
                 return LLMQuotaError("The LLM account has run out of quota (HTTP 429).")
             return LLMRateLimitedError(
                 "The LLM provider is rate-limiting requests (HTTP 429).",
-                retry_after=_retry_after(exc.response.headers),
+                retry_after=retry_after(exc.response.headers),
             )
         if status in (401, 403):
             return LLMAuthError(f"The LLM provider rejected the credentials (HTTP {status}).")
@@ -274,7 +324,7 @@ class _CallLog:
 
     step: str
     model: str
-    prices: PriceTable
+    prices: Prices
     calls: list[CallRecord] = field(default_factory=list)
 
     def add(
@@ -356,28 +406,6 @@ def _rejects_json_schema(exc: openai.OpenAIError) -> bool:
         return False
     text = f"{exc.message} {exc.body}".lower()
     return any(hint in text for hint in _SCHEMA_REJECTION_HINTS)
-
-
-def _retry_after(headers: httpx2.Headers) -> float | None:
-    """Seconds to wait, from ``retry-after-ms`` or ``retry-after`` (seconds or HTTP date)."""
-    milliseconds = headers.get("retry-after-ms")
-    if milliseconds:
-        try:
-            return max(float(milliseconds) / 1000, 0.0)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max((when - datetime.now(UTC)).total_seconds(), 0.0)
 
 
 def _elapsed_ms(started: float) -> float:

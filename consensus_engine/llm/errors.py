@@ -55,6 +55,19 @@ class LLMRateLimitedError(LLMTransientError):
     outcome = LlmCallOutcome.RATE_LIMITED
 
 
+class LLMCapacityWait(LLMTransientError):
+    """No request was sent: the model's shared rate limit has no room until ``retry_after``
+    seconds from now. Not the step's fault, so it spends none of its retries."""
+
+    code = "llm_capacity_wait"
+
+    def __init__(
+        self, message: str, *, retry_after: float, calls: Sequence[CallRecord] = ()
+    ) -> None:
+        super().__init__(message, calls=calls, retry_after=retry_after)
+        self.retry_after: float = retry_after
+
+
 class LLMTimeoutError(LLMTransientError):
     code = "llm_timeout"
     outcome = LlmCallOutcome.TIMEOUT

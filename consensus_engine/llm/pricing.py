@@ -1,9 +1,9 @@
 """Token counts to US dollars.
 
-Prices change more often than code, so the defaults below are only a starting
-point: check them against the provider's price list and override them with
-``LLM_PRICES_JSON``. A model missing from the table costs 0 and is flagged
-``priced=False`` instead of failing the run.
+A deployment prices its calls with its model catalogue (``llm/catalogue.py``), which
+takes a model's prices from its own entry, ``LLM_PRICES_JSON``, the maintained price
+library and, last, the small built-in table below. A model no source prices costs 0 and
+is flagged ``priced=False`` instead of failing the run.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from types import MappingProxyType
+from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -26,16 +27,29 @@ class PricingError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class ModelPrice:
-    """USD per one million tokens."""
+    """USD per one million tokens; ``cached_input_per_million`` ``None``: no discount known."""
 
     input_per_million: Decimal
     output_per_million: Decimal
+    cached_input_per_million: Decimal | None = None
+
+    def usd(self, input_tokens: int, output_tokens: int) -> Decimal:
+        """A call's cost with every input token at the full (uncached) price."""
+        return (
+            input_tokens * self.input_per_million + output_tokens * self.output_per_million
+        ) / _MILLION
 
 
 @dataclass(frozen=True, slots=True)
 class Cost:
     usd: Decimal
     priced: bool
+
+
+class Prices(Protocol):
+    """What the LLM client prices its calls with: the catalogue, or a bare table."""
+
+    def cost(self, model: str, input_tokens: int, output_tokens: int) -> Cost: ...
 
 
 def _price(input_per_million: str, output_per_million: str) -> ModelPrice:
@@ -81,14 +95,6 @@ class PriceTable:
     def __init__(self, prices: Mapping[str, ModelPrice] | None = None) -> None:
         self._prices = dict(DEFAULT_PRICES if prices is None else prices)
 
-    @classmethod
-    def from_json(cls, text: str | None) -> PriceTable:
-        """The defaults, with the models in ``text`` added or replaced."""
-        prices = dict(DEFAULT_PRICES)
-        if text and text.strip():
-            prices.update(parse_prices_json(text))
-        return cls(prices)
-
     def price_for(self, model: str) -> ModelPrice | None:
         exact = self._prices.get(model)
         if exact is not None:
@@ -99,10 +105,7 @@ class PriceTable:
         price = self.price_for(model)
         if price is None:
             return Cost(Decimal(0), priced=False)
-        usd = (
-            input_tokens * price.input_per_million + output_tokens * price.output_per_million
-        ) / _MILLION
-        return Cost(usd, priced=True)
+        return Cost(price.usd(input_tokens, output_tokens), priced=True)
 
     def cost_usd(self, model: str, input_tokens: int, output_tokens: int) -> Decimal:
         return self.cost(model, input_tokens, output_tokens).usd

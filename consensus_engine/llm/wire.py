@@ -21,6 +21,7 @@ from openai.types.responses import Response, ResponseInputParam, ResponseTextCon
 from openai.types.shared_params import ResponseFormatJSONObject, ResponseFormatJSONSchema
 from pydantic import BaseModel
 
+from consensus_engine.llm.provider_limits import ProviderLimits, read_limits
 from consensus_engine.llm.records import WireMode
 
 # In chat_json_object mode this fixed line precedes the fenced schema (the offline server
@@ -50,6 +51,8 @@ class Reply:
     input_tokens: int
     output_tokens: int
     request_id: str | None
+    limits: ProviderLimits | None = None
+    """What the answer's headers said about the provider's rate limits."""
 
 
 @functools.cache
@@ -85,7 +88,7 @@ def _send_responses(client: OpenAI, schema: type[BaseModel], request: Request) -
     turns: ResponseInputParam = [
         {"role": role, "content": content} for role, content in request.turns
     ]
-    response: Response = client.responses.create(
+    raw = client.responses.with_raw_response.create(
         model=request.model,
         instructions=request.system,
         input=turns,
@@ -94,6 +97,7 @@ def _send_responses(client: OpenAI, schema: type[BaseModel], request: Request) -
         temperature=omit if request.temperature is None else request.temperature,
         store=False,
     )
+    response: Response = raw.parse()
     refusals = [
         part.refusal
         for item in response.output
@@ -109,6 +113,7 @@ def _send_responses(client: OpenAI, schema: type[BaseModel], request: Request) -
         input_tokens=usage.input_tokens if usage else 0,
         output_tokens=usage.output_tokens if usage else 0,
         request_id=response._request_id,
+        limits=read_limits(raw.headers),
     )
 
 
@@ -134,7 +139,7 @@ def _send_chat(
     # OpenAI's reasoning models accept only max_completion_tokens; compatible servers
     # (llama.cpp, vLLM, Ollama) have long understood max_tokens.
     limit = request.max_output_tokens
-    completion: ChatCompletion = client.chat.completions.create(
+    raw = client.chat.completions.with_raw_response.create(
         model=request.model,
         messages=messages,
         response_format=response_format,
@@ -142,6 +147,7 @@ def _send_chat(
         max_tokens=omit if official else limit,
         temperature=omit if request.temperature is None else request.temperature,
     )
+    completion: ChatCompletion = raw.parse()
     usage = completion.usage
     choice = completion.choices[0] if completion.choices else None
     message = choice.message if choice else None
@@ -152,6 +158,7 @@ def _send_chat(
         input_tokens=usage.prompt_tokens if usage else 0,
         output_tokens=usage.completion_tokens if usage else 0,
         request_id=completion._request_id,
+        limits=read_limits(raw.headers),
     )
 
 

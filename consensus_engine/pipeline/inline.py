@@ -37,7 +37,12 @@ class InlineResult:
 
 
 def _generate(
-    llm: LLMClient, schema: type[Draft], prompt: Prompt, choice: ModelChoice, step: str
+    llm: LLMClient,
+    schema: type[Draft],
+    prompt: Prompt,
+    choice: ModelChoice,
+    step: str,
+    tenant: str | None,
 ) -> Generation[Draft]:
     return llm.generate(
         schema,
@@ -46,15 +51,21 @@ def _generate(
         model=choice.model,
         temperature=choice.temperature,
         step=step,
+        tenant=tenant,
     )
 
 
 def expand_idea(
-    llm: LLMClient, idea: str, extra_context: ExtraContext, choice: ModelChoice
+    llm: LLMClient,
+    idea: str,
+    extra_context: ExtraContext,
+    choice: ModelChoice,
+    *,
+    tenant: str | None = None,
 ) -> tuple[ExpandedProposal, list[CallRecord]]:
-    generation = _generate(
-        llm, ExpandedProposal, expand_prompt(idea, extra_context), choice, EXPAND_STEP
-    )
+    """The proposal; ``tenant``, whom the calls are made for, goes to the client's gate."""
+    prompt = expand_prompt(idea, extra_context)
+    generation = _generate(llm, ExpandedProposal, prompt, choice, EXPAND_STEP, tenant)
     return generation.value, generation.calls
 
 
@@ -65,10 +76,11 @@ def revise_proposal(
     choice: ModelChoice,
     *,
     user_edited_sections: Collection[str] = (),
+    tenant: str | None = None,
 ) -> tuple[ExpandedProposal, list[CallRecord]]:
     """A new version of ``proposal`` with the author's edit notes applied by the model."""
     prompt = revision_prompt(proposal, edit_notes, user_edited_sections=user_edited_sections)
-    generation = _generate(llm, ExpandedProposal, prompt, choice, EXPAND_STEP)
+    generation = _generate(llm, ExpandedProposal, prompt, choice, EXPAND_STEP, tenant)
     return generation.value, generation.calls
 
 
@@ -80,12 +92,13 @@ def review_proposal(
     *,
     previous_review: PersonaReview | None = None,
     edit_notes: str | None = None,
+    tenant: str | None = None,
 ) -> tuple[PersonaReview, list[CallRecord]]:
     """One persona's review, attributed by us whatever the model wrote."""
     prompt = review_prompt(
         persona, proposal, previous_review=previous_review, edit_notes=edit_notes
     )
-    generation = _generate(llm, ReviewDraft, prompt, choice, review_step(persona.id))
+    generation = _generate(llm, ReviewDraft, prompt, choice, review_step(persona.id), tenant)
     review = PersonaReview.from_draft(
         generation.value, persona_id=persona.id, persona_name=persona.name
     )
@@ -102,12 +115,13 @@ def review_idea(
     review: ModelChoice,
     approve_threshold: float,
     revise_threshold: float,
+    tenant: str | None = None,
 ) -> InlineResult:
     """Expand the idea, then run every persona concurrently and aggregate their reviews."""
-    proposal, calls = expand_idea(llm, idea, extra_context, expand)
+    proposal, calls = expand_idea(llm, idea, extra_context, expand, tenant=tenant)
 
     def run(persona: Persona) -> tuple[PersonaReview, list[CallRecord]]:
-        return review_proposal(llm, persona, proposal, review)
+        return review_proposal(llm, persona, proposal, review, tenant=tenant)
 
     with ThreadPoolExecutor(max_workers=len(personas), thread_name_prefix="review") as pool:
         results: Sequence[tuple[PersonaReview, list[CallRecord]]] = list(pool.map(run, personas))

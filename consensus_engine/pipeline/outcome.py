@@ -17,7 +17,8 @@ class OutcomeKind(StrEnum):
     """The step settled; send ``follow_ups``."""
     RETRY = "retry"
     """The step was handed back; deliver this message again after ``retry_after`` seconds
-    (without spending one of the step's retries when ``outage``: the database was away)."""
+    (spending one of the step's retries unless ``spends_retry`` is off: the database was
+    away, or the LLM's shared rate limit had no room)."""
     FAILED = "failed"
     """The step failed for good (``reason``); ``follow_ups`` may still move the run on."""
     SKIPPED = "skipped"
@@ -30,15 +31,15 @@ class StageOutcome:
     follow_ups: tuple[Job, ...] = ()
     reason: str | None = None
     retry_after: float | None = None
-    outage: bool = False
+    spends_retry: bool = True
 
     @classmethod
     def done(cls, *follow_ups: Job) -> StageOutcome:
         return cls(OutcomeKind.DONE, follow_ups)
 
     @classmethod
-    def retry(cls, after: float, reason: str, *, outage: bool = False) -> StageOutcome:
-        return cls(OutcomeKind.RETRY, reason=reason, retry_after=after, outage=outage)
+    def retry(cls, after: float, reason: str, *, spends_retry: bool = True) -> StageOutcome:
+        return cls(OutcomeKind.RETRY, reason=reason, retry_after=after, spends_retry=spends_retry)
 
     @classmethod
     def failed(cls, reason: str, *follow_ups: Job) -> StageOutcome:

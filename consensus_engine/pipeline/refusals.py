@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import uuid
 
+from consensus_engine.domain.budgets import Standing
+
 
 class RunRefused(Exception):
     """The request cannot be carried out; the message says why, without echoing input."""
@@ -51,3 +53,15 @@ class InvalidRevision(RunRefused, ValueError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)
         self.field = field
+
+
+class BudgetExceeded(RunRefused):
+    """The tenant used up one of its budget's limits; it starts over at ``standing.resets_at``."""
+
+    def __init__(self, standing: Standing) -> None:
+        super().__init__(
+            f"this tenant's budget is used up: {standing.limit.value} allows "
+            f"{standing.allowed}, {standing.used} used; it resets at "
+            f"{standing.resets_at.isoformat()}"
+        )
+        self.standing = standing

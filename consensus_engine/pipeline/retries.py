@@ -1,10 +1,11 @@
 """The retry policy: whether a failed step is tried again, and after how long.
 
 Every layer asks here: the stages (hand the step back or fail it for good), the worker
-(what Dramatiq re-delivers), nothing else decides. An outage of the database is not the
-step's fault: it never spends the step's retries, and the message comes back every few
-seconds until the database does (or the run's deadline passes, which the sweeper
-enforces).
+(what Dramatiq re-delivers), nothing else decides. Two waits are not the step's fault and
+never spend its retries: an outage of the database (the message comes back every few
+seconds until the database does) and an LLM whose shared rate limit has no room (it
+comes back when the limiter says there is room). The run's deadline, which the sweeper
+enforces, bounds both.
 """
 
 from __future__ import annotations
@@ -26,7 +27,12 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from consensus_engine.domain.aggregation import AggregationError
 from consensus_engine.domain.personas import PersonaConfigError
 from consensus_engine.domain.revisions import RevisionError
-from consensus_engine.llm import LLMConfigurationError, LLMPermanentError, LLMRateLimitedError
+from consensus_engine.llm import (
+    LLMCapacityWait,
+    LLMConfigurationError,
+    LLMPermanentError,
+    LLMRateLimitedError,
+)
 from consensus_engine.pipeline.work import StageInputError
 from consensus_engine.settings import Settings
 
@@ -39,6 +45,10 @@ PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
     AggregationError,
 )
 """Retrying cannot help: a bad API key, a refused request, a run missing its inputs."""
+
+CAPACITY_JITTER = 0.2
+"""Seconds added at random to a wait for LLM capacity. The limiter already gives each
+waiting caller a time of its own; this only keeps apart callers told the same one."""
 
 OUTAGE_MAX_BACKOFF = 10.0
 """The longest wait between two tries while the database is away: short, so that work
@@ -69,6 +79,12 @@ def is_outage(error: BaseException) -> bool:
     )
 
 
+def spends_retry(error: BaseException) -> bool:
+    """Whether trying again counts against the step's retries: not for an outage, nor for
+    a wait for LLM capacity (no request was sent)."""
+    return not (is_outage(error) or isinstance(error, LLMCapacityWait))
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """``MAX_RETRIES_PER_PERSONA`` retries with exponential backoff and jitter."""
@@ -90,9 +106,12 @@ class RetryPolicy:
     def retry_after(self, error: BaseException, retries: int) -> float | None:
         """Seconds to wait before the next try, or ``None``: the step fails for good.
 
-        ``retries`` is how many times this step was retried already, outages not counted.
-        A provider's Retry-After is a floor. An outage is always retried.
+        ``retries`` is how many times this step was retried already, free retries (see
+        :func:`spends_retry`) not counted. A provider's Retry-After is a floor. An outage
+        and a wait for LLM capacity are always retried, the latter when the limiter said.
         """
+        if isinstance(error, LLMCapacityWait):
+            return error.retry_after + random.uniform(0.0, CAPACITY_JITTER)  # noqa: S311
         if is_outage(error):
             return self._backoff(retries, min(self.max_backoff, OUTAGE_MAX_BACKOFF))
         if retries >= self.max_retries or not is_retryable(error):

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from consensus_engine.db import claims, reads, writes
 from consensus_engine.db.models import Run
 from consensus_engine.db.types import utcnow
+from consensus_engine.domain.budgets import Budget, Budgets, first_exhausted
 from consensus_engine.domain.choices import ModelChoice
 from consensus_engine.domain.personas import PersonaSet
 from consensus_engine.domain.prompts import PROMPT_SET_VERSION, ExtraContext
@@ -32,6 +33,7 @@ from consensus_engine.domain.runs import Job, Priority, RunStatus, RunType, Stag
 from consensus_engine.domain.schemas import SCHEMA_VERSION
 from consensus_engine.pipeline.preview import preview_plan
 from consensus_engine.pipeline.refusals import (
+    BudgetExceeded,
     IdempotencyConflict,
     RunNotFound,
     RunStateConflict,
@@ -105,12 +107,14 @@ class RunService:
         *,
         job_timeout_seconds: float,
         max_in_flight: int | None = None,
+        budgets: Budgets | None = None,
     ) -> None:
         self.sessions = sessions
         self.send = send
         self.job_timeout_seconds = job_timeout_seconds
         self.max_in_flight = max_in_flight
         """Each tenant's cap on queued plus running runs (``None``: no cap)."""
+        self.budgets = budgets or Budgets()
 
     # -- the use cases ---------------------------------------------------------------------------
 
@@ -234,7 +238,9 @@ class RunService:
 
     def _check_capacity(self, session: Session, tenant: str) -> None:
         """Checked before the insert, without a lock: two requests racing for the last slot
-        may both pass, so the cap can be overshot by the number of concurrent submissions."""
+        may both pass, so the cap can be overshot by the number of concurrent submissions.
+        The tenant's budget must have something left, too."""
+        check_budget(session, self.budgets, tenant)
         if self.max_in_flight is None:
             return
         in_flight = reads.count_in_flight(session, tenant=tenant)
@@ -354,3 +360,15 @@ class RunService:
             # Sent but not recorded: the sweeper may send it again, which claims make harmless.
             logger.exception("run %s was enqueued but recording that failed", run_id)
         return True
+
+
+def check_budget(
+    session: Session, budgets: Budgets, tenant: str, *, at: datetime | None = None
+) -> None:
+    """Raise :class:`BudgetExceeded` when one of the tenant's limits is used up."""
+    budget = budgets.for_tenant(tenant)
+    if budget == Budget():
+        return  # no limits: nothing to read
+    exhausted = first_exhausted(budget, reads.spend(session, tenant, at or utcnow()))
+    if exhausted is not None:
+        raise BudgetExceeded(exhausted)

@@ -33,7 +33,12 @@ from consensus_engine.observability.logs import lifecycle
 from consensus_engine.observability.metrics import pipeline_metrics
 from consensus_engine.pipeline.heartbeat import Heartbeat
 from consensus_engine.pipeline.outcome import StageOutcome
-from consensus_engine.pipeline.retries import PERMANENT_ERRORS, RetryPolicy, is_outage
+from consensus_engine.pipeline.retries import (
+    PERMANENT_ERRORS,
+    RetryPolicy,
+    is_outage,
+    spends_retry,
+)
 from consensus_engine.pipeline.sweeper import resumable_jobs
 from consensus_engine.pipeline.work import PREPARE, Stored, Thresholds, Work
 
@@ -183,7 +188,7 @@ class Pipeline:
         )
         if retry_after is None:
             return StageOutcome.failed(text)
-        return StageOutcome.retry(retry_after, text, outage=is_outage(error))
+        return StageOutcome.retry(retry_after, text, spends_retry=spends_retry(error))
 
     @staticmethod
     def _settle(run: Run, step: StepProgress, stored: Stored, work: Work) -> StageOutcome:
@@ -258,7 +263,7 @@ class Pipeline:
         if work is not None and not calls:
             calls = list(work.calls)
         follow_ups: tuple[Job, ...] = ()
-        outage = is_outage(error)
+        spent = spends_retry(error)
         try:
             with self.sessions.begin() as session:
                 held = claims.reclaim(session, job.run_id, job.step_name, holder=holder)
@@ -266,7 +271,7 @@ class Pipeline:
                     run, step = held
                     writes.record_llm_calls(session, run, calls)
                     if retry_after is not None:
-                        claims.settle_step(step, StepStatus.PENDING, error=text)
+                        claims.hand_back(step, error=text, spent=spent)
                     else:
                         claims.settle_step(step, StepStatus.FAILED, error=text)
                         follow_ups = self._after_final_failure(run, job, code, text)
@@ -281,7 +286,7 @@ class Pipeline:
                 job.run_id,
                 len(calls),
             )
-            outage = True
+            spent = False
             retry_after = self.settings.retries.retry_after(unrecorded, retries)
         metrics = pipeline_metrics()
         metrics.llm_calls(calls, models=self.settings.models)
@@ -303,7 +308,7 @@ class Pipeline:
         if isinstance(error, KeyboardInterrupt | SystemExit):
             raise error
         if retry_after is not None:
-            return StageOutcome.retry(retry_after, text, outage=outage)
+            return StageOutcome.retry(retry_after, text, spends_retry=spent)
         return StageOutcome.failed(text, *follow_ups)
 
     @staticmethod

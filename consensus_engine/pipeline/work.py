@@ -70,6 +70,8 @@ class Work(ABC):
 
     calls: list[CallRecord] = field(default_factory=list, init=False)
     metadata: dict[str, Any] = field(default_factory=dict, init=False)
+    tenant: str | None = field(default=None, kw_only=True)
+    """Whom the LLM calls are made for (the run's tenant)."""
 
     @abstractmethod
     def run(self, llm: LLMClient) -> None: ...
@@ -130,6 +132,7 @@ class ExpandWork(Work):
     ) -> ExpandWork:
         forced = run.parameters.get("rerun_personas")
         return cls(
+            tenant=run.tenant,
             idea=run.idea,
             extra_context=run.extra_context,
             choice=ModelChoice(run.expand_model, run.expand_temperature),
@@ -146,7 +149,9 @@ class ExpandWork(Work):
 
     def run(self, llm: LLMClient) -> None:
         if self.parent is None:
-            self.proposal, self.calls = expand_idea(llm, self.idea, self.extra_context, self.choice)
+            self.proposal, self.calls = expand_idea(
+                llm, self.idea, self.extra_context, self.choice, tenant=self.tenant
+            )
             self.metadata = {"source": self.source.value}
             return
         edited = apply_edits(self.parent.proposal, self.edited_proposal)
@@ -154,7 +159,12 @@ class ExpandWork(Work):
         if self.edit_notes and self.edit_notes.strip():
             changed_by_hand = proposal_diff(self.parent.proposal, edited)["changed_fields"]
             self.proposal, self.calls = revise_proposal(
-                llm, edited, self.edit_notes, self.choice, user_edited_sections=changed_by_hand
+                llm,
+                edited,
+                self.edit_notes,
+                self.choice,
+                user_edited_sections=changed_by_hand,
+                tenant=self.tenant,
             )
             self.source = ProposalSource.REVISED
         self.plan = plan_revision(
@@ -239,6 +249,7 @@ class ReviewWork(Work):
             row = reads.load_reviews(session, run.parent_run_id).get(persona.id)
             previous = None if row is None else PersonaReview.model_validate(row.review)
         return cls(
+            tenant=run.tenant,
             persona=persona,
             proposal=proposal,
             choice=ModelChoice(run.review_model, run.review_temperature),
@@ -254,6 +265,7 @@ class ReviewWork(Work):
             self.choice,
             previous_review=self.previous_review,
             edit_notes=self.edit_notes,
+            tenant=self.tenant,
         )
         self.metadata = {"confidence_score": self.review.confidence_score}
 

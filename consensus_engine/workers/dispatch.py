@@ -26,8 +26,9 @@ from consensus_engine.workers.runtime import runtime
 
 logger = logging.getLogger(__name__)
 _HOST = socket.gethostname()
-OUTAGE_RETRIES = "outage_retries"
-"""The message option counting the retries an outage caused: they spend no step retries."""
+FREE_RETRIES = "free_retries"
+"""The message option counting the retries that spend none of the step's: those an outage
+or a wait for LLM capacity caused."""
 
 
 def execute(settings: Settings, stage: Stage, run_id: str, persona_id: str | None = None) -> None:
@@ -35,17 +36,17 @@ def execute(settings: Settings, stage: Stage, run_id: str, persona_id: str | Non
     message = CurrentMessage.get_current_message()
     assert message is not None, "stages run inside a Dramatiq worker"
     retries = int(message.options.get("retries", 0))
-    outages = int(message.options.get(OUTAGE_RETRIES, 0))
+    free = int(message.options.get(FREE_RETRIES, 0))
     holder = f"{_HOST}:{os.getpid()}:{message.message_id}:{retries}"
     with bound(message_id=message.message_id, attempt=retries + 1):
         priority = priority_of(settings, message.queue_name)
         job = Job(stage, uuid.UUID(run_id), priority, persona_id)
         pipeline = runtime(settings).pipeline
-        outcome = pipeline.run(job, holder=holder, retries=max(0, retries - outages))
+        outcome = pipeline.run(job, holder=holder, retries=max(0, retries - free))
         if outcome.kind is OutcomeKind.RETRY:
             assert outcome.retry_after is not None
-            if outcome.outage:  # Dramatiq's Retries middleware sends these options on
-                message.options[OUTAGE_RETRIES] = outages + 1
+            if not outcome.spends_retry:  # Dramatiq's Retries middleware sends options on
+                message.options[FREE_RETRIES] = free + 1
             raise dramatiq.Retry(
                 "the stage asked for a retry", delay=int(outcome.retry_after * 1000)
             )

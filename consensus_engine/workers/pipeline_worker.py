@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from consensus_engine.llm.catalogue import ModelCatalogue, require_priced
 from consensus_engine.settings import Settings, SettingsError, get_settings
 
 
@@ -44,6 +45,7 @@ def _forget_old_metrics() -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     try:
         settings = get_settings()
+        require_priced(ModelCatalogue.from_settings(settings))
     except SettingsError as error:
         sys.exit(f"pipeline worker: {error}")
     _forget_old_metrics()

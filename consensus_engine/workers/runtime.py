@@ -14,7 +14,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from consensus_engine.db.engine import create_engine_from_settings, session_factory
+from consensus_engine.db.rate_limits import DatabaseBuckets
 from consensus_engine.llm import LLMClient
+from consensus_engine.llm.rate_limits import RateLimitGate
 from consensus_engine.pipeline.retries import RetryPolicy
 from consensus_engine.pipeline.stages import Pipeline, StageSettings
 from consensus_engine.pipeline.work import Thresholds
@@ -61,7 +63,9 @@ def runtime(settings: Settings) -> Runtime:
             engine = create_engine_from_settings(settings)
             sessions = session_factory(engine)
             llm = LLMClient.from_settings(
-                settings, within_seconds=settings.worker_step_timeout_seconds
+                settings,
+                within_seconds=settings.worker_step_timeout_seconds,
+                gate=RateLimitGate.from_settings(settings, DatabaseBuckets(engine)),
             )
             _runtimes[pid] = Runtime(
                 settings=settings,

@@ -29,6 +29,10 @@ from .conftest import ApiFactory, ApiHarness
 IDEA = "Let people book a bike repair slot online and get a text when it is ready."
 PERSONA_IDS = list(DEFAULT_PERSONAS.ids)
 OVERRIDE_MODEL = "gpt-4o-mini"  # priced, unlike an invented name, and not the default
+CATALOGUE = {
+    "MODEL_CATALOGUE_JSON": json.dumps({m: {} for m in ("gpt-4.1-mini", "gpt-4.1", OVERRIDE_MODEL)})
+}
+"""Settings (API and worker) that allow the models these tests choose besides the default."""
 
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -241,7 +245,8 @@ def test_invalid_requests_get_the_envelope(api: ApiHarness) -> None:
     assert_no_server_errors(api)
 
 
-def test_submit_stores_the_run_and_enqueues_it(api: ApiHarness) -> None:
+def test_submit_stores_the_run_and_enqueues_it(make_api: ApiFactory) -> None:
+    api = make_api(env=CATALOGUE)
     body = {
         "idea": f"  {IDEA}  ",
         "extra_context": "Two shops in Leeds, 40 repairs a week.",
@@ -541,7 +546,8 @@ def test_follow_a_run_to_its_decision_and_read_everything(make_api: ApiFactory) 
     assert_no_server_errors(api)
 
 
-def test_revise_diff_and_retry_with_a_worker(api: ApiHarness) -> None:
+def test_revise_diff_and_retry_with_a_worker(make_api: ApiFactory) -> None:
+    api = make_api(env=CATALOGUE)
     api.stack.start_worker()
     parent = submit(api.acme)
     api.stack.wait_for(uuid.UUID(parent))

@@ -6,14 +6,17 @@ The API calls the offline LLM server over real HTTP; failures are scripted on th
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import sqlalchemy as sa
 
 from consensus_engine.db.models import LlmCall
+from consensus_engine.db.rate_limits import DatabaseBuckets
 from consensus_engine.devtools.loopback import Response
 from consensus_engine.domain.personas import DEFAULT_PERSONAS
 from consensus_engine.domain.schemas import Decision, ExpandedProposal, PersonaReview
+from consensus_engine.llm.rate_limits import Bucket, Draw
 
 from .conftest import ApiFactory, ApiHarness
 
@@ -172,3 +175,33 @@ def test_a_wrong_server_side_llm_key_is_a_bad_gateway(make_api: ApiFactory) -> N
     for path in ("/v1/expand-idea", "/v1/review-idea"):
         body = _envelope(api.acme.post(path, {"idea": IDEA}), 502, "LLM_AUTH_ERROR")
         assert "credentials" in str(body["message"])
+
+
+def test_the_synchronous_endpoints_take_from_the_workers_rate_limits(
+    make_api: ApiFactory,
+) -> None:
+    """One request a minute for the model: the worker's share, taken from the same row in
+    the same database, leaves none for the API, which says when to come back."""
+    model = "offline-chat"
+    api = make_api(
+        env={
+            "EXPAND_MODEL": model,
+            "REVIEW_MODEL": model,
+            "MODEL_CATALOGUE_JSON": json.dumps({model: {"free": True, "rpm": 1}}),
+            "LLM_CAPACITY_WAIT_SECONDS": "0",
+        }
+    )
+    one = Draw(Bucket.per_minute(1), 1)
+    worker = DatabaseBuckets(api.stack.engine)
+    try:
+        assert worker.take(model, one, None, 0.0).admitted
+    finally:
+        worker.close()
+
+    refused = api.acme.post("/v1/expand-idea", {"idea": IDEA})
+
+    body = _envelope(refused, 503, "LLM_CAPACITY")
+    seconds = int(refused.headers["retry-after"])
+    assert one.seconds - 5 < seconds <= one.seconds + 1  # when the bucket has room again
+    assert body["details"] == {"retry_after_seconds": seconds}
+    assert api.stack.llm.stats()["total"] == 0 and _unowned_calls(api) == []

@@ -138,6 +138,12 @@ def test_submit_follow_list_show_revise_and_diff(api: ApiHarness, tmp_path: Path
     assert diff["metadata"]["relationship"] == "run1_is_parent_of_run2"
     assert {d["persona_id"] for d in diff["persona_deltas"]} == set(DEFAULT_PERSONAS.ids)
 
+    out = _ok(api, tmp_path, "usage")  # both runs' calls, the revision's included
+    assert out.startswith("Tenant acme\nDAY ")
+    assert out.rstrip().endswith("Budget: no limits.")
+    usage = json.loads(_ok(api, tmp_path, "usage", "--days", "1", "--json"))
+    assert sum(day["calls"] for day in usage["days"]) >= 6 + 3
+
 
 def test_api_errors_are_one_line_with_code_and_request_id(api: ApiHarness, tmp_path: Path) -> None:
     wrong_key = "ce_" + "w" * 43

@@ -310,6 +310,7 @@ def test_from_settings(server: OfflineLLMServer) -> None:
         openai_base_url=server.base_url,
         llm_api_mode="chat_json_object",
         llm_prices_json='{"local-model": {"input": 1, "output": 2}}',
+        expand_model="local-model",  # the catalogue, and so the prices, are the configured models
     )
 
     with LLMClient.from_settings(settings) as client:

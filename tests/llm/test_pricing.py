@@ -1,4 +1,5 @@
-"""Token counts to dollars, with defaults and a validated LLM_PRICES_JSON override."""
+"""Token counts to dollars: the built-in table and validated LLM_PRICES_JSON entries. Which
+source prices a model is the catalogue's business (``tests/unit/test_catalogue.py``)."""
 
 from __future__ import annotations
 
@@ -41,25 +42,22 @@ def test_unknown_model_costs_zero_and_is_flagged() -> None:
     assert (cost.usd, cost.priced) == (Decimal(0), False)
 
 
-def test_override_replaces_and_adds_models_keeping_the_rest() -> None:
-    table = PriceTable.from_json(
-        '{"gpt-4o": {"input": 1, "output": 2}, "local": {"input": 0, "output": 0}}'
+def test_an_override_table_holds_exactly_its_models() -> None:
+    table = PriceTable(
+        parse_prices_json(
+            '{"gpt-4o": {"input": 1, "output": 2}, "local": {"input": 0, "output": 0}}'
+        )
     )
 
     assert table.price_for("gpt-4o") == ModelPrice(Decimal(1), Decimal(2))
     assert table.cost("local", 5, 5).priced
-    assert table.price_for("gpt-4.1") == DEFAULT_PRICES["gpt-4.1"]
+    assert table.price_for("gpt-4.1") is None
 
 
 def test_decimal_prices_stay_exact() -> None:
-    table = PriceTable.from_json('{"m": {"input": 0.1, "output": 0.2}}')
+    table = PriceTable(parse_prices_json('{"m": {"input": 0.1, "output": 0.2}}'))
 
     assert table.cost_usd("m", 3_000_000, 0) == Decimal("0.3")
-
-
-@pytest.mark.parametrize("text", [None, "", "   "])
-def test_no_override_means_defaults(text: str | None) -> None:
-    assert PriceTable.from_json(text).price_for("gpt-5.1") == DEFAULT_PRICES["gpt-5.1"]
 
 
 @pytest.mark.parametrize(

@@ -1,8 +1,10 @@
-"""Tenants cannot create Prometheus series: a model name a request makes up is counted
-under ``other``, not as a label value of its own. Real API, worker, emulator and LLM."""
+"""Tenants cannot create Prometheus series: a model other than EXPAND_MODEL and
+REVIEW_MODEL is counted under ``other``, not as a label value of its own, even where the
+catalogue allows many. Real API, worker, emulator and LLM."""
 
 from __future__ import annotations
 
+import json
 import uuid
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -13,9 +15,11 @@ IDEA = "Let people book a bike repair slot online and get a text when it is read
 
 
 def test_made_up_model_names_do_not_become_label_values(make_api: ApiFactory) -> None:
-    api = make_api()
-    worker = api.stack.start_worker()
     made_up = [f"model-{uuid.uuid4().hex[:8]}" for _ in range(5)]
+    catalogue: dict[str, dict[str, bool]] = {"gpt-4.1-mini": {}}
+    catalogue |= {model: {"free": True} for model in made_up}
+    api = make_api(env={"MODEL_CATALOGUE_JSON": json.dumps(catalogue)})
+    worker = api.stack.start_worker()
     runs = []
     for model in made_up:
         body = {"idea": IDEA, "expand_model": model, "review_model": model}

@@ -7,12 +7,19 @@ from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from consensus_engine.domain.revisions import RevisionError
-from consensus_engine.llm import LLMAuthError, LLMRateLimitedError, LLMServerError
+from consensus_engine.llm import (
+    LLMAuthError,
+    LLMCapacityWait,
+    LLMRateLimitedError,
+    LLMServerError,
+)
 from consensus_engine.pipeline.retries import (
+    CAPACITY_JITTER,
     OUTAGE_MAX_BACKOFF,
     RetryPolicy,
     is_outage,
     is_retryable,
+    spends_retry,
 )
 from consensus_engine.pipeline.work import StageInputError
 
@@ -84,3 +91,19 @@ def test_data_the_database_refused_is_no_outage() -> None:
     refused = DataError("INSERT", None, Exception("invalid byte sequence"))
     assert not is_outage(refused)
     assert POLICY.retry_after(refused, 0) is None
+
+
+def test_a_wait_for_llm_capacity_comes_back_when_the_limiter_said_and_spends_nothing() -> None:
+    """No request was sent: the step is not at fault, so it never runs out of tries and
+    comes back at the time the shared limiter gave it, however far off."""
+    wait = LLMCapacityWait("no room", retry_after=42.5)
+    for retries in (0, 3, 10_000):
+        again = POLICY.retry_after(wait, retries)
+        assert again is not None and 42.5 <= again <= 42.5 + CAPACITY_JITTER
+    assert not spends_retry(wait)
+
+
+def test_only_outages_and_capacity_waits_spend_no_retry() -> None:
+    assert not spends_retry(_unreachable())
+    assert spends_retry(LLMServerError("500"))
+    assert spends_retry(LLMRateLimitedError("429", retry_after=1.0))

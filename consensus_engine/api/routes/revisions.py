@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from consensus_engine.api.accepted import accepted
 from consensus_engine.api.errors import ApiError, invalid
 from consensus_engine.api.idempotency import IdempotencyKey, idempotency
-from consensus_engine.api.inputs import storable, storable_edit
+from consensus_engine.api.inputs import catalogued_models, storable, storable_edit
 from consensus_engine.api.openapi import RUN_LINKS, errors
 from consensus_engine.api.presenters import stored_decision
 from consensus_engine.api.schemas import (
@@ -120,6 +120,7 @@ def revise(
     settings = state.settings
     storable_edit("edited_proposal", body.edited_proposal)
     storable("edit_notes", body.edit_notes)
+    catalogued_models(state, body)
     edit_notes = body.edit_notes.strip() if body.edit_notes and body.edit_notes.strip() else None
     if body.edited_proposal is not None:
         _check_length(

@@ -20,6 +20,7 @@ from consensus_engine.api.accepted import accepted
 from consensus_engine.api.errors import ApiError, invalid
 from consensus_engine.api.idempotency import IdempotencyKey, idempotency
 from consensus_engine.api.inputs import (
+    catalogued_models,
     idea_and_context,
     model_choices,
     selected_personas,
@@ -66,6 +67,7 @@ def submit(
     """Store a run (expand, one review per persona, aggregate) and enqueue its first step."""
     settings = state.settings
     idea, context = idea_and_context(body.idea, body.extra_context, settings)
+    catalogued_models(state, body)
     expand, review = model_choices(body, expand_choice(settings), review_choice(settings))
     new = NewRun(
         idea=idea,

@@ -52,7 +52,7 @@ async def expand_idea(
     choice = expand_choice(state.settings)
     proposal, calls = await state.sync.run(
         principal.tenant,
-        lambda: inline.expand_idea(llm, idea, context, choice),
+        lambda: inline.expand_idea(llm, idea, context, choice, tenant=principal.tenant),
         lambda result: result[1],
     )
     return ExpandIdeaResponse(
@@ -92,6 +92,7 @@ async def review_idea(
             review=review,
             approve_threshold=settings.approve_threshold,
             revise_threshold=settings.revise_threshold,
+            tenant=principal.tenant,
         ),
         lambda outcome: outcome.calls,
     )

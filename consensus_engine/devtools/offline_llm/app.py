@@ -1,7 +1,8 @@
 """The offline server's ASGI app: OpenAI-shaped endpoints, fault injection and statistics.
 
 Faults come from a FIFO queue scripted through ``POST /_offline/faults`` first,
-then from the random rates in :class:`OfflineOptions`. Every handler runs on
+then from the random rates in :class:`OfflineOptions`. With ``rpm_limit`` or
+``tpm_limit`` the server enforces them like a provider (``limits.py``). Every handler runs on
 the server's event loop, so the counters need no lock, and every wait is an
 ``asyncio`` sleep, so slow answers overlap instead of queueing.
 """
@@ -13,6 +14,7 @@ import hashlib
 import hmac
 import json
 import random
+import time
 import uuid
 from collections import Counter, deque
 from collections.abc import Mapping
@@ -25,6 +27,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from consensus_engine.devtools.offline_llm import synthetic
+from consensus_engine.devtools.offline_llm.limits import SlidingWindowLimits
 from consensus_engine.devtools.offline_llm.wire import (
     Ask,
     chat_payload,
@@ -51,6 +54,8 @@ class OfflineOptions:
     no_responses: bool = False
     api_key: str | None = None
     seed: int = 0
+    rpm_limit: int | None = None
+    tpm_limit: int | None = None
 
     def __post_init__(self) -> None:
         rates = (self.error_rate, self.invalid_json_rate, self.hang_rate)
@@ -58,6 +63,8 @@ class OfflineOptions:
             raise ValueError("fault rates must be between 0 and 1 and add up to at most 1")
         if self.latency_ms < 0 or self.hang_seconds <= 0:
             raise ValueError("latency_ms must be >= 0 and hang_seconds > 0")
+        if any(limit is not None and limit < 1 for limit in (self.rpm_limit, self.tpm_limit)):
+            raise ValueError("rpm_limit and tpm_limit must be at least 1")
 
 
 class OptionFields(TypedDict, total=False):
@@ -72,6 +79,8 @@ class OptionFields(TypedDict, total=False):
     no_responses: bool
     api_key: str | None
     seed: int
+    rpm_limit: int | None
+    tpm_limit: int | None
 
 
 class _OfflineApp:
@@ -85,6 +94,7 @@ class _OfflineApp:
         self._recent: deque[dict[str, object]] = deque(maxlen=_RECENT)
         self._in_flight = 0
         self._max_in_flight = 0
+        self._limits = SlidingWindowLimits(options.rpm_limit, options.tpm_limit)
 
     async def chat(self, request: Request) -> Response:
         return await self._generate(request, "chat")
@@ -117,6 +127,7 @@ class _OfflineApp:
         self._faults.clear()
         self._counts.clear()
         self._recent.clear()
+        self._limits.reset()
         self._max_in_flight = self._in_flight
         return _json({"reset": True})
 
@@ -129,6 +140,7 @@ class _OfflineApp:
                 "max_in_flight": self._max_in_flight,
                 "pending_faults": list(self._faults),
                 "recent": list(self._recent),
+                "rate": self._limits.stats(),
             }
         )
 
@@ -158,6 +170,16 @@ class _OfflineApp:
             # What llama.cpp's OpenAI-compatible server answers to response_format json_schema.
             self._note(path, ask, "rejected_json_schema")
             return _error(500, "response_format.type: Input should be 'text' or 'json_object'")
+        verdict = self._limits.admit(time.monotonic())
+        if verdict.retry_after is not None:
+            self._note(path, ask, "rate_limited")
+            return _error(
+                429,
+                "Rate limit reached for requests or tokens per minute (offline server limit).",
+                error_type="requests",
+                code="rate_limit_exceeded",
+                headers=verdict.headers,
+            )
         fault = self._next_fault()
         if self.options.latency_ms:
             await asyncio.sleep(self.options.latency_ms / 1000)
@@ -166,16 +188,21 @@ class _OfflineApp:
             await _sleep_unless_disconnected(request, self.options.hang_seconds)
             return _error(504, "offline server hang ended", error_type="server_error")
         if fault in ("429", "500", "401"):
-            return self._fault_response(path, ask, fault)
+            return self._fault_response(path, ask, fault, verdict.headers)
         text, truncated = self._content(ask, fault)
         outcome = fault or ("truncated" if truncated else "ok")
         self._note(path, ask, outcome)
         prompt = " ".join(text for _, text in ask.messages) + json.dumps(ask.schema or "")
         prompt_tokens = estimate_tokens(prompt)
+        if verdict.entry is not None:
+            verdict.entry.tokens = prompt_tokens + estimate_tokens(text)
         build = chat_payload if kind == "chat" else responses_payload
-        return _json(build(ask, text, truncated=truncated, prompt_tokens=prompt_tokens))
+        payload = build(ask, text, truncated=truncated, prompt_tokens=prompt_tokens)
+        return _json(payload, headers=verdict.headers)
 
-    def _fault_response(self, path: str, ask: Ask, fault: Fault) -> Response:
+    def _fault_response(
+        self, path: str, ask: Ask, fault: Fault, headers: Mapping[str, str]
+    ) -> Response:
         if fault == "429":
             self._note(path, ask, "rate_limited")
             return _error(
@@ -183,13 +210,15 @@ class _OfflineApp:
                 "Rate limit reached (offline server fault).",
                 error_type="requests",
                 code="rate_limit_exceeded",
-                headers={"retry-after": "1"},
+                headers={**headers, "retry-after": "1"},
             )
         if fault == "401":
             self._note(path, ask, "unauthorized")
             return _unauthorized()
         self._note(path, ask, "server_error")
-        return _error(500, "The server had an error (offline server fault).", "server_error")
+        return _error(
+            500, "The server had an error (offline server fault).", "server_error", headers=headers
+        )
 
     def _next_fault(self) -> Fault | None:
         """The scripted queue first, then the random rates."""

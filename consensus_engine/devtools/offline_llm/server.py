@@ -9,7 +9,8 @@ binds to loopback only: it has no authentication worth the name.
 Admin endpoints (no API key needed): ``POST /_offline/faults`` with
 ``{"faults": [...]}`` queues faults for the next generation requests (FIFO),
 ``DELETE /_offline/faults`` drops them, ``GET /_offline/stats`` reports counts
-by path and outcome, in-flight peaks and recent requests, and ``POST
+by path and outcome, in-flight peaks, recent requests and (``rate``) the enforced
+limits, the 429s they caused and the accepted requests per minute, and ``POST
 /_offline/reset`` clears faults and statistics.
 """
 
@@ -106,6 +107,12 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-responses", action="store_true", help="404 on /v1/responses")
     parser.add_argument("--api-key", default=None, help="require this bearer token")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--rpm-limit", type=int, default=None, help="refuse (429) past this many requests a minute"
+    )
+    parser.add_argument(
+        "--tpm-limit", type=int, default=None, help="refuse (429) past this many tokens a minute"
+    )
 
 
 def serve_from_args(args: argparse.Namespace) -> None:
@@ -121,6 +128,8 @@ def serve_from_args(args: argparse.Namespace) -> None:
         no_responses=args.no_responses,
         api_key=args.api_key,
         seed=args.seed,
+        rpm_limit=args.rpm_limit,
+        tpm_limit=args.tpm_limit,
     )
 
 
