@@ -200,9 +200,9 @@ class Settings(BaseSettings):
         push endpoint (which Pub/Sub itself uses when no audience is configured)."""
         return self.pubsub_push_audience or self.pubsub_push_endpoint
 
-    @property
+    @functools.cached_property
     def budgets(self) -> Budgets:
-        """Every tenant's budget (``TENANT_BUDGETS_JSON``; none set: no limits)."""
+        """Every tenant's budget (``TENANT_BUDGETS_JSON``; none set: no limits), parsed once."""
         return Budgets.from_json(self.tenant_budgets_json)
 
     @property

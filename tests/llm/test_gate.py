@@ -14,7 +14,7 @@ from consensus_engine.llm.client import LLMClient
 from consensus_engine.llm.errors import LLMCapacityWait, LLMRateLimitedError
 from consensus_engine.llm.gate import Admission, CallIntent
 from consensus_engine.llm.provider_limits import Headroom, ProviderLimits
-from consensus_engine.llm.records import ApiMode, LlmCallOutcome
+from consensus_engine.llm.records import ApiMode, Generation, LlmCallOutcome
 
 from .conftest import API_KEY
 
@@ -71,8 +71,8 @@ def client_for(server: OfflineLLMServer, gate: RecordingGate, mode: ApiMode = "c
     )
 
 
-def review(client: LLMClient) -> list[LlmCallOutcome]:
-    generation = client.generate(
+def generate(client: LLMClient) -> Generation[ReviewDraft]:
+    return client.generate(
         ReviewDraft,
         system="You are a critic.",
         user="An idea worth reviewing.",
@@ -81,21 +81,16 @@ def review(client: LLMClient) -> list[LlmCallOutcome]:
         step="review",
         tenant="acme",
     )
-    return [call.outcome for call in generation.calls]
+
+
+def review(client: LLMClient) -> list[LlmCallOutcome]:
+    return [call.outcome for call in generate(client).calls]
 
 
 def test_each_request_is_admitted_then_settled_with_its_usage(server: OfflineLLMServer) -> None:
     gate = RecordingGate()
     with client_for(server, gate) as client:
-        generation = client.generate(
-            ReviewDraft,
-            system="You are a critic.",
-            user="An idea worth reviewing.",
-            model="m",
-            temperature=None,
-            step="review",
-            tenant="acme",
-        )
+        generation = generate(client)
 
     (ticket,) = gate.tickets
     assert (ticket.intent.model, ticket.intent.tenant) == ("m", "acme")
