@@ -110,7 +110,9 @@ def contend(
     engine = create_engine_from_url(url)
     store = TimedStore(DatabaseBuckets(engine))
     gate = RateLimitGate.from_settings(settings, store)
-    intent = CallIntent(MODEL, "bench", INPUT_TOKENS, OUTPUT_CAP)
+    intent = CallIntent(
+        MODEL, "bench", INPUT_TOKENS, OUTPUT_CAP, patience=settings.llm_capacity_wait_seconds
+    )
     results = [Timings() for _ in range(threads)]
 
     def caller(timings: Timings) -> None:

@@ -206,6 +206,12 @@ class Settings(BaseSettings):
         return Budgets.from_json(self.tenant_budgets_json)
 
     @property
+    def metric_models(self) -> frozenset[str]:
+        """The models metrics name (``EXPAND_MODEL`` and ``REVIEW_MODEL``); any other model a
+        request names, even one the catalogue allows, is counted as ``other``."""
+        return frozenset((self.expand_model, self.review_model))
+
+    @property
     def serves_docs(self) -> bool:
         """``API_DOCS_ENABLED`` if set; otherwise the docs are served outside production."""
         if self.api_docs_enabled is not None:

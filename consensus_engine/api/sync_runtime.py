@@ -8,9 +8,10 @@ timeout the client gets 504 ``TIMEOUT``. The work's LLM calls have timeouts shor
 that all of them fit in that time (a thread blocked in an HTTP call cannot be
 interrupted), so work that started does not outlive its request by much; an LLM call that
 times out also answers 504. Work still waiting for a free thread at that point is dropped.
-The LLM calls take from the same shared rate limits as the workers' (``llm/rate_limits.py``):
-a call waits up to ``LLM_CAPACITY_WAIT_SECONDS`` for room, then the request answers 503
-``LLM_CAPACITY`` with ``Retry-After``.
+The LLM calls pass the same gate as the workers' (``pipeline/call_gate.py``): the shared
+rate limits, where a request waits up to ``LLM_CAPACITY_WAIT_SECONDS`` for room, then
+answers 503 ``LLM_CAPACITY`` with ``Retry-After``; and the tenant's budget, where a call
+whose worst case would cross a limit answers 429 ``BUDGET_EXCEEDED``.
 Every LLM attempt is kept in ``llm_calls`` (without a run) so these requests show up in
 cost accounting.
 """
@@ -41,7 +42,8 @@ from consensus_engine.llm import (
     LLMTimeoutError,
 )
 from consensus_engine.llm.catalogue import CatalogueError
-from consensus_engine.llm.rate_limits import RateLimitGate
+from consensus_engine.pipeline.budget_gate import CallOverBudget
+from consensus_engine.pipeline.call_gate import call_gate
 from consensus_engine.pipeline.refusals import BudgetExceeded
 from consensus_engine.pipeline.service import check_budget
 from consensus_engine.settings import Settings
@@ -86,10 +88,12 @@ class SyncRuntime:
         with self._lock:
             if self._llm is None:
                 try:
+                    within = self._settings.api_sync_timeout_seconds
+                    gate = call_gate(
+                        self._settings, self._sessions, self._buckets, within_seconds=within
+                    )
                     self._llm = LLMClient.from_settings(
-                        self._settings,
-                        within_seconds=self._settings.api_sync_timeout_seconds,
-                        gate=RateLimitGate.from_settings(self._settings, self._buckets),
+                        self._settings, within_seconds=within, gate=gate
                     )
                 except (LLMConfigurationError, CatalogueError) as error:
                     logger.error(
@@ -134,6 +138,8 @@ class SyncRuntime:
                     "the background",
                     details={"timeout_seconds": timeout},
                 ) from None
+            except CallOverBudget as error:
+                raise budget_exceeded(error) from None
             except LLMError as error:
                 logger.warning("synchronous LLM work failed: %s (%s)", error.code, error.message)
                 raise llm_error(error) from None

@@ -15,6 +15,7 @@ from consensus_engine.api.errors import ApiError, conflict, invalid
 from consensus_engine.db import reads
 from consensus_engine.db.models import Run
 from consensus_engine.db.types import utcnow
+from consensus_engine.pipeline.budget_gate import CallOverBudget
 from consensus_engine.pipeline.refusals import (
     BudgetExceeded,
     IdempotencyConflict,
@@ -60,8 +61,9 @@ def refusal(error: RunRefused) -> ApiError:
     return conflict(str(error))
 
 
-def budget_exceeded(error: BudgetExceeded) -> ApiError:
-    """429 naming the used-up limit and when it resets (also as ``Retry-After``)."""
+def budget_exceeded(error: BudgetExceeded | CallOverBudget) -> ApiError:
+    """429 naming the used-up (or about to be crossed) limit and when it resets (also as
+    ``Retry-After``)."""
     standing = error.standing
     wait = max(1, math.ceil((standing.resets_at - utcnow()).total_seconds()))
     return ApiError(

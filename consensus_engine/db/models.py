@@ -321,5 +321,22 @@ class LlmRateLimit(Base):
     to wait."""
 
 
+class BudgetHold(Base):
+    """What one LLM call may cost at most, held against its tenant's budget until the call
+    is recorded in ``llm_calls`` (``db/budget_holds.py``); the id is the call's."""
+
+    __tablename__ = "llm_budget_holds"
+    __table_args__ = (
+        sa.Index("ix_llm_budget_holds_tenant_expires_at", "tenant", "expires_at"),
+        *_non_negative("usd", "tokens"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    tenant: Mapped[str] = mapped_column(sa.String(200))
+    usd: Mapped[Decimal] = mapped_column(MONEY)
+    tokens: Mapped[int]
+    expires_at: Mapped[datetime]
+
+
 metadata = Base.metadata
 """What Alembic compares the migrations against."""

@@ -15,6 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from consensus_engine.db import budget_holds
 from consensus_engine.db.models import DecisionRecord, LlmCall, ProposalVersion, Run, StepProgress
 from consensus_engine.db.models import PersonaReview as ReviewRow
 from consensus_engine.db.types import utcnow
@@ -93,7 +94,8 @@ def create_run(
 def record_llm_calls(
     session: Session, run: Run | None, calls: Sequence[CallRecord], *, tenant: str | None = None
 ) -> None:
-    """One ``llm_calls`` row per attempt, failed ones too, and the run's running totals.
+    """One ``llm_calls`` row per attempt, failed ones too, and the run's running totals;
+    the calls' budget holds go, the rows now count in their place.
 
     ``run`` is ``None`` for the synchronous endpoints: the calls are kept for cost alone,
     under ``tenant``. A run's calls are its tenant's.
@@ -101,6 +103,7 @@ def record_llm_calls(
     owner = run.tenant if run is not None else tenant
     if owner is None:
         raise ValueError("an LLM call without a run needs a tenant")
+    budget_holds.release(session, [call.call_id for call in calls if call.call_id])
     for call in calls:
         session.add(
             LlmCall(

@@ -112,7 +112,9 @@ class Stack:
         """The run service as the API has it; with ``publish`` off, every publish is lost."""
         send = job_sender(self.broker, self.settings) if publish else _lost
         timeout = job_timeout_seconds or self.settings.worker_job_timeout_seconds
-        return RunService(self.sessions, send, job_timeout_seconds=timeout)
+        return RunService(
+            self.sessions, send, job_timeout_seconds=timeout, budgets=self.settings.budgets
+        )
 
     def submit(
         self,
@@ -121,6 +123,7 @@ class Stack:
         priority: Priority = Priority.NORMAL,
         publish: bool = True,
         job_timeout_seconds: float | None = None,
+        tenant: str = "default",
     ) -> uuid.UUID:
         """Store a run as the API does and, unless ``publish`` is off, send its first message."""
         settings = self.settings
@@ -132,7 +135,7 @@ class Stack:
             priority=priority,
         )
         service = self.service(publish=publish, job_timeout_seconds=job_timeout_seconds)
-        return service.submit(new).run.id
+        return service.submit(new, tenant=tenant).run.id
 
     def runs(self, run_ids: Sequence[uuid.UUID]) -> list[Run]:
         """The runs with their steps, reviews, proposal, decision and LLM calls loaded."""

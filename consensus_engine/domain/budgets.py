@@ -2,13 +2,16 @@
 
 A budget has up to three limits: USD per UTC day, USD per UTC calendar month, and tokens
 per UTC day; a limit left out is no limit. Each tenant has its own budget or the
-``default`` one; a tenant's budget names only what differs from the default. Nothing here
-reads the clock or the database: callers pass the time and what was spent.
+``default`` one; a tenant's budget names only what differs from the default. Before each
+LLM call its worst case is held against the budget (a :class:`Hold`) until the call is
+recorded, so that calls in flight count too. Nothing here reads the clock or the
+database: callers pass the time and what was spent.
 """
 
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
@@ -49,6 +52,15 @@ class Spend:
     usd_this_month: Decimal = Decimal(0)
     tokens_today: int = 0
 
+    def plus(self, usd: Decimal, tokens: int) -> Spend:
+        """This spend and ``usd`` and ``tokens`` more, in every period."""
+        return replace(
+            self,
+            usd_today=self.usd_today + usd,
+            usd_this_month=self.usd_this_month + usd,
+            tokens_today=self.tokens_today + tokens,
+        )
+
     def used(self, limit: Limit) -> Decimal:
         return {
             Limit.USD_PER_DAY: self.usd_today,
@@ -73,6 +85,12 @@ class Standing:
     @property
     def exhausted(self) -> bool:
         return self.used >= self.allowed
+
+    def __str__(self) -> str:
+        return (
+            f"{self.limit.value} allows {self.allowed}, {self.used} used; it resets at "
+            f"{self.resets_at.isoformat()}"
+        )
 
 
 def day_start(at: datetime) -> datetime:
@@ -106,6 +124,27 @@ def first_exhausted(budget: Budget, spend: Spend) -> Standing | None:
     return max(spent, key=lambda s: s.resets_at, default=None)
 
 
+def crossed_by(budget: Budget, spend: Spend, usd: Decimal, tokens: int) -> Standing | None:
+    """The limit that ``usd`` and ``tokens`` more would take past what it allows, as it
+    stands before them; ``None``: they fit (reaching a limit exactly is allowed)."""
+    before = standings(budget, spend)
+    after = standings(budget, spend.plus(usd, tokens))
+    crossed = [now for now, then in zip(before, after, strict=True) if then.used > then.allowed]
+    return max(crossed, key=lambda s: s.resets_at, default=None)
+
+
+@dataclass(frozen=True)
+class Hold:
+    """What one LLM call may cost at most, held against its tenant's budget from before the
+    call until the call is recorded (or ``expires_at``, should it never be: a crash)."""
+
+    call_id: uuid.UUID
+    tenant: str
+    usd: Decimal
+    tokens: int
+    expires_at: datetime
+
+
 @dataclass(frozen=True)
 class Budgets:
     """Every tenant's budget, from the ``TENANT_BUDGETS_JSON`` setting."""
@@ -115,6 +154,11 @@ class Budgets:
 
     def for_tenant(self, tenant: str) -> Budget:
         return (self.tenants or {}).get(tenant, self.default)
+
+    @property
+    def named(self) -> frozenset[str]:
+        """The tenants with an entry of their own: those metrics show by name."""
+        return frozenset(self.tenants or {})
 
     @classmethod
     def from_json(cls, text: str | None) -> Budgets:

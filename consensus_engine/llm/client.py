@@ -1,12 +1,14 @@
 """Structured output from an OpenAI-compatible API: one call in, one validated value out.
 
 Policy that lives here: every call has a timeout, short enough that all the calls
-of one ``generate`` fit in the time its caller has (a worker's step limit), the SDK
+of one ``generate`` and its waits for capacity fit in the time its caller has (a worker's
+step limit), the SDK
 does not retry on its own (the pipeline owns retries), the output is always re-validated with
 pydantic, invalid output gets a bounded number of repair calls, and SDK
 exceptions become :mod:`consensus_engine.llm.errors` with every attempt recorded.
 Every request passes the client's gate first (:mod:`consensus_engine.llm.gate`: the
-shared rate limits) and is settled with it when it ends.
+shared rate limits, the tenant's budget) and is settled with it when it ends; one
+``generate`` waits at most ``capacity_wait_seconds`` in all at its gate.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import logging
 import re
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, TypeVar
@@ -29,7 +32,6 @@ from consensus_engine.llm.catalogue import ModelCatalogue
 from consensus_engine.llm.errors import (
     LLMAuthError,
     LLMBadRequestError,
-    LLMCapacityWait,
     LLMConfigurationError,
     LLMConnectionError,
     LLMError,
@@ -75,6 +77,7 @@ class LLMClient:
         prices: Prices | None = None,
         http_client: httpx2.Client | None = None,
         gate: CallGate | None = None,
+        capacity_wait_seconds: float = 0.0,
     ) -> None:
         if not api_key and base_url is None:
             raise LLMConfigurationError(
@@ -88,6 +91,7 @@ class LLMClient:
         self._max_output_tokens = max_output_tokens
         self._prices = prices or PriceTable()
         self._gate: CallGate = gate or OpenGate()
+        self._capacity_wait_seconds = capacity_wait_seconds
         self._fallback_lock = threading.Lock()
         self._json_object_fallback = False
         # base_url is always explicit so the SDK never picks one up from the environment.
@@ -111,14 +115,18 @@ class LLMClient:
         """Raises :class:`LLMConfigurationError` or ``CatalogueError`` for unusable settings.
         Calls are priced with the model catalogue.
 
-        ``within_seconds``: the time one ``generate`` may take in all; each call's timeout
-        is ``LLM_TIMEOUT_SECONDS`` or shorter, so that every call it may make fits.
+        ``within_seconds``: the time one ``generate`` may take in all. Its waits at the gate
+        take up to ``LLM_CAPACITY_WAIT_SECONDS`` of it (half of it at most), and each
+        call's timeout is ``LLM_TIMEOUT_SECONDS`` or shorter, so that every call it may
+        make fits in the rest.
         """
         key = settings.openai_api_key
         timeout = settings.llm_timeout_seconds
+        capacity_wait = settings.llm_capacity_wait_seconds
         if within_seconds is not None:
+            capacity_wait = min(capacity_wait, within_seconds / 2)
             calls = calls_per_generation(settings)
-            timeout = min(timeout, within_seconds / calls)
+            timeout = min(timeout, (within_seconds - capacity_wait) / calls)
         return cls(
             api_key=key.get_secret_value() if key else None,
             base_url=settings.openai_base_url,
@@ -130,12 +138,18 @@ class LLMClient:
             prices=ModelCatalogue.from_settings(settings),
             http_client=http_client,
             gate=gate,
+            capacity_wait_seconds=capacity_wait,
         )
 
     @property
     def timeout_seconds(self) -> float:
         """Each call's timeout."""
         return self._timeout_seconds
+
+    @property
+    def capacity_wait_seconds(self) -> float:
+        """The longest one ``generate`` waits at its gate for room, in all."""
+        return self._capacity_wait_seconds
 
     @property
     def mode(self) -> ApiMode:
@@ -165,16 +179,22 @@ class LLMClient:
     ) -> Generation[T]:
         """Ask for one ``schema`` instance; raise :class:`LLMError` with the calls made.
 
-        Every request first passes the client's gate (``LLMCapacityWait`` when it has no
-        room: that request was not sent) and is settled with it afterwards.
+        Every request first passes the client's gate (an ``LLMError`` when it refuses:
+        ``LLMCapacityWait`` when it has no room in the time left to wait; that request was
+        not sent) and is settled with it afterwards.
         """
         log = _CallLog(step, model, self._prices)
         turns: list[wire.Turn] = [("user", user)]
         repairs_left = self._repair_attempts
+        patience = self._capacity_wait_seconds
         while True:
             mode = self.wire_mode
             request = wire.Request(model, system, turns, temperature, self._max_output_tokens)
-            admission = self._admit(schema, request, tenant, log)
+            call_id = uuid.uuid4()
+            waiting = time.monotonic()
+            admission = self._admit(schema, request, tenant, log, call_id, patience)
+            patience = max(0.0, patience - (time.monotonic() - waiting))
+            log.call_id = call_id
             started = time.perf_counter()
             try:
                 reply = self._send(mode, schema, request, admission)
@@ -230,7 +250,13 @@ class LLMClient:
         self.close()
 
     def _admit(
-        self, schema: type[BaseModel], request: wire.Request, tenant: str | None, log: _CallLog
+        self,
+        schema: type[BaseModel],
+        request: wire.Request,
+        tenant: str | None,
+        log: _CallLog,
+        call_id: uuid.UUID,
+        patience: float,
     ) -> Admission:
         """Pass the gate with an estimate of the request's tokens: the prompt and schema's
         size, and the output cap."""
@@ -241,11 +267,13 @@ class LLMClient:
             tenant=tenant,
             input_tokens=estimate_tokens(prompt + schema_text),
             max_output_tokens=request.max_output_tokens,
+            patience=patience,
+            call_id=call_id,
         )
         try:
             return self._gate.admit(intent)
-        except LLMCapacityWait as wait:
-            wait.calls = log.calls
+        except LLMError as refused:
+            refused.calls = log.calls
             raise
 
     def _send(
@@ -326,6 +354,8 @@ class _CallLog:
     model: str
     prices: Prices
     calls: list[CallRecord] = field(default_factory=list)
+    call_id: uuid.UUID | None = None
+    """The id of the request in flight, which its record takes."""
 
     def add(
         self,
@@ -360,6 +390,7 @@ class _CallLog:
                 latency_ms=latency_ms,
                 request_id=request_id,
                 error_code=error_code,
+                call_id=self.call_id,
             )
         )
 

@@ -3,15 +3,17 @@
 The client asks its gate before each request it sends (the first, each repair, the one
 after a fallback) and settles afterwards with the tokens the answer reported, so that a
 gate that counts (the shared rate limits, a tenant's budget) can correct its estimate.
-A gate that says "not now" raises :class:`~consensus_engine.llm.errors.LLMCapacityWait`:
-no request was made, so none is recorded.
+A gate that says "not now" raises :class:`~consensus_engine.llm.errors.LLMCapacityWait`,
+one that says "never" some other :class:`~consensus_engine.llm.errors.LLMError`: no
+request was made, so none is recorded.
 """
 
 from __future__ import annotations
 
 import math
+import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from consensus_engine.llm.provider_limits import ProviderLimits
@@ -31,6 +33,10 @@ class CallIntent:
     input_tokens: int
     """Estimated from the size of the prompt and the schema."""
     max_output_tokens: int
+    patience: float = 0.0
+    """The longest the caller will wait in the gate for room; past it, ``LLMCapacityWait``."""
+    call_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    """The call's id, which its :class:`~consensus_engine.llm.records.CallRecord` carries."""
 
     @property
     def tokens(self) -> int:
@@ -48,7 +54,8 @@ class Admission(Protocol):
 
 class CallGate(Protocol):
     def admit(self, intent: CallIntent) -> Admission:
-        """Let the call go (and say how it went later), or raise ``LLMCapacityWait``."""
+        """Let the call go (and say how it went later), or raise an ``LLMError``
+        (``LLMCapacityWait``: not now)."""
 
 
 class _Unconditional:

@@ -115,8 +115,9 @@ class ModelLimits:
 class RateLimitGate:
     """A :class:`~consensus_engine.llm.gate.CallGate` over a shared :class:`BucketStore`.
 
-    ``patience``: the longest a caller waits here, in all, before it is told to come back
-    (``LLMCapacityWait``). A model the catalogue gives no limit costs nothing.
+    A caller waits here for its turn up to its intent's ``patience``, in all, and is told
+    to come back (``LLMCapacityWait``) when its turn is further off. A model the catalogue
+    gives no limit costs nothing.
     """
 
     def __init__(
@@ -124,19 +125,16 @@ class RateLimitGate:
         store: BucketStore,
         catalogue: ModelCatalogue,
         *,
-        patience: float,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._store = store
         self._catalogue = catalogue
-        self._patience = patience
         self._sleep = sleep
 
     @classmethod
     def from_settings(cls, settings: Settings, store: BucketStore) -> RateLimitGate:
-        """Limits from the model catalogue, patience ``LLM_CAPACITY_WAIT_SECONDS``."""
-        catalogue = ModelCatalogue.from_settings(settings)
-        return cls(store, catalogue, patience=settings.llm_capacity_wait_seconds)
+        """Limits from the model catalogue."""
+        return cls(store, ModelCatalogue.from_settings(settings))
 
     def admit(self, intent: CallIntent) -> Admission:
         limits = ModelLimits.of(self._catalogue, intent.model)
@@ -144,7 +142,7 @@ class RateLimitGate:
             return UNCONDITIONAL
         requests = Draw(limits.requests, 1) if limits.requests else None
         tokens = Draw(limits.tokens, intent.tokens) if limits.tokens else None
-        patience = self._patience
+        patience = intent.patience
         while True:
             taken = self._store.take(intent.model, requests, tokens, patience)
             if taken.admitted:

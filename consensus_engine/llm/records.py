@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
@@ -48,6 +49,8 @@ class CallRecord:
     latency_ms: float
     request_id: str | None = None
     error_code: str | None = None
+    call_id: uuid.UUID | None = None
+    """The id the call had at its gate (:class:`~consensus_engine.llm.gate.CallIntent`)."""
 
     def as_dict(self) -> dict[str, object]:
         """JSON-ready form (cost as a float) for logs and JSONB columns."""

@@ -1,4 +1,5 @@
-"""Prometheus metrics of the pipeline: runs, steps, LLM calls, idempotent skips, the sweeper.
+"""Prometheus metrics of the pipeline: runs, steps, LLM calls, idempotent skips, the sweeper,
+waits at the rate limit, and tenants' spend and budgets.
 
 ``prometheus_client`` decides at *its* import whether it runs in multiprocess
 mode (it reads ``PROMETHEUS_MULTIPROC_DIR`` then), and Dramatiq's Prometheus
@@ -10,7 +11,7 @@ functions: nothing may touch it before the worker process has booted.
 from __future__ import annotations
 
 import threading
-from collections.abc import Container, Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from consensus_engine.domain.runs import RunStatus, persona_of_step
@@ -18,6 +19,7 @@ from consensus_engine.domain.runs import RunStatus, persona_of_step
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
+    from consensus_engine.domain.budgets import Standing
     from consensus_engine.llm.records import CallRecord
 
 RUNS_FINISHED = "consensus_runs_finished"
@@ -29,8 +31,12 @@ LLM_COST = "consensus_llm_cost_usd"
 RUNS_IN_STATUS = "consensus_runs"
 IDEMPOTENT_SKIPS = "consensus_idempotent_skips"
 SWEEPER_ACTIONS = "consensus_sweeper_actions"
-OTHER_MODEL = "other"
-"""The ``model`` label of every model outside the configured ones."""
+RATE_LIMIT_WAIT = "consensus_llm_rate_limit_wait_seconds"
+TENANT_SPEND = "consensus_tenant_spend_usd"
+BUDGET_LEFT = "consensus_tenant_budget_left"
+OTHER = "other"
+"""The ``model`` label of every model outside the configured ones, and the ``tenant`` label
+of every tenant the budgets do not name: every label value would be a series of its own."""
 
 METRIC_NAMES: tuple[str, ...] = (
     RUNS_FINISHED,
@@ -42,11 +48,20 @@ METRIC_NAMES: tuple[str, ...] = (
     RUNS_IN_STATUS,
     IDEMPOTENT_SKIPS,
     SWEEPER_ACTIONS,
+    RATE_LIMIT_WAIT,
+    TENANT_SPEND,
+    BUDGET_LEFT,
 )
 """Family names as ``prometheus_client`` collects them (counters without ``_total``)."""
 
 _RUN_BUCKETS = (0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800, 3600)
 _STEP_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600)
+_WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5)
+
+
+def bounded(value: str | None, allowed: Container[str]) -> str:
+    """``value`` as a label value: itself when configured, else ``other``."""
+    return value if value is not None and value in allowed else OTHER
 
 
 def step_labels(step: str) -> tuple[str, str]:
@@ -119,6 +134,28 @@ class PipelineMetrics:
             ["action"],
             registry=reg,
         )
+        self._rate_limit_wait = Histogram(
+            RATE_LIMIT_WAIT,
+            "Time an LLM call spent at the shared rate limit, until it was sent (admitted) "
+            "or put back to come later (deferred).",
+            ["model", "outcome"],
+            buckets=_WAIT_BUCKETS,
+            registry=reg,
+        )
+        self._tenant_spend = Counter(
+            TENANT_SPEND,
+            "Estimated LLM cost in US dollars by tenant (tenants the budgets name; others: other).",
+            ["tenant"],
+            registry=reg,
+        )
+        self._budget_left = Gauge(
+            BUDGET_LEFT,
+            "What is left of each limit of the budgets' named tenants (USD or tokens), as the "
+            "sweeper last counted it.",
+            ["tenant", "limit"],
+            multiprocess_mode="mostrecent",
+            registry=reg,
+        )
 
     def run_finished(self, *, status: str, decision: str | None, seconds: float | None) -> None:
         """Count a run's end; observe its duration when its enqueue time is known."""
@@ -134,20 +171,43 @@ class PipelineMetrics:
             max(seconds, 0.0)
         )
 
-    def llm_calls(self, records: Iterable[CallRecord], *, models: Container[str]) -> None:
-        """Count requests, tokens and cost of LLM attempts.
+    def llm_calls(
+        self,
+        records: Iterable[CallRecord],
+        *,
+        models: Container[str],
+        tenant: str | None = None,
+        tenants: Container[str] = (),
+    ) -> None:
+        """Count requests, tokens and cost of LLM attempts made for ``tenant``.
 
-        A model outside ``models`` (the configured ones) is counted as ``other``: a request
-        may name any model, and every label value would be a series of its own.
+        A model outside ``models`` (the configured ones) is counted as ``other``, and so is
+        a tenant outside ``tenants`` (those the budgets name).
         """
+        records = list(records)
+        if not records:
+            return
+        spender = self._tenant_spend.labels(tenant=bounded(tenant, tenants))
         for record in records:
             kind, _ = step_labels(record.step)
-            model = record.model if record.model in models else OTHER_MODEL
+            model = bounded(record.model, models)
             self._llm_requests.labels(model=model, step=kind, outcome=record.outcome).inc()
             tokens = self._llm_tokens
             tokens.labels(model=model, step=kind, kind="input").inc(record.input_tokens)
             tokens.labels(model=model, step=kind, kind="output").inc(record.output_tokens)
             self._llm_cost.labels(model=model, step=kind).inc(float(record.cost_usd))
+            spender.inc(float(record.cost_usd))
+
+    def rate_limit_wait(self, *, model: str, admitted: bool, seconds: float) -> None:
+        """Observe one call's time at the rate limit (``model`` already bounded)."""
+        outcome = "admitted" if admitted else "deferred"
+        self._rate_limit_wait.labels(model=model, outcome=outcome).observe(max(seconds, 0.0))
+
+    def budget_left(self, tenant: str, standings: Sequence[Standing]) -> None:
+        """Set what is left of each of the tenant's limits."""
+        for standing in standings:
+            gauge = self._budget_left.labels(tenant=tenant, limit=standing.limit.value)
+            gauge.set(float(standing.left))
 
     def idempotent_skip(self, *, step: str) -> None:
         """Count a redelivery that found its step already done."""

@@ -59,9 +59,5 @@ class BudgetExceeded(RunRefused):
     """The tenant used up one of its budget's limits; it starts over at ``standing.resets_at``."""
 
     def __init__(self, standing: Standing) -> None:
-        super().__init__(
-            f"this tenant's budget is used up: {standing.limit.value} allows "
-            f"{standing.allowed}, {standing.used} used; it resets at "
-            f"{standing.resets_at.isoformat()}"
-        )
+        super().__init__(f"this tenant's budget is used up: {standing}")
         self.standing = standing

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from consensus_engine.db import claims, reads, writes
 from consensus_engine.db.models import Run
 from consensus_engine.db.types import utcnow
-from consensus_engine.domain.budgets import Budget, Budgets, first_exhausted
+from consensus_engine.domain.budgets import Budget, Budgets, Standing, first_exhausted, standings
 from consensus_engine.domain.choices import ModelChoice
 from consensus_engine.domain.personas import PersonaSet
 from consensus_engine.domain.prompts import PROMPT_SET_VERSION, ExtraContext
@@ -372,3 +372,13 @@ def check_budget(
     exhausted = first_exhausted(budget, reads.spend(session, tenant, at or utcnow()))
     if exhausted is not None:
         raise BudgetExceeded(exhausted)
+
+
+def budget_standings(
+    session: Session, budgets: Budgets, tenant: str, *, at: datetime | None = None
+) -> list[Standing]:
+    """Each limit of the tenant's budget against what it spent so far; none without limits."""
+    budget = budgets.for_tenant(tenant)
+    if budget == Budget():
+        return []
+    return standings(budget, reads.spend(session, tenant, at or utcnow()))

@@ -31,6 +31,7 @@ from consensus_engine.domain.runs import (
 from consensus_engine.llm import CallRecord, LLMClient, LLMError
 from consensus_engine.observability.logs import lifecycle
 from consensus_engine.observability.metrics import pipeline_metrics
+from consensus_engine.pipeline.budget_gate import CallOverBudget
 from consensus_engine.pipeline.heartbeat import Heartbeat
 from consensus_engine.pipeline.outcome import StageOutcome
 from consensus_engine.pipeline.retries import (
@@ -61,6 +62,8 @@ class StageSettings:
     """The longest a step's work is vouched for by heartbeats (its time limit and a margin)."""
     models: frozenset[str] = frozenset()
     """The configured models: metrics name these; any other model is counted as "other"."""
+    tenants: frozenset[str] = frozenset()
+    """The tenants the budgets name: metrics name these; any other tenant is "other"."""
 
 
 def _describe(error: BaseException) -> tuple[str, str]:
@@ -130,9 +133,8 @@ class Pipeline:
         except BaseException as error:  # a time limit is an Interrupt, not an Exception
             return self._failed(job, holder, error, retries, work, time.monotonic() - started)
         elapsed = time.monotonic() - started
-        metrics = pipeline_metrics()
-        metrics.llm_calls(work.calls, models=self.settings.models)
-        metrics.step_finished(step=step_name, outcome="completed", seconds=elapsed)
+        self._count_calls(work.calls, work.tenant)
+        pipeline_metrics().step_finished(step=step_name, outcome="completed", seconds=elapsed)
         lifecycle(
             "step_completed",
             run_id=job.run_id,
@@ -274,7 +276,7 @@ class Pipeline:
                         claims.hand_back(step, error=text, spent=spent)
                     else:
                         claims.settle_step(step, StepStatus.FAILED, error=text)
-                        follow_ups = self._after_final_failure(run, job, code, text)
+                        follow_ups = self._after_final_failure(run, job, error, code, text)
         except Exception as unrecorded:
             if not is_outage(unrecorded):
                 raise
@@ -288,9 +290,8 @@ class Pipeline:
             )
             spent = False
             retry_after = self.settings.retries.retry_after(unrecorded, retries)
-        metrics = pipeline_metrics()
-        metrics.llm_calls(calls, models=self.settings.models)
-        metrics.step_finished(
+        self._count_calls(calls, work.tenant if work is not None else None)
+        pipeline_metrics().step_finished(
             step=job.step_name,
             outcome="failed" if retry_after is None else "retried",
             seconds=elapsed,
@@ -311,10 +312,20 @@ class Pipeline:
             return StageOutcome.retry(retry_after, text, spends_retry=spent)
         return StageOutcome.failed(text, *follow_ups)
 
+    def _count_calls(self, calls: list[CallRecord], tenant: str | None) -> None:
+        settings = self.settings
+        pipeline_metrics().llm_calls(
+            calls, models=settings.models, tenant=tenant, tenants=settings.tenants
+        )
+
     @staticmethod
-    def _after_final_failure(run: Run, job: Job, code: str, text: str) -> tuple[Job, ...]:
-        """A failed review may still let the run aggregate; any other stage fails the run."""
-        if job.stage is Stage.REVIEW:
+    def _after_final_failure(
+        run: Run, job: Job, error: BaseException, code: str, text: str
+    ) -> tuple[Job, ...]:
+        """A failed review may still let the run aggregate, unless it failed because the
+        tenant's budget would be crossed: the run stops there, keeping the reviews it has.
+        Any other stage fails the run."""
+        if job.stage is Stage.REVIEW and not isinstance(error, CallOverBudget):
             return _after_reviews(run)
         claims.end_run(run, RunStatus.FAILED, error_code=code, error=f"{job.step_name}: {text}")
         _finished(run)

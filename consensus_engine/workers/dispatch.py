@@ -21,6 +21,7 @@ from consensus_engine.observability.logs import bound, lifecycle
 from consensus_engine.observability.metrics import pipeline_metrics
 from consensus_engine.pipeline import sweeper
 from consensus_engine.pipeline.outcome import OutcomeKind
+from consensus_engine.pipeline.service import budget_standings
 from consensus_engine.settings import Settings
 from consensus_engine.workers.runtime import runtime
 
@@ -73,6 +74,10 @@ def sweep_once(
             report.given_up += reconciled.failed
     metrics = pipeline_metrics()
     metrics.runs_in_status(report.counts)
+    budgets = settings.budgets
+    with sessions() as session:
+        for tenant in sorted(budgets.named):
+            metrics.budget_left(tenant, budget_standings(session, budgets, tenant))
     for action, count in (
         ("resent", len(report.jobs)),
         ("timed_out", len(report.timed_out)),

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from consensus_engine.db.engine import create_engine_from_settings, session_factory
 from consensus_engine.db.rate_limits import DatabaseBuckets
 from consensus_engine.llm import LLMClient
-from consensus_engine.llm.rate_limits import RateLimitGate
+from consensus_engine.pipeline.call_gate import call_gate
 from consensus_engine.pipeline.retries import RetryPolicy
 from consensus_engine.pipeline.stages import Pipeline, StageSettings
 from consensus_engine.pipeline.work import Thresholds
@@ -39,7 +39,8 @@ def stage_settings(settings: Settings) -> StageSettings:
         retries=RetryPolicy.from_settings(settings),
         stale_after=settings.worker_claim_timeout_seconds,
         working_limit=working_limit(settings.worker_step_timeout_seconds),
-        models=frozenset((settings.expand_model, settings.review_model)),
+        models=settings.metric_models,
+        tenants=settings.budgets.named,
     )
 
 
@@ -62,11 +63,9 @@ def runtime(settings: Settings) -> Runtime:
         if pid not in _runtimes:
             engine = create_engine_from_settings(settings)
             sessions = session_factory(engine)
-            llm = LLMClient.from_settings(
-                settings,
-                within_seconds=settings.worker_step_timeout_seconds,
-                gate=RateLimitGate.from_settings(settings, DatabaseBuckets(engine)),
-            )
+            step_limit = settings.worker_step_timeout_seconds
+            gate = call_gate(settings, sessions, DatabaseBuckets(engine), within_seconds=step_limit)
+            llm = LLMClient.from_settings(settings, within_seconds=step_limit, gate=gate)
             _runtimes[pid] = Runtime(
                 settings=settings,
                 engine=engine,

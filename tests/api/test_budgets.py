@@ -108,3 +108,29 @@ def test_the_budget_starts_over_at_the_utc_day_boundary(make_api: ApiFactory) ->
         month = reads.spend(session, "acme", midnight)
     assert month.usd_this_month == Decimal("1.00") and month.usd_today == 0
     assert first_exhausted(budgets.for_tenant("acme"), month) is None
+
+
+def test_a_synchronous_call_whose_worst_case_would_cross_the_budget_is_refused(
+    make_api: ApiFactory,
+) -> None:
+    """Output at $1000 a million tokens, capped at 1000: each call may cost $1.00. With
+    $0.50 left of the day, the call is not sent; with $1.00 left, it is."""
+    priced = {"gpt-4.1-mini": {"input": 0, "output": 1000}}
+    api = make_api(
+        api={
+            "TENANT_BUDGETS_JSON": json.dumps(BUDGETS),
+            "MODEL_CATALOGUE_JSON": json.dumps(priced),
+            "LLM_MAX_OUTPUT_TOKENS": 1000,
+        }
+    )
+    spent(api, "acme", "0.50")
+    requests_before = api.stack.llm.stats()["total"]
+
+    refused = api.acme.post("/v1/expand-idea", {"idea": IDEA})
+
+    assert refused.status == 429, refused.body
+    body = refused.json()
+    assert body["code"] == "BUDGET_EXCEEDED" and body["details"]["limit"] == "usd_per_day"
+    assert body["details"]["used"] == "0.500000"
+    assert api.stack.llm.stats()["total"] == requests_before  # nothing was sent
+    assert api.globex.post("/v1/expand-idea", {"idea": IDEA}).status == 200

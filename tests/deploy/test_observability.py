@@ -156,6 +156,10 @@ def test_the_tokenizer_finds_series_and_skips_functions_labels_and_keywords() ->
 # -- a short, real run -------------------------------------------------------------------------
 
 
+BUDGETED = {"TENANT_BUDGETS_JSON": json.dumps({"acme": {"usd_per_day": 100}})}
+"""A budget for the scenario's tenant, so that what is left of it is exported."""
+
+
 def submit(api: ApiHarness) -> uuid.UUID:
     response = api.acme.post("/v1/full-review", {"idea": IDEA})
     assert response.status == 202, response.body
@@ -215,7 +219,7 @@ def sample_names(exposition: str) -> set[str]:
 
 
 def test_every_dashboard_and_alert_metric_is_exported(make_api: ApiFactory) -> None:  # noqa: F811
-    api = make_api(latency_ms=20)
+    api = make_api(latency_ms=20, env=BUDGETED)
     worker = api.stack.start_worker()
     run_scenario(api, completed_runs=1, time_out_one=True)
 
@@ -246,7 +250,7 @@ def test_prometheus_scrapes_the_worker_and_api_and_answers_every_dashboard_query
     make_api: ApiFactory,  # noqa: F811
     tmp_path: Path,
 ) -> None:
-    api = make_api(latency_ms=20)
+    api = make_api(latency_ms=20, env=BUDGETED)
     worker = api.stack.start_worker()
     api_address = f"127.0.0.1:{api.settings.api_metrics_port}"
     targets = {API_JOB: [api_address], WORKER_JOB: [f"127.0.0.1:{worker.metrics_port}"]}

@@ -54,7 +54,7 @@ def pipeline(
         model_catalogue_json=json.dumps(catalogue), expand_model=EXPAND, review_model=REVIEW
     )
     buckets = DatabaseBuckets(db_engine)
-    gate = RateLimitGate(buckets, ModelCatalogue.from_settings(settings), patience=0.0)
+    gate = RateLimitGate(buckets, ModelCatalogue.from_settings(settings))
     llm = LLMClient(api_key="offline", base_url=llm_server.base_url, gate=gate)
     stage_settings = StageSettings(
         thresholds=Thresholds(approve=0.8, revise=0.6, quorum=None),

@@ -321,23 +321,34 @@ def test_from_settings(server: OfflineLLMServer) -> None:
 
 
 @pytest.mark.parametrize(
-    ("overrides", "within", "expected"),
+    ("overrides", "within", "expected", "waits"),
     [
-        ({}, None, 120.0),  # no bound: the setting as it is
-        ({}, 300.0, 100.0),  # a first call, one repair, one json_schema fallback
-        ({"llm_api_mode": "chat"}, 300.0, 120.0),  # two calls fit at the full timeout
-        ({"llm_repair_attempts": 3, "llm_sdk_max_retries": 1}, 300.0, 300.0 / 9),
+        ({}, None, 120.0, 2.0),  # no bound: the settings as they are
+        # A first call, one repair, one json_schema fallback, after 2 s of waiting for room.
+        ({}, 300.0, 298.0 / 3, 2.0),
+        ({"llm_api_mode": "chat"}, 300.0, 120.0, 2.0),  # two calls fit at the full timeout
+        ({"llm_repair_attempts": 3, "llm_sdk_max_retries": 1}, 300.0, 298.0 / 9, 2.0),
+        ({}, 3.0, 1.5 / 3, 1.5),  # waiting for room takes half the time at most
     ],
 )
-def test_each_call_is_short_enough_for_all_the_calls_to_fit(
-    server: OfflineLLMServer, overrides: dict[str, Any], within: float | None, expected: float
+def test_each_call_is_short_enough_for_all_the_calls_and_waits_to_fit(
+    server: OfflineLLMServer,
+    overrides: dict[str, Any],
+    within: float | None,
+    expected: float,
+    waits: float,
 ) -> None:
     settings = Settings(
-        _env_file=None, openai_base_url=server.base_url, llm_timeout_seconds=120, **overrides
+        _env_file=None,
+        openai_base_url=server.base_url,
+        llm_timeout_seconds=120,
+        llm_capacity_wait_seconds=2.0,
+        **overrides,
     )
 
     with LLMClient.from_settings(settings, within_seconds=within) as client:
         assert client.timeout_seconds == pytest.approx(expected)
+        assert client.capacity_wait_seconds == pytest.approx(waits)
 
 
 # Cases the offline server cannot produce, served through an injected httpx2 transport.

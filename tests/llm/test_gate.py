@@ -3,6 +3,7 @@ HTTP to the offline server."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -41,12 +42,15 @@ class Ticket:
 
 @dataclass
 class RecordingGate:
-    """Admits every call, unless told to refuse the n-th (counting from 1)."""
+    """Admits every call, after ``wait`` seconds, unless told to refuse the n-th (counting
+    from 1)."""
 
     refuse_call: int | None = None
+    wait: float = 0.0
     tickets: list[Ticket] = field(default_factory=list)
 
     def admit(self, intent: CallIntent) -> Admission:
+        time.sleep(self.wait)  # a gate that waits for its turn
         if len(self.tickets) + 1 == self.refuse_call:
             raise LLMCapacityWait("no room", retry_after=3.0)
         self.tickets.append(Ticket(intent))
@@ -60,7 +64,12 @@ def limited_server() -> Iterator[OfflineLLMServer]:
         yield server
 
 
-def client_for(server: OfflineLLMServer, gate: RecordingGate, mode: ApiMode = "chat") -> LLMClient:
+def client_for(
+    server: OfflineLLMServer,
+    gate: RecordingGate,
+    mode: ApiMode = "chat",
+    capacity_wait_seconds: float = 0.0,
+) -> LLMClient:
     return LLMClient(
         api_key=API_KEY,
         base_url=server.base_url,
@@ -68,6 +77,7 @@ def client_for(server: OfflineLLMServer, gate: RecordingGate, mode: ApiMode = "c
         timeout_seconds=10,
         max_output_tokens=MAX_OUTPUT_TOKENS,
         gate=gate,
+        capacity_wait_seconds=capacity_wait_seconds,
     )
 
 
@@ -101,6 +111,22 @@ def test_each_request_is_admitted_then_settled_with_its_usage(server: OfflineLLM
     assert [(s.input_tokens, s.output_tokens) for s in ticket.settled] == [
         (call.input_tokens, call.output_tokens)
     ]
+    assert call.call_id == ticket.intent.call_id  # how a budget's hold finds its call
+
+
+def test_one_generation_waits_at_its_gate_for_its_capacity_wait_in_all(
+    server: OfflineLLMServer,
+) -> None:
+    server.push_faults("invalid_json")
+    gate = RecordingGate(wait=0.3)
+    with client_for(server, gate, capacity_wait_seconds=1.0) as client:
+        generation = generate(client)
+
+    first, repair = (ticket.intent for ticket in gate.tickets)
+    assert first.patience == 1.0
+    assert 0.5 < repair.patience <= 0.7  # what the first wait left
+    assert [call.call_id for call in generation.calls] == [first.call_id, repair.call_id]
+    assert first.call_id != repair.call_id
 
 
 def test_a_repair_is_a_request_of_its_own(server: OfflineLLMServer) -> None:

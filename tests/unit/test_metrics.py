@@ -7,12 +7,14 @@ import subprocess
 import sys
 import textwrap
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
 
+from consensus_engine.domain.budgets import Budget, Spend, standings
 from consensus_engine.domain.runs import RunStatus
 from consensus_engine.llm.records import CallRecord, LlmCallOutcome
 from consensus_engine.observability.metrics import (
@@ -147,6 +149,52 @@ def test_llm_calls_of_nothing_adds_nothing(
 ) -> None:
     metrics.llm_calls([], models={"gpt-4.1-mini"})
     assert registry.get_sample_value("consensus_llm_requests_total") is None
+
+
+def test_spend_is_counted_by_tenant_for_the_tenants_the_budgets_name(
+    metrics: PipelineMetrics, registry: CollectorRegistry
+) -> None:
+    named = frozenset({"acme"})
+    models = {"gpt-4.1-mini"}
+    metrics.llm_calls(
+        [call("expand"), call("review_critic")], models=models, tenant="acme", tenants=named
+    )
+    metrics.llm_calls([call("expand")], models=models, tenant="tenant-1234", tenants=named)
+    metrics.llm_calls([call("expand")], models=models, tenant=None, tenants=named)
+    value = registry.get_sample_value
+    assert value("consensus_tenant_spend_usd_total", {"tenant": "acme"}) == pytest.approx(0.003)
+    assert value("consensus_tenant_spend_usd_total", {"tenant": "other"}) == pytest.approx(0.003)
+    assert value("consensus_tenant_spend_usd_total", {"tenant": "tenant-1234"}) is None
+
+
+def test_rate_limit_waits_by_model_and_outcome(
+    metrics: PipelineMetrics, registry: CollectorRegistry
+) -> None:
+    metrics.rate_limit_wait(model="gpt-4.1-mini", admitted=True, seconds=0.002)
+    metrics.rate_limit_wait(model="gpt-4.1-mini", admitted=True, seconds=1.5)
+    metrics.rate_limit_wait(model="gpt-4.1-mini", admitted=False, seconds=2.0)
+    value = registry.get_sample_value
+    wait = "consensus_llm_rate_limit_wait_seconds"
+    admitted = {"model": "gpt-4.1-mini", "outcome": "admitted"}
+    assert value(f"{wait}_count", admitted) == 2
+    assert value(f"{wait}_bucket", {**admitted, "le": "0.005"}) == 1
+    assert value(f"{wait}_sum", {"model": "gpt-4.1-mini", "outcome": "deferred"}) == 2.0
+
+
+def test_budget_left_by_tenant_and_limit(
+    metrics: PipelineMetrics, registry: CollectorRegistry
+) -> None:
+    at = datetime(2026, 12, 7, 12, tzinfo=UTC)
+    budget = Budget(usd_per_day=Decimal(5), tokens_per_day=1000)
+    metrics.budget_left(
+        "acme", standings(budget, Spend(at, usd_today=Decimal("1.25"), tokens_today=1500))
+    )
+    value = registry.get_sample_value
+    assert value("consensus_tenant_budget_left", {"tenant": "acme", "limit": "usd_per_day"}) == 3.75
+    assert value("consensus_tenant_budget_left", {"tenant": "acme", "limit": "tokens_per_day"}) == 0
+    assert (
+        value("consensus_tenant_budget_left", {"tenant": "acme", "limit": "usd_per_month"}) is None
+    )
 
 
 def test_idempotent_skip_counts_the_step_kind(

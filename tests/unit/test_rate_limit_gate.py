@@ -33,9 +33,13 @@ def catalogue() -> ModelCatalogue:
     return ModelCatalogue.from_settings(settings)
 
 
-def intent(model: str = LIMITED, input_tokens: int = 500) -> CallIntent:
+def intent(model: str = LIMITED, input_tokens: int = 500, patience: float = 2.0) -> CallIntent:
     return CallIntent(
-        model=model, tenant="acme", input_tokens=input_tokens, max_output_tokens=1_000
+        model=model,
+        tenant="acme",
+        input_tokens=input_tokens,
+        max_output_tokens=1_000,
+        patience=patience,
     )
 
 
@@ -68,10 +72,8 @@ class Sleeps:
         self.seconds.append(seconds)
 
 
-def gate(
-    store: ScriptedStore, patience: float = 2.0, sleeps: Sleeps | None = None
-) -> RateLimitGate:
-    return RateLimitGate(store, catalogue(), patience=patience, sleep=sleeps or Sleeps())
+def gate(store: ScriptedStore, sleeps: Sleeps | None = None) -> RateLimitGate:
+    return RateLimitGate(store, catalogue(), sleep=sleeps or Sleeps())
 
 
 def test_a_bucket_keeps_a_minute_a_second_under_its_limit() -> None:
@@ -108,7 +110,7 @@ def test_a_short_wait_is_waited_here_with_the_patience_left() -> None:
     store = ScriptedStore(deque([Taken(False, 0.5), Taken(False, 1.0)]))
     sleeps = Sleeps()
 
-    gate(store, patience=2.0, sleeps=sleeps).admit(intent())
+    gate(store, sleeps=sleeps).admit(intent(patience=2.0))
 
     assert sleeps.seconds == [0.5, 1.0]
     assert [take[3] for take in store.takes] == [2.0, 1.5, 0.5]
@@ -119,7 +121,7 @@ def test_a_caller_whose_turn_is_further_off_is_sent_away_with_its_time() -> None
     sleeps = Sleeps()
 
     with pytest.raises(LLMCapacityWait) as raised:
-        gate(store, patience=2.0, sleeps=sleeps).admit(intent())
+        gate(store, sleeps=sleeps).admit(intent(patience=2.0))
 
     assert raised.value.retry_after == 7.25
     assert raised.value.calls == []

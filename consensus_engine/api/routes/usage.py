@@ -13,7 +13,8 @@ from consensus_engine.api.openapi import errors
 from consensus_engine.api.state import ApiState, PrincipalDep, StateDep
 from consensus_engine.db import reads
 from consensus_engine.db.types import utcnow
-from consensus_engine.domain.budgets import Limit, day_start, standings
+from consensus_engine.domain.budgets import Limit, day_start
+from consensus_engine.pipeline.service import budget_standings
 
 router = APIRouter(prefix="/v1", tags=["usage"])
 
@@ -47,8 +48,7 @@ def _usage(state: ApiState, tenant: str, days: int) -> Usage:
     now = utcnow()
     with state.sessions() as session:
         rows = reads.daily_usage(session, tenant, day_start(now) - timedelta(days=days - 1))
-        spend = reads.spend(session, tenant, now)
-    budget = state.settings.budgets.for_tenant(tenant)
+        budget = budget_standings(session, state.settings.budgets, tenant, at=now)
     return Usage(
         tenant=tenant,
         days=[
@@ -70,7 +70,7 @@ def _usage(state: ApiState, tenant: str, days: int) -> Usage:
                 left=float(s.left),
                 resets_at=s.resets_at,
             )
-            for s in standings(budget, spend)
+            for s in budget
         ],
     )
 
