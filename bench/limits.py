@@ -11,6 +11,11 @@ limit (the limiter aims at the limit less one second's share). Each caller plays
 thread: it passes the real gate (waiting in-process up to LLM_CAPACITY_WAIT_SECONDS, else
 sleeping as a step put back would), "calls" the LLM (a sleep) and settles.
 
+Then the tenant budget's hold per LLM call (``consensus_engine/db/budget_holds.py``): its
+reservation (lock the tenant, sum its month of ``llm_calls`` and its holds, insert) and its
+settling, for a tenant with a month of recorded calls behind it, by a lone caller and by
+the same processes and threads all calling for that one tenant.
+
     .venv/bin/python -m bench.limits [--limit 600] [--seconds 75] [--processes 4] [--threads 8]
     .venv/bin/python -m bench.limits --quick      # 10 s, too short for a whole minute
 
@@ -31,6 +36,7 @@ import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from decimal import Decimal
 from functools import partial
 from pathlib import Path
 
@@ -39,11 +45,18 @@ import sqlalchemy as sa
 from bench import _harness
 from bench._harness import fmt as _f
 from bench._harness import percentile
-from consensus_engine.db.engine import create_engine_from_url
+from consensus_engine.db.budget_holds import DatabaseHolds
+from consensus_engine.db.engine import create_engine_from_url, session_factory
+from consensus_engine.db.models import LlmCall
 from consensus_engine.db.rate_limits import DatabaseBuckets
+from consensus_engine.db.types import utcnow
+from consensus_engine.domain.budgets import Budget, Budgets
+from consensus_engine.llm.catalogue import ModelCatalogue
 from consensus_engine.llm.errors import LLMCapacityWait
 from consensus_engine.llm.gate import CallIntent
 from consensus_engine.llm.rate_limits import Bucket, Draw, RateLimitGate, Taken
+from consensus_engine.llm.records import LlmCallOutcome
+from consensus_engine.pipeline.budget_gate import BudgetGate
 from consensus_engine.settings import Settings, load_settings
 
 MODEL = "bench-model"
@@ -51,6 +64,9 @@ INPUT_TOKENS, OUTPUT_CAP, OUTPUT_USED = 500, 1_000, 300
 TOKENS_PER_MINUTE = 100_000_000  # counted and settled, never the binding limit
 LONE_TAKES = 500
 START_DELAY_S = 3.0  # for the processes to import and connect before the common start
+TENANT = "bench-tenant"
+MONTH_OF_CALLS = 20_000  # a busy tenant's recorded calls this month
+HOLDS_PER_CALLER = 100
 
 
 @dataclass
@@ -170,6 +186,66 @@ def lone_caller(url: str) -> tuple[list[float], list[float]]:
     return takes, pings
 
 
+def seed_month(url: str) -> None:
+    """A month of recorded calls for the tenant, spread over the month so far."""
+    now = utcnow()
+    month = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    step = (now - month) / MONTH_OF_CALLS
+    engine = create_engine_from_url(url)
+    try:
+        with session_factory(engine).begin() as session:
+            session.add_all(
+                LlmCall(
+                    tenant=TENANT,
+                    step="review",
+                    model=MODEL,
+                    input_tokens=INPUT_TOKENS,
+                    output_tokens=OUTPUT_USED,
+                    outcome=LlmCallOutcome.SUCCESS,
+                    created_at=month + step * n,
+                )
+                for n in range(MONTH_OF_CALLS)
+            )
+    finally:
+        engine.dispose()
+
+
+def hold_calls(url: str, threads: int, start_at: float) -> list[float]:
+    """One process: ``threads`` callers, each holding then settling ``HOLDS_PER_CALLER``
+    calls of the tenant, from ``start_at``; the ms each hold and settle took."""
+    engine = create_engine_from_url(url)
+    settings = _settings(100_000_000)
+    budgets = Budgets(tenants={TENANT: Budget(usd_per_day=Decimal(10**6), tokens_per_day=10**12)})
+    gate = BudgetGate(
+        DatabaseHolds(session_factory(engine)),
+        budgets,
+        ModelCatalogue.from_settings(settings),
+        hold_seconds=60,
+    )
+    timings: list[float] = []
+    lock = threading.Lock()
+
+    def caller() -> None:
+        mine = []
+        time.sleep(max(0.0, start_at - time.time()))
+        for _ in range(HOLDS_PER_CALLER):
+            started = time.perf_counter()
+            gate.admit(CallIntent(MODEL, TENANT, INPUT_TOKENS, OUTPUT_CAP)).settle(
+                INPUT_TOKENS, OUTPUT_USED
+            )
+            mine.append((time.perf_counter() - started) * 1000)
+        with lock:
+            timings.extend(mine)
+
+    workers = [threading.Thread(target=caller) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    engine.dispose()
+    return timings
+
+
 @dataclass
 class Result:
     database: str
@@ -177,6 +253,8 @@ class Result:
     pings_ms: list[float]
     contended: Timings
     wall_s: float
+    lone_holds_ms: list[float] = field(default_factory=list)
+    contended_holds_ms: list[float] = field(default_factory=list)
 
 
 def run(args: argparse.Namespace) -> Result:
@@ -204,7 +282,14 @@ def run(args: argparse.Namespace) -> Result:
             contended = Timings()
             for future in futures:
                 contended.merge(future.result())
-        return Result(database, takes, pings, contended, args.seconds)
+            seed_month(url)
+            lone_holds = hold_calls(url, 1, time.time())
+            start_at = time.time() + START_DELAY_S
+            holds = [
+                pool.submit(hold_calls, url, args.threads, start_at) for _ in range(args.processes)
+            ]
+            contended_holds = [ms for future in holds for ms in future.result()]
+        return Result(database, takes, pings, contended, args.seconds, lone_holds, contended_holds)
 
 
 def _percentiles(samples: list[float]) -> str:
@@ -244,6 +329,16 @@ def report(args: argparse.Namespace, result: Result) -> None:
         f"  callers sent away to come back later: {contended.sent_away} "
         f"({contended.sent_away / max(1, len(admitted)):.2f} a call)"
     )
+    print(
+        f"\nBudget hold and settle per LLM call (ms), one tenant with {MONTH_OF_CALLS} calls "
+        "this month:"
+    )
+    print(f"  {'':44}{'p50':>8} {'p99':>8} {'count':>8}")
+    for title, samples in (
+        ("lone caller", result.lone_holds_ms),
+        (f"{args.processes} processes x {args.threads} threads", result.contended_holds_ms),
+    ):
+        print(f"  {title:44}{_percentiles(samples)} {len(samples):8d}")
 
 
 def _busiest_minute(times: list[float]) -> float:
