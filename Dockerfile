@@ -4,29 +4,29 @@
 #   | pubsub-setup | anything else, run as given (e.g. consensus-engine sweep)
 # Build: docker build -t consensus-engine .
 
-# ---- builder: a wheel of the project, installed with its pinned dependencies into /opt/venv
+# ---- builder: the project and its locked runtime dependencies (uv.lock, without the dev
+# extra), installed into /opt/venv. The migrations travel inside the package.
 FROM python:3.11.14-slim-bookworm AS builder
 
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PYTHONDONTWRITEBYTECODE=1
+    PYTHONDONTWRITEBYTECODE=1 \
+    UV_PROJECT_ENVIRONMENT=/opt/venv \
+    UV_PYTHON_DOWNLOADS=never \
+    UV_LINK_MODE=copy \
+    UV_NO_CACHE=1
 
 WORKDIR /src
-COPY pyproject.toml README.md requirements.lock alembic.ini ./
+COPY pyproject.toml uv.lock README.md LICENSE ./
 COPY consensus_engine/ consensus_engine/
 COPY brokers/ brokers/
 
-# The wheel installs consensus_engine into site-packages, where
-# consensus_engine/db/migrations.py looks for alembic.ini (parents[2] of the module: the
-# site-packages directory itself). A copy there points Alembic at the scripts in /app/alembic;
-# %(here)s/alembic would name the alembic library in site-packages instead.
-RUN python -m venv /opt/venv \
-    && python -m pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
-    && /opt/venv/bin/pip install --no-cache-dir -c requirements.lock /wheels/consensus_engine-*.whl \
-    && purelib="$(/opt/venv/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" \
-    && sed 's|^script_location = .*|script_location = /app/alembic|' alembic.ini > "${purelib}/alembic.ini" \
-    && grep -qx 'script_location = /app/alembic' "${purelib}/alembic.ini"
+# --frozen: install exactly what uv.lock says (hashes checked), never re-resolve;
+# --no-editable: the venv holds a copy of the project, not a link back to /src.
+RUN pip install --no-cache-dir uv==0.13.10 \
+    && uv sync --frozen --no-editable --python /usr/local/bin/python3.11
 
-# ---- runtime: the virtualenv, the migrations and the entry point; no build tools
+# ---- runtime: the virtualenv (the package, its migrations included) and the entry point;
+# no build tools, no uv
 FROM python:3.11.14-slim-bookworm AS runtime
 
 LABEL org.opencontainers.image.title="consensus-engine" \
@@ -45,8 +45,6 @@ RUN groupadd --system --gid 10001 app \
 
 WORKDIR /app
 COPY --from=builder /opt/venv /opt/venv
-COPY alembic.ini /app/alembic.ini
-COPY alembic/ /app/alembic/
 COPY --chmod=0755 docker/entrypoint.sh /app/docker/entrypoint.sh
 
 USER 10001:10001

@@ -1,4 +1,9 @@
-"""Run the Alembic migrations from code (``consensus-engine migrate``, the demo, the image)."""
+"""Run the Alembic migrations from code (``consensus-engine migrate``, the demo, the image).
+
+The scripts ship inside the package, beside this module, so an installed wheel migrates
+without a checkout. The configuration is built here rather than read from an ini file; the
+repository's ``alembic.ini`` only serves the ``alembic`` command (``alembic revision``).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,12 @@ from typing import TextIO
 from alembic import command
 from alembic.config import Config
 
-_ALEMBIC_INI = Path(__file__).resolve().parents[2] / "alembic.ini"
+SCRIPTS = Path(__file__).resolve().parent / "alembic"
+
+
+def _set(config: Config, option: str, value: str) -> None:
+    # ConfigParser interpolation: a literal '%' must be doubled.
+    config.set_main_option(option, value.replace("%", "%%"))
 
 
 def alembic_config(url: str | None = None, *, sql_output: TextIO | None = None) -> Config:
@@ -16,15 +26,11 @@ def alembic_config(url: str | None = None, *, sql_output: TextIO | None = None) 
 
     ``sql_output`` receives the SQL of offline (``--sql``) commands.
     """
-    if not _ALEMBIC_INI.is_file():
-        raise RuntimeError(
-            f"alembic.ini not found at {_ALEMBIC_INI}; run from a checkout or the Docker image"
-        )
-    config = Config(str(_ALEMBIC_INI), output_buffer=sql_output)
+    config = Config(output_buffer=sql_output)
+    _set(config, "script_location", str(SCRIPTS))
+    _set(config, "path_separator", "os")
     if url is not None:
-        # ConfigParser interpolation: a literal '%' must be doubled.
-        config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    config.attributes["configure_logging"] = False
+        _set(config, "sqlalchemy.url", url)
     return config
 
 

@@ -9,7 +9,10 @@ compared as well.
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,9 +22,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
-from support import alembic_config
+from support import REPO_ROOT, alembic_config, environ_without_settings
 
 from consensus_engine.db.engine import create_engine_from_url
+from consensus_engine.db.migrations import SCRIPTS
 from consensus_engine.db.models import metadata
 
 MODEL_TABLES = set(metadata.tables)
@@ -128,3 +132,33 @@ def test_offline_mode_prints_the_postgresql_ddl() -> None:
     assert "CREATE TABLE runs" in ddl
     assert "JSONB" in ddl
     assert "CONSTRAINT ck_runs_status CHECK" in ddl
+
+
+def test_the_scripts_are_inside_the_package() -> None:
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    assert Path(script.dir) == SCRIPTS
+    assert SCRIPTS.is_relative_to(REPO_ROOT / "consensus_engine")
+
+
+def test_the_alembic_command_in_a_checkout_runs_the_packaged_scripts() -> None:
+    """The root alembic.ini (for ``alembic revision`` and friends) names the same scripts."""
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "alembic"),
+            "-x",
+            "url=postgresql://nobody@127.0.0.1:1/none",
+            "upgrade",
+            "head",
+            "--sql",
+        ],
+        cwd=REPO_ROOT,
+        env=environ_without_settings(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "CREATE TABLE runs" in result.stdout
+    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    assert f"UPDATE alembic_version SET version_num='{head}'" in result.stdout

@@ -20,8 +20,9 @@ from consensus_engine.settings import get_settings
 
 config = context.config
 
-# Callers that own logging (the test suite) set attributes["configure_logging"] = False.
-if config.config_file_name is not None and config.attributes.get("configure_logging", True):
+# Only the ``alembic`` command reads an ini file (with its logging setup); the application's
+# configuration (consensus_engine.db.migrations) has none and leaves logging to its caller.
+if config.config_file_name is not None:
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 
 
