@@ -21,8 +21,9 @@ Handler = Callable[[argparse.Namespace], int]
 class _CommandParser(argparse.ArgumentParser):
     """A subcommand's parser that can add its arguments only when that subcommand is used.
 
-    The offline LLM's options come from a module that imports the OpenAI SDK (most of a
-    second); the API client commands should not pay for that on every call.
+    The offline LLM's and the embedded Pub/Sub server's options come from modules that
+    import the OpenAI SDK or gRPC (most of a second); the API client commands should not
+    pay for that on every call.
     """
 
     def __init__(
@@ -50,6 +51,12 @@ class _CommandParser(argparse.ArgumentParser):
 
 def _offline_arguments() -> Callable[[Any], None]:
     from consensus_engine.devtools.offline_llm import add_cli_arguments
+
+    return add_cli_arguments
+
+
+def _pubsub_server_arguments() -> Callable[[Any], None]:
+    from consensus_engine.devtools.pubsub_server import add_cli_arguments
 
     return add_cli_arguments
 
@@ -168,12 +175,18 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--idea", default=None, help="the idea to review (a sample by default)")
     demo.set_defaults(handler=service_commands.demo)
 
-    pubsub = commands.add_parser("pubsub", help="manage the Pub/Sub resources")
+    pubsub = commands.add_parser("pubsub", help="manage the Pub/Sub resources, or serve Pub/Sub")
     pubsub_commands = pubsub.add_subparsers(dest="pubsub_command", required=True)
     setup = pubsub_commands.add_parser(
         "setup", help="create or update every topic and subscription (idempotent)"
     )
     setup.set_defaults(handler=service_commands.pubsub_setup)
+    serve = pubsub_commands.add_parser(
+        "serve",
+        help="serve the embedded Pub/Sub-compatible server (in memory) for local development",
+        lazy_arguments=_pubsub_server_arguments,
+    )
+    serve.set_defaults(handler=service_commands.pubsub_serve)
 
     sweep = commands.add_parser(
         "sweep", help="recover stuck runs once (the worker also does this periodically)"

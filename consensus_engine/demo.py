@@ -2,9 +2,10 @@
 
 It starts what is missing and stops it afterwards: the offline LLM server unless
 ``OPENAI_API_KEY`` or ``OPENAI_BASE_URL`` is set (its answers are synthetic, and it
-says so), Google's Pub/Sub emulator unless ``PUBSUB_EMULATOR_HOST`` is set, a
-PostgreSQL database (or an SQLite file when no server answers), and a worker
-process (``python -m consensus_engine.workers.pipeline_worker``).
+says so), a Pub/Sub server unless ``PUBSUB_EMULATOR_HOST`` is set (Google's emulator
+where the Cloud SDK's jar and Java are installed, else the embedded one; it says which),
+a PostgreSQL database (or an SQLite file when no server answers), and a worker process
+(``python -m consensus_engine.workers.pipeline_worker``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from consensus_engine.db.engine import create_engine_from_settings, session_fact
 from consensus_engine.db.migrations import upgrade_head
 from consensus_engine.db.models import Run
 from consensus_engine.devtools.database import local_database
-from consensus_engine.devtools.emulator import pubsub_emulator
+from consensus_engine.devtools.local_pubsub import accepts_grpc, local_pubsub
 from consensus_engine.devtools.process import free_port
 from consensus_engine.devtools.service import running_worker
 from consensus_engine.domain.inputs import validate_idea
@@ -67,11 +68,12 @@ def _llm(settings: Settings) -> Iterator[dict[str, str]]:
 
 @contextlib.contextmanager
 def _pubsub(settings: Settings) -> Iterator[dict[str, str]]:
-    with pubsub_emulator(settings.pubsub_emulator_host) as emulator:
-        if emulator.host is None:
-            raise DemoError(f"no Pub/Sub emulator: {emulator.description}")
-        print(f"Pub/Sub:  emulator, {emulator.description}")
-        yield {"PUBSUB_EMULATOR_HOST": emulator.host, "PUBSUB_AUTO_CREATE": "true"}
+    configured = settings.pubsub_emulator_host
+    if configured and not accepts_grpc(configured):
+        raise DemoError(f"no Pub/Sub emulator: PUBSUB_EMULATOR_HOST={configured} does not answer")
+    with local_pubsub(configured) as pubsub:
+        print(f"Pub/Sub:  {pubsub.description}")
+        yield {"PUBSUB_EMULATOR_HOST": pubsub.host, "PUBSUB_AUTO_CREATE": "true"}
 
 
 def _progress(sessions: sessionmaker[Session], run_id: uuid.UUID, started: float) -> Run:

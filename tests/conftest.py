@@ -139,7 +139,7 @@ def pubsub_emulator() -> Iterator[PubSubBackend]:
     """A Pub/Sub server for this worker, with PUBSUB_EMULATOR_HOST pointing at it.
 
     See ``support.pubsub`` for the choice: an external server, Google's
-    emulator jar, or the in-repo Python fake. Clients read the variable when
+    emulator jar, or the embedded server. Clients read the variable when
     they are created, so create them inside the test (or use
     ``support.pubsub.publisher_client(backend.host)``).
     """
@@ -165,7 +165,7 @@ def pubsub_namespace() -> str:
 
 @pytest.fixture
 def requires_google_emulator(pubsub_emulator: PubSubBackend) -> None:
-    """Skip the test unless the backend is Google's emulator (not the Python fake).
+    """Skip the test unless the backend is Google's emulator (not the embedded server).
 
     Use with ``@pytest.mark.usefixtures("requires_google_emulator")``.
     """

@@ -2,8 +2,8 @@
 
 The jar ships with google-cloud-cli on some images (Debian 12 has it, Debian 13 lacks
 it; no registry we can reach ships it). Where it or ``java`` is missing, the demo and
-the benchmarks say so (the benchmarks skip their Pub/Sub rows) and the tests fall back
-to their Python fake.
+the tests use the embedded server (:mod:`consensus_engine.devtools.pubsub_server`) and
+the benchmarks skip their Pub/Sub rows.
 """
 
 from __future__ import annotations
@@ -29,11 +29,16 @@ READY_TIMEOUT_S = 60.0
 
 
 def find_emulator_jar(directory: Path = JAR_DIR) -> Path | None:
-    """The newest emulator jar, or None when it (or ``java``) is missing."""
+    """The newest emulator jar, or None when it (or ``java`` on PATH) is missing."""
     if shutil.which("java") is None:
         return None
     jars = sorted(directory.glob(JAR_GLOB))
     return jars[-1] if jars else None
+
+
+def why_no_emulator_jar(directory: Path = JAR_DIR) -> str:
+    """Why :func:`find_emulator_jar` found nothing, in a few words."""
+    return "no java on PATH" if shutil.which("java") is None else f"no {directory / JAR_GLOB}"
 
 
 def answers_ok(host: str, *, timeout_s: float = 0.5) -> bool:
@@ -109,7 +114,7 @@ def pubsub_emulator(configured: str | None) -> Iterator[Emulator]:
         return
     jar = find_emulator_jar()
     if jar is None:
-        yield Emulator(None, f"PUBSUB_EMULATOR_HOST unset and no java or no {JAR_DIR / JAR_GLOB}")
+        yield Emulator(None, f"PUBSUB_EMULATOR_HOST unset and {why_no_emulator_jar()}")
         return
     try:
         process = start_emulator(jar)

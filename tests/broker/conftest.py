@@ -9,10 +9,10 @@ streams that end: it ignores a nack (ack deadline 0, or 1) for messages that a
 closed stream received, so they come back only when their lease runs out; for
 a few seconds after a stream is cancelled it keeps handing new messages to it;
 and after a worker process is killed it goes on handing redeliveries to the
-dead stream for one to three lease periods. Real Pub/Sub and the Python fake
+dead stream for one to three lease periods. Real Pub/Sub and the embedded server
 redeliver nacked messages at once and expired ones to live streams. Tests of
 handing messages back at shutdown, or of recovery after a crash, need that, so
-on the jar they run against a Python fake of their own.
+on the jar they run against an embedded server of their own.
 """
 
 from __future__ import annotations
@@ -67,11 +67,11 @@ def faithful_pubsub(pubsub_emulator: Emulator) -> Iterator[Backend]:
     if not pubsub_emulator.exact_google_behaviour:
         yield Backend(pubsub_emulator.host, pubsub_emulator.name)
         return
-    from support.pubsub_server import FakePubSubServer
+    from consensus_engine.devtools.pubsub_server import EmbeddedPubSubServer
 
-    server = FakePubSubServer().start()
+    server = EmbeddedPubSubServer().start()
     try:
-        yield Backend(server.address, "python-fake (the jar mishandles nacks after a stream ends)")
+        yield Backend(server.address, "embedded (the jar mishandles nacks after a stream ends)")
     finally:
         server.stop()
 

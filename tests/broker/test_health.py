@@ -11,9 +11,9 @@ import time
 
 import pytest
 from google.api_core import exceptions as gexc
-from support.pubsub_server import FakePubSubServer
 
 from brokers.pubsub import PubSubBroker
+from consensus_engine.devtools.pubsub_server import EmbeddedPubSubServer
 
 from .conftest import BrokerFactory
 
@@ -76,7 +76,7 @@ def test_a_worker_that_consumes_no_queue_is_not_healthy(provisioned: PubSubBroke
 
 
 def test_a_server_that_is_gone_fails_within_the_timeout(make_broker: BrokerFactory) -> None:
-    server = FakePubSubServer().start()
+    server = EmbeddedPubSubServer().start()
     try:
         broker = make_broker(emulator_host=server.address)
         broker.declare_queue(QUEUE)

@@ -6,7 +6,7 @@ and POST it to ``/pubsub/push`` as Pub/Sub would, so they run on any backend
 and see each answer. Google's emulator jar really pushes (checked: it POSTs the
 standard envelope, treats 2xx as an ack and redelivers after anything else, but
 sends no OIDC token); the end-to-end tests let it do so, and are skipped on the
-in-repo Python fake, which has no push delivery.
+embedded server, which has no push delivery.
 """
 
 from __future__ import annotations
@@ -408,7 +408,7 @@ def test_policy_refuses_half_a_push_configuration() -> None:
 def pushing_emulator(pubsub_emulator: Emulator) -> None:
     if not pubsub_emulator.exact_google_behaviour:
         pytest.skip(
-            "only Google's emulator jar delivers by push; the in-repo Python fake refuses "
+            "only Google's emulator jar delivers by push; the embedded server refuses "
             "push subscriptions"
         )
 

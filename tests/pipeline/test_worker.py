@@ -21,11 +21,11 @@ import pytest
 import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 from support.pubsub import PubSubBackend
-from support.pubsub_server import FakePubSubServer
 from support.stack import PipelineStack, StackFactory
 
 from consensus_engine.db.models import StepProgress
 from consensus_engine.devtools.process import free_port
+from consensus_engine.devtools.pubsub_server import EmbeddedPubSubServer
 from consensus_engine.devtools.service import WorkerProcess
 from consensus_engine.domain.runs import (
     AGGREGATE_STEP,
@@ -62,12 +62,12 @@ def faithful_pubsub_host(pubsub_emulator: PubSubBackend) -> Iterator[str]:
 
     Google's emulator jar keeps handing messages to the stream of a killed or
     stopped worker until its lease runs out (60 s here), so crash and shutdown
-    recovery is tested on the in-repo fake when the session runs on the jar.
+    recovery is tested on the embedded server when the session runs on the jar.
     """
     if not pubsub_emulator.exact_google_behaviour:
         yield pubsub_emulator.host
         return
-    server = FakePubSubServer().start()
+    server = EmbeddedPubSubServer().start()
     try:
         yield server.address
     finally:

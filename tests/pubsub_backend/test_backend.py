@@ -1,8 +1,8 @@
 """The Pub/Sub test backends honour the contract the broker relies on.
 
 Every contract test runs against the session backend (Google's emulator jar
-where the image has it) and, when that is not already the fake, against the
-in-repo Python fake too: the jar is the reference the fake is checked against.
+where the image has it) and, when that is not already the embedded server, against the
+embedded server too: the jar is the reference the embedded server is checked against.
 The real ``google-cloud-pubsub`` clients do the talking.
 """
 
@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -25,29 +22,28 @@ import pytest
 from google.api_core import exceptions
 from google.protobuf import timestamp_pb2
 from google.pubsub_v1.types import pubsub
-from support import REPO_ROOT
 from support.pubsub import (
+    EMBEDDED,
     EXTERNAL,
     GOOGLE_EMULATOR,
-    PYTHON_FAKE,
     PubSubBackend,
     publisher_client,
     selected_backend,
     start_pubsub_backend,
     subscriber_client,
 )
-from support.pubsub_server import FakePubSubServer
 
 from consensus_engine.devtools.emulator import find_emulator_jar, start_emulator
-from consensus_engine.devtools.process import ProcessError, free_port
+from consensus_engine.devtools.process import ProcessError
+from consensus_engine.devtools.pubsub_server import EmbeddedPubSubServer
 
 PROJECT = "projects/ce-test"
 # pull_now() uses return_immediately: deprecated, but the only way to ask "anything right now?"
 pytestmark = pytest.mark.filterwarnings("ignore:The return_immediately flag:DeprecationWarning")
 SESSION_NAME = selected_backend()[0]
 TARGETS = [pytest.param("session", id=SESSION_NAME)]
-if SESSION_NAME != PYTHON_FAKE:
-    TARGETS.append(pytest.param("fake", id="python-fake"))
+if SESSION_NAME != EMBEDDED:
+    TARGETS.append(pytest.param(EMBEDDED, id=EMBEDDED))
 
 
 @dataclass
@@ -101,8 +97,8 @@ class Target:
 
 
 @pytest.fixture(scope="module")
-def python_fake() -> Iterator[FakePubSubServer]:
-    with FakePubSubServer() as server:
+def embedded() -> Iterator[EmbeddedPubSubServer]:
+    with EmbeddedPubSubServer() as server:
         yield server
 
 
@@ -113,7 +109,7 @@ def target(
     if request.param == "session":
         name, host = pubsub_emulator.name, pubsub_emulator.host
     else:
-        name, host = PYTHON_FAKE, request.getfixturevalue("python_fake").address
+        name, host = EMBEDDED, request.getfixturevalue("embedded").address
     publisher, subscriber = publisher_client(host), subscriber_client(host)
     try:
         yield Target(name, host, pubsub_namespace, publisher, subscriber)
@@ -386,7 +382,7 @@ def test_streaming_pull_respects_flow_control(target: Target) -> None:
     assert 1 <= peak <= 3
 
 
-# -- the fake on its own ----------------------------------------------------------------------
+# -- the embedded server on its own ------------------------------------------------------------
 
 
 def _open_stream(host: str, first: pubsub.StreamingPullRequest) -> tuple[Any, Any, Any]:
@@ -404,13 +400,13 @@ def _open_stream(host: str, first: pubsub.StreamingPullRequest) -> tuple[Any, An
     return outbox, call(iter(outbox.get, None)), channel
 
 
-def test_fake_streaming_pull_flow_control_on_the_server(
-    python_fake: FakePubSubServer, pubsub_namespace: str
+def test_embedded_streaming_pull_flow_control_on_the_server(
+    embedded: EmbeddedPubSubServer, pubsub_namespace: str
 ) -> None:
     """The real service stops sending at max_outstanding_messages; the jar ignores it."""
     publisher, subscriber = (
-        publisher_client(python_fake.address),
-        subscriber_client(python_fake.address),
+        publisher_client(embedded.address),
+        subscriber_client(embedded.address),
     )
     topic = f"{PROJECT}/topics/{pubsub_namespace}"
     sub = f"{PROJECT}/subscriptions/{pubsub_namespace}"
@@ -423,7 +419,7 @@ def test_fake_streaming_pull_flow_control_on_the_server(
     first = pubsub.StreamingPullRequest(
         subscription=sub, stream_ack_deadline_seconds=10, max_outstanding_messages=2
     )
-    outbox, responses, channel = _open_stream(python_fake.address, first)
+    outbox, responses, channel = _open_stream(embedded.address, first)
     try:
         response = next(responses)
         assert [m.message.data for m in response.received_messages] == [b"m0", b"m1"]
@@ -443,8 +439,8 @@ def test_fake_streaming_pull_flow_control_on_the_server(
         publisher.stop()
 
 
-def test_fake_rejects_what_it_does_not_implement(python_fake: FakePubSubServer) -> None:
-    subscriber = subscriber_client(python_fake.address)
+def test_embedded_rejects_what_it_does_not_implement(embedded: EmbeddedPubSubServer) -> None:
+    subscriber = subscriber_client(embedded.address)
     try:
         with pytest.raises(exceptions.MethodNotImplemented):
             subscriber.seek(
@@ -461,60 +457,42 @@ def test_fake_rejects_what_it_does_not_implement(python_fake: FakePubSubServer) 
         subscriber.close()
 
 
-def test_fake_runs_as_a_script() -> None:
-    address = f"127.0.0.1:{free_port()}"
-    script = REPO_ROOT / "tests" / "support" / "pubsub_server.py"
-    process = subprocess.Popen([sys.executable, str(script), address], stderr=subprocess.PIPE)
-    try:
-        channel = grpc.insecure_channel(address)
-        grpc.channel_ready_future(channel).result(timeout=30)
-        channel.close()
-        publisher = publisher_client(address)
-        assert publisher.create_topic(name=f"{PROJECT}/topics/script").name.endswith("/script")
-        publisher.stop()
-    finally:
-        process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=10)
-    assert process.returncode == 0, stderr
-    assert f"listening on {address}".encode() in stderr
-
-
 # -- backend selection -------------------------------------------------------------------------
 
 
 def test_backend_selection(tmp_path: Path) -> None:
     assert (
-        selected_backend({"PUBSUB_EMULATOR_HOST": "h:1", "CE_PUBSUB_BACKEND": "fake"})[0]
+        selected_backend({"PUBSUB_EMULATOR_HOST": "h:1", "CE_PUBSUB_BACKEND": EMBEDDED})[0]
         == EXTERNAL
     )
-    assert selected_backend({"CE_PUBSUB_BACKEND": "fake"})[0] == PYTHON_FAKE
-    expected = GOOGLE_EMULATOR if find_emulator_jar() else PYTHON_FAKE
+    assert selected_backend({"CE_PUBSUB_BACKEND": EMBEDDED})[0] == EMBEDDED
+    expected = GOOGLE_EMULATOR if find_emulator_jar() else EMBEDDED
     assert selected_backend({})[0] == expected
     assert find_emulator_jar(tmp_path) is None
 
 
-def test_forced_fake_and_external_backends() -> None:
-    fake = start_pubsub_backend({"CE_PUBSUB_BACKEND": "fake"})
+def test_forced_embedded_and_external_backends() -> None:
+    embedded = start_pubsub_backend({"CE_PUBSUB_BACKEND": EMBEDDED})
     try:
-        assert (fake.name, fake.exact_google_behaviour) == (PYTHON_FAKE, False)
-        external = start_pubsub_backend({"PUBSUB_EMULATOR_HOST": fake.host})
+        assert (embedded.name, embedded.exact_google_behaviour) == (EMBEDDED, False)
+        external = start_pubsub_backend({"PUBSUB_EMULATOR_HOST": embedded.host})
         assert (external.name, external.host, external.exact_google_behaviour) == (
             EXTERNAL,
-            fake.host,
+            embedded.host,
             False,
         )
-        external.stop()  # not ours to stop: the fake still answers
-        publisher = publisher_client(fake.host)
+        external.stop()  # not ours to stop: the embedded server still answers
+        publisher = publisher_client(embedded.host)
         publisher.create_topic(name=f"{PROJECT}/topics/still-up")
         publisher.stop()
     finally:
-        fake.stop()
-        fake.stop()
+        embedded.stop()
+        embedded.stop()
 
 
 def test_pubsub_emulator_fixture_sets_the_environment(pubsub_emulator: PubSubBackend) -> None:
     assert os.environ["PUBSUB_EMULATOR_HOST"] == pubsub_emulator.host
-    assert pubsub_emulator.name in {GOOGLE_EMULATOR, PYTHON_FAKE, EXTERNAL}
+    assert pubsub_emulator.name in {GOOGLE_EMULATOR, EMBEDDED, EXTERNAL}
 
 
 def test_pubsub_marker_is_added(
@@ -524,7 +502,7 @@ def test_pubsub_marker_is_added(
 
 
 @pytest.mark.usefixtures("requires_google_emulator")
-def test_google_emulator_quirks_the_fake_does_not_copy(
+def test_google_emulator_quirks_the_embedded_server_does_not_copy(
     pubsub_emulator: PubSubBackend, pubsub_namespace: str
 ) -> None:
     """Pins the jar's known deviations from the real service, so an image update shows up."""

@@ -21,11 +21,11 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-from support.pubsub import PYTHON_FAKE, PubSubBackend
-from support.pubsub_server import FakePubSubServer
+from support.pubsub import EMBEDDED, PubSubBackend
 from support.stack import StackFactory
 
 from consensus_engine.db.types import utcnow
+from consensus_engine.devtools.pubsub_server import EmbeddedPubSubServer
 from consensus_engine.devtools.service import WorkerProcess
 from consensus_engine.domain.runs import RunStatus
 
@@ -37,7 +37,7 @@ SETTLE_SECONDS = 90.0
 
 @pytest.fixture
 def pubsub_emulator() -> Iterator[PubSubBackend]:
-    """This test's own in-repo Pub/Sub server rather than Google's emulator jar.
+    """This test's own embedded Pub/Sub server rather than Google's emulator jar.
 
     The jar keeps handing messages to the streams of SIGKILLed subscribers for minutes
     (measured: 90 s after three kills, half of newly published messages still sat 10 s
@@ -45,9 +45,9 @@ def pubsub_emulator() -> Iterator[PubSubBackend]:
     stream when its client's connection closes, and so does this server; the messages
     the dead stream held come back after their ack deadline in both.
     """
-    server = FakePubSubServer().start()
+    server = EmbeddedPubSubServer().start()
     try:
-        yield PubSubBackend(server.address, PYTHON_FAKE, False, server.stop)
+        yield PubSubBackend(server.address, EMBEDDED, False, server.stop)
     finally:
         server.stop()
 

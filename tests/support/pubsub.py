@@ -3,9 +3,9 @@
 In order of preference:
 
 1. ``PUBSUB_EMULATOR_HOST`` already set: a server someone else runs ("external");
-2. ``CE_PUBSUB_BACKEND=fake``: the in-repo Python fake, even where the jar exists;
+2. ``CE_PUBSUB_BACKEND=embedded``: the embedded server, even where the jar exists;
 3. Google's emulator jar (``consensus_engine.devtools.emulator``), where the image has it;
-4. otherwise the Python fake (``support.pubsub_server``).
+4. otherwise the embedded server (``consensus_engine.devtools.pubsub_server``).
 
 Tests that need Google's exact behaviour check ``PubSubBackend.exact_google_behaviour``
 (see the ``requires_google_emulator`` fixture), so a green run on an image
@@ -22,14 +22,14 @@ from typing import Any
 
 from brokers.pubsub.clients import Clients
 from consensus_engine.devtools.emulator import (
-    JAR_DIR,
-    JAR_GLOB,
     answers_ok,
     find_emulator_jar,
     start_emulator,
+    why_no_emulator_jar,
 )
+from consensus_engine.devtools.pubsub_server import EmbeddedPubSubServer
 
-GOOGLE_EMULATOR, PYTHON_FAKE, EXTERNAL = "google-emulator", "python-fake", "external"
+GOOGLE_EMULATOR, EMBEDDED, EXTERNAL = "google-emulator", "embedded", "external"
 
 
 @dataclass
@@ -51,12 +51,12 @@ def selected_backend(environ: Mapping[str, str] | None = None) -> tuple[str, str
     environ = os.environ if environ is None else environ
     if environ.get("PUBSUB_EMULATOR_HOST"):
         return EXTERNAL, f"PUBSUB_EMULATOR_HOST={environ['PUBSUB_EMULATOR_HOST']}"
-    if environ.get("CE_PUBSUB_BACKEND") == "fake":
-        return PYTHON_FAKE, "forced by CE_PUBSUB_BACKEND=fake"
+    if environ.get("CE_PUBSUB_BACKEND") == EMBEDDED:
+        return EMBEDDED, f"forced by CE_PUBSUB_BACKEND={EMBEDDED}"
     jar = find_emulator_jar()
     if jar is not None:
         return GOOGLE_EMULATOR, str(jar)
-    return PYTHON_FAKE, f"no {JAR_DIR / JAR_GLOB} (or no java); behaviour is approximate"
+    return EMBEDDED, f"{why_no_emulator_jar()}; behaviour is approximate"
 
 
 def start_pubsub_backend(environ: Mapping[str, str] | None = None) -> PubSubBackend:
@@ -68,10 +68,8 @@ def start_pubsub_backend(environ: Mapping[str, str] | None = None) -> PubSubBack
     if name == GOOGLE_EMULATOR:
         process = start_emulator(Path(detail))  # the detail is the jar
         return PubSubBackend(process.host, GOOGLE_EMULATOR, True, process.stop)
-    from support.pubsub_server import FakePubSubServer
-
-    server = FakePubSubServer().start()
-    return PubSubBackend(server.address, PYTHON_FAKE, False, server.stop)
+    server = EmbeddedPubSubServer().start()
+    return PubSubBackend(server.address, EMBEDDED, False, server.stop)
 
 
 def publisher_client(host: str) -> Any:

@@ -1,70 +1,45 @@
-"""An in-memory, Pub/Sub-compatible gRPC server for tests.
+"""The embedded server: topics, subscriptions, leases and delivery, in memory.
 
-Google's emulator jar ships only with some machine images (Debian 12 has it,
-Debian 13 lacks it), so the suite needs a fallback that speaks the same
-protocol to the real ``google-cloud-pubsub`` clients. Behaviour follows the
-jar where tests can observe it (error codes and messages, ack ids, delivery
-attempts, dead-lettering, seek); ``tests/pubsub_backend`` checks both servers
-against the same contract.
-
-No generated stubs: ``grpc.method_handlers_generic_handler`` with the
-proto-plus types' ``serialize``/``deserialize`` avoids the descriptor clash
-between generated ``pubsub_pb2`` modules and google-cloud-pubsub.
-
-Run it alone with ``python tests/support/pubsub_server.py 127.0.0.1:8085``.
+Behaviour follows Google's emulator jar wherever the broker or the tests can observe it
+(error codes and messages, ack ids, delivery attempts, dead-lettering, seek), and the
+real service where the jar is known to differ (a closed stream's messages come back at
+once; flow control is applied on the server). ``tests/pubsub_backend`` checks it against
+the jar.
 """
 
 from __future__ import annotations
 
+import argparse
 import collections
 import contextlib
-import datetime as dt
 import itertools
-import re
 import signal
-import sys
 import threading
 import time
-from collections.abc import Iterator
-from concurrent import futures
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import grpc  # type: ignore[import-untyped, unused-ignore]
 from google.pubsub_v1.types import pubsub
 
+from consensus_engine.devtools.pubsub_server.resources import (
+    DELETED_TOPIC,
+    Code,
+    RpcError,
+    apply_subscription_defaults,
+    page_of,
+    rfc3339,
+    split_name,
+)
+from consensus_engine.devtools.pubsub_server.rpc import grpc_server
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8085  # the emulator jar's
 PULL_WAIT_S = 2.0  # the jar holds an empty Pull until the client's deadline; shorter is kinder
 MAX_BATCH = 1000
-DEFAULT_RETENTION_S = 7 * 24 * 3600
-DELETED_TOPIC = "_deleted-topic_"
-_ID = re.compile(r"[A-Za-z][A-Za-z0-9\-_.~+%]{2,254}")
-_NAME = re.compile(r"projects/([^/]*)/(topics|subscriptions)/(.*)")
 _SUB_FIELDS = {"ack_deadline_seconds", "dead_letter_policy", "retry_policy"}
 _SUB_FIELDS |= {"message_retention_duration", "labels"}
-Code = grpc.StatusCode
-# "Service.Rpc Request Response", types from google.pubsub_v1.types.pubsub (Empty: no body)
-_RPCS = """
-Publisher.CreateTopic Topic Topic
-Publisher.GetTopic GetTopicRequest Topic
-Publisher.UpdateTopic UpdateTopicRequest Topic
-Publisher.ListTopics ListTopicsRequest ListTopicsResponse
-Publisher.ListTopicSubscriptions ListTopicSubscriptionsRequest ListTopicSubscriptionsResponse
-Publisher.DeleteTopic DeleteTopicRequest Empty
-Publisher.Publish PublishRequest PublishResponse
-Subscriber.CreateSubscription Subscription Subscription
-Subscriber.GetSubscription GetSubscriptionRequest Subscription
-Subscriber.UpdateSubscription UpdateSubscriptionRequest Subscription
-Subscriber.ListSubscriptions ListSubscriptionsRequest ListSubscriptionsResponse
-Subscriber.DeleteSubscription DeleteSubscriptionRequest Empty
-Subscriber.Pull PullRequest PullResponse
-Subscriber.Acknowledge AcknowledgeRequest Empty
-Subscriber.ModifyAckDeadline ModifyAckDeadlineRequest Empty
-Subscriber.Seek SeekRequest SeekResponse
-"""
-
-
-class RpcError(Exception):
-    """``RpcError(code, details)``, raised by a handler: the gRPC status the client sees."""
 
 
 @dataclass(eq=False)
@@ -86,34 +61,14 @@ class _Sub:
     next_expiry: float = float("inf")
 
 
-def _split(name: str, kind: str) -> tuple[str, str]:
-    """(project, id) of a resource name, or INVALID_ARGUMENT as the jar words it."""
-    match = _NAME.fullmatch(name)
-    if not match or match[2] != kind or not _ID.fullmatch(match[3]) or match[3].startswith("goog"):
-        raise RpcError(Code.INVALID_ARGUMENT, f"Invalid [{kind}] name: (name={name})")
-    return match[1], match[3]
-
-
-def _rfc3339(seconds: float) -> str:
-    stamp = dt.datetime.fromtimestamp(seconds, dt.UTC)
-    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
-
-
-def _page(names: list[str], size: int, token: str) -> tuple[list[str], str]:
-    """One page of sorted names; the token is the next offset."""
-    start = int(token) if token.isdigit() else 0
-    end = start + size if size > 0 else len(names)
-    return names[start:end], str(end) if end < len(names) else ""
-
-
-class FakePubSubServer:
+class EmbeddedPubSubServer:
     """Topics, subscriptions and leases behind one lock and condition.
 
     Expired leases are found lazily (on every call, and by waiters that sleep
     until the earliest deadline), so no timer thread is needed.
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, host: str = DEFAULT_HOST, port: int = 0) -> None:
         self._host, self._port = host, port
         self._cond = threading.Condition()
         self._topics: dict[str, pubsub.Topic] = {}
@@ -126,44 +81,17 @@ class FakePubSubServer:
     def address(self) -> str:
         return f"{self._host}:{self._port}"
 
-    def start(self) -> FakePubSubServer:
-        services: dict[str, dict[str, Any]] = {"Publisher": {}, "Subscriber": {}}
-        for line in _RPCS.strip().splitlines():
-            rpc, request_type, response_type = line.split()
-            service, _, name = rpc.partition(".")
-            services[service][name] = self._unary(name, request_type, response_type)
-        services["Subscriber"]["StreamingPull"] = grpc.stream_stream_rpc_method_handler(
-            self.streaming_pull,
-            request_deserializer=pubsub.StreamingPullRequest.deserialize,
-            response_serializer=pubsub.StreamingPullResponse.serialize,
-        )
-        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=32))
-        generic = grpc.method_handlers_generic_handler
-        self._server.add_generic_rpc_handlers(
-            [generic(f"google.pubsub.v1.{name}", handlers) for name, handlers in services.items()]
-        )
-        self._port = self._server.add_insecure_port(f"{self._host}:{self._port}")
+    def start(self) -> EmbeddedPubSubServer:
+        """Listen and serve on background threads; OSError when the address is taken."""
+        self._server = grpc_server(self, self._cond)
+        try:
+            self._port = self._server.add_insecure_port(f"{self._host}:{self._port}")
+        except RuntimeError as error:  # grpc's only word for any bind failure
+            self._server = None
+            reason = "the port is taken, or the address is not this machine's"
+            raise OSError(f"cannot listen on {self.address} ({reason})") from error
         self._server.start()
         return self
-
-    def _unary(self, rpc: str, request_type: str, response_type: str) -> Any:
-        """A handler for ``rpc``, run holding the lock: RpcError becomes a status, None becomes
-        protobuf Empty."""
-        method = getattr(self, re.sub(r"(?<!^)([A-Z])", r"_\1", rpc).lower())
-
-        def handle(request: Any, context: Any) -> Any:
-            try:
-                with self._cond:
-                    return method(request, context)
-            except RpcError as error:
-                context.abort(*error.args)
-
-        response = None if response_type == "Empty" else getattr(pubsub, response_type)
-        return grpc.unary_unary_rpc_method_handler(
-            handle,
-            request_deserializer=getattr(pubsub, request_type).deserialize,
-            response_serializer=response.serialize if response else lambda _: b"",
-        )
 
     def stop(self) -> None:
         """End every long poll and stream, then the server itself."""
@@ -174,21 +102,21 @@ class FakePubSubServer:
             self._server.stop(grace=1.0).wait()
             self._server = None
 
-    def __enter__(self) -> FakePubSubServer:
+    def __enter__(self) -> EmbeddedPubSubServer:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
     def create_topic(self, topic: pubsub.Topic, context: Any) -> pubsub.Topic:
-        _split(topic.name, "topics")
+        split_name(topic.name, "topics")
         if topic.name in self._topics:
             raise RpcError(Code.ALREADY_EXISTS, "Topic already exists")
         self._topics[topic.name] = topic
         return topic
 
     def _topic(self, name: str) -> pubsub.Topic:
-        _split(name, "topics")
+        split_name(name, "topics")
         if name not in self._topics:
             raise RpcError(Code.NOT_FOUND, "Topic not found")
         return self._topics[name]
@@ -208,7 +136,7 @@ class FakePubSubServer:
     def _listed(self, table: dict[str, Any], prefix: str, request: Any) -> tuple[list[Any], str]:
         """One page of the resources whose names start with ``prefix``."""
         names = sorted(n for n in table if n.startswith(prefix))
-        page, token = _page(names, request.page_size, request.page_token)
+        page, token = page_of(names, request.page_size, request.page_token)
         return [table[n] for n in page], token
 
     def list_topics(self, request: pubsub.ListTopicsRequest, context: Any) -> Any:
@@ -220,7 +148,7 @@ class FakePubSubServer:
     ) -> Any:
         self._topic(request.topic)
         names = sorted(n for n, s in self._subs.items() if s.config.topic == request.topic)
-        page, token = _page(names, request.page_size, request.page_token)
+        page, token = page_of(names, request.page_size, request.page_token)
         return pubsub.ListTopicSubscriptionsResponse(subscriptions=page, next_page_token=token)
 
     def delete_topic(self, request: pubsub.DeleteTopicRequest, context: Any) -> None:
@@ -257,39 +185,23 @@ class FakePubSubServer:
         self._cond.notify_all()
         return ids
 
-    def _check_config(self, config: pubsub.Subscription) -> None:
-        """Defaults and bounds as the real service applies them."""
-        if config.ack_deadline_seconds == 0:
-            config.ack_deadline_seconds = 10
-        if not 10 <= config.ack_deadline_seconds <= 600:
-            raise RpcError(Code.INVALID_ARGUMENT, "ack_deadline_secs out of bounds")
-        policy = config.dead_letter_policy
-        if policy.dead_letter_topic:
-            _split(policy.dead_letter_topic, "topics")
-            if policy.dead_letter_topic not in self._topics:
-                raise RpcError(Code.NOT_FOUND, "Dead letter topic not found")
-            attempts = policy.max_delivery_attempts or 5
-            if not 5 <= attempts <= 100:
-                raise RpcError(Code.OUT_OF_RANGE, f"max_delivery_attempts {attempts} not in 5..100")
-            policy.max_delivery_attempts = attempts
-        if not config.message_retention_duration:
-            config.message_retention_duration = dt.timedelta(seconds=DEFAULT_RETENTION_S)
-
     def create_subscription(self, config: pubsub.Subscription, context: Any) -> Any:
-        _split(config.name, "subscriptions")
+        split_name(config.name, "subscriptions")
         if config.filter or config.push_config.push_endpoint:
-            raise RpcError(Code.UNIMPLEMENTED, "the python fake has no filters or push delivery")
+            raise RpcError(
+                Code.UNIMPLEMENTED, "the embedded server has no filters or push delivery"
+            )
         if config.name in self._subs:
             raise RpcError(Code.ALREADY_EXISTS, "Subscription already exists")
         if config.topic not in self._topics:
-            _split(config.topic, "topics")
+            split_name(config.topic, "topics")
             raise RpcError(Code.NOT_FOUND, "Subscription topic does not exist")
-        self._check_config(config)
+        apply_subscription_defaults(config, self._topics)
         self._subs[config.name] = _Sub(config)
         return config
 
     def _sub(self, name: str) -> _Sub:
-        _split(name, "subscriptions")
+        split_name(name, "subscriptions")
         if name not in self._subs:
             raise RpcError(Code.NOT_FOUND, "Subscription does not exist")
         return self._subs[name]
@@ -305,7 +217,7 @@ class FakePubSubServer:
         config = pubsub.Subscription.deserialize(pubsub.Subscription.serialize(sub.config))
         for path in paths:
             setattr(config, path, getattr(request.subscription, path))
-        self._check_config(config)
+        apply_subscription_defaults(config, self._topics)
         sub.config = config
         return config
 
@@ -339,7 +251,7 @@ class FakePubSubServer:
             return
         if policy.dead_letter_topic not in self._topics:
             return  # nowhere to go: dropped
-        project, sub_id = _split(sub.config.name, "subscriptions")
+        project, sub_id = split_name(sub.config.name, "subscriptions")
         message = type(entry.message)()
         message.CopyFrom(entry.message)
         message.ClearField("publish_time")
@@ -347,7 +259,7 @@ class FakePubSubServer:
             CloudPubSubDeadLetterSourceDeliveryCount=str(entry.attempts),
             CloudPubSubDeadLetterSourceSubscription=sub_id,
             CloudPubSubDeadLetterSourceSubscriptionProject=project,
-            CloudPubSubDeadLetterSourceTopicPublishTime=_rfc3339(entry.published),
+            CloudPubSubDeadLetterSourceTopicPublishTime=rfc3339(entry.published),
         )
         self._publish(policy.dead_letter_topic, [message])
 
@@ -422,7 +334,7 @@ class FakePubSubServer:
         """Seek to a time: older messages count as acked, newer ones are delivered again."""
         raw = pubsub.SeekRequest.pb(request)
         if raw.WhichOneof("target") != "time":
-            raise RpcError(Code.UNIMPLEMENTED, "the python fake only seeks to a time")
+            raise RpcError(Code.UNIMPLEMENTED, "the embedded server only seeks to a time")
         cutoff = raw.time.ToNanoseconds() / 1e9
         sub = self._sub(request.subscription)
         entries = list(sub.ready) + [entry for entry, _ in sub.leases.values()]
@@ -482,7 +394,7 @@ class FakePubSubServer:
             close()
 
         context.add_callback(close)
-        threading.Thread(target=read, name="fake-pubsub-stream", daemon=True).start()
+        threading.Thread(target=read, name="pubsub-stream", daemon=True).start()
         max_messages = first.max_outstanding_messages or MAX_BATCH * 1000
         max_bytes = first.max_outstanding_bytes or 2**62
         name, mine = sub.config.name, dict[str, int]()  # ack id -> size, leased on this stream
@@ -528,20 +440,31 @@ class FakePubSubServer:
             self._modify(sub, list(request.modify_deadline_ack_ids), seconds)
 
 
-def main(argv: list[str]) -> int:
-    """Serve on HOST:PORT until SIGINT or SIGTERM."""
-    if len(argv) != 2 or ":" not in argv[1]:
-        sys.stderr.write(f"usage: {argv[0]} HOST:PORT\n")
-        return 2
-    host, _, port = argv[1].rpartition(":")
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with FakePubSubServer(host, int(port)) as server:
-        sys.stderr.write(f"fake Pub/Sub server listening on {server.address}\n")
-        with contextlib.suppress(KeyboardInterrupt):
-            stop.wait()
-    return 0
+def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--host`` and ``--port``, for whichever CLI hosts the server."""
+    parser.add_argument(
+        "--host",
+        default=DEFAULT_HOST,
+        help="address to bind, default %(default)s (it has no authentication)",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_PORT,
+        help="default %(default)s (the jar's); 0 picks a free one",
+    )
 
 
-if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+def serve_from_args(args: argparse.Namespace, on_listening: Callable[[str], object]) -> None:
+    serve(args.host, args.port, on_listening)
+
+
+def serve(host: str, port: int, on_listening: Callable[[str], object]) -> None:
+    """Serve in the foreground until SIGINT or SIGTERM (``consensus-engine pubsub serve``);
+    ``on_listening`` gets the address once clients can connect."""
+    stopping = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopping.set())
+    with EmbeddedPubSubServer(host, port) as server:
+        on_listening(server.address)
+        stopping.wait()
