@@ -1,4 +1,5 @@
-"""Fixtures of the deployment checks: the Helm chart loaded and rendered in-process."""
+"""Fixtures of the deployment checks: the Helm chart loaded and rendered in-process, and the
+helpers that find objects, pods and containers in a render."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ Manifest = dict[str, Any]
 Render = Callable[..., list[Manifest]]
 
 _DOCUMENT_SEPARATOR = re.compile(r"^---[ \t]*$", re.MULTILINE)
+_TEMPLATED = {"Deployment", "Job"}
 
 
 def split_manifests(rendered: dict[str, str]) -> list[Manifest]:
@@ -51,3 +53,40 @@ def render(helm_chart: helm.Chart) -> Render:
         return split_manifests(rendered)
 
     return _render
+
+
+def by_kind(manifests: list[Manifest], kind: str) -> list[Manifest]:
+    return [m for m in manifests if m["kind"] == kind]
+
+
+def one(manifests: list[Manifest], kind: str, name: str) -> Manifest:
+    found = [m for m in by_kind(manifests, kind) if m["metadata"]["name"] == name]
+    assert len(found) == 1, f"{kind}/{name}: {len(found)} found"
+    return found[0]
+
+
+def pod_specs(
+    manifests: list[Manifest], *, tests: bool = True
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``(object name, pod spec)`` of every pod the render makes: workloads, CronJobs and,
+    unless ``tests`` is false, the bare Pods of ``helm test`` (which read no settings)."""
+    for manifest in manifests:
+        if manifest["kind"] in _TEMPLATED:
+            yield manifest["metadata"]["name"], manifest["spec"]["template"]["spec"]
+        elif manifest["kind"] == "CronJob":
+            job = manifest["spec"]["jobTemplate"]["spec"]
+            yield manifest["metadata"]["name"], job["template"]["spec"]
+        elif manifest["kind"] == "Pod" and tests:
+            yield manifest["metadata"]["name"], manifest["spec"]
+
+
+def containers(
+    manifests: list[Manifest], *, tests: bool = True
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    for name, spec in pod_specs(manifests, tests=tests):
+        for container in spec.get("initContainers", []) + spec["containers"]:
+            yield f"{name}/{container['name']}", container
+
+
+def env_of(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {item["name"]: item for item in container.get("env", [])}

@@ -10,13 +10,22 @@ from __future__ import annotations
 import copy
 import importlib
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import helm_python as helm
 import pytest
 
-from .conftest import CHART_DIR, NAMESPACE, Manifest, Render
+from .conftest import (
+    CHART_DIR,
+    NAMESPACE,
+    Manifest,
+    Render,
+    by_kind,
+    containers,
+    env_of,
+    one,
+    pod_specs,
+)
 
 KUBE_VERSION = "1.31.0"
 SECRET_ENV = {"OPENAI_API_KEY", "API_KEYS", "API_KEY", "DB_PASSWORD", "DATABASE_URL"}
@@ -26,10 +35,40 @@ CRD_KINDS = {
     "ServiceMonitor",
     "PodMonitor",
     "PrometheusRule",
+    "HTTPRoute",
 }
-WORKLOAD_KINDS = {"Deployment", "Job"}
 
 IAM_SA = "ce-runner@proj-a.iam.gserviceaccount.com"
+DIGEST = "sha256:" + "0123456789abcdef" * 4
+ZONE_SPREAD = {
+    "maxSkew": 1,
+    "topologyKey": "topology.kubernetes.io/zone",
+    "whenUnsatisfiable": "ScheduleAnyway",
+}
+CA_VOLUME = {"name": "ca", "configMap": {"name": "corporate-ca"}}
+CA_MOUNT = {"name": "ca", "mountPath": "/etc/ssl/corporate", "readOnly": True}
+# Every per-pod option at once, for the API, both worker tiers, the migration and the sweeper.
+POD_OPTIONS: dict[str, Any] = {
+    "podLabels": {"team": "consensus", "app.kubernetes.io/component": "not-mine"},
+    "priorityClassName": "consensus-high",
+    "extraEnv": [
+        {"name": "HTTPS_PROXY", "value": "http://proxy:3128"},
+        {"name": "SSL_CERT_DIR", "value": "/etc/ssl/corporate"},
+    ],
+    "extraVolumes": [CA_VOLUME],
+    "extraVolumeMounts": [CA_MOUNT],
+}
+LONG_RUNNING_OPTIONS: dict[str, Any] = {
+    **POD_OPTIONS,
+    "topologySpreadConstraints": [ZONE_SPREAD],
+    "startupProbe": {
+        "enabled": True,
+        "initialDelaySeconds": 0,
+        "periodSeconds": 5,
+        "timeoutSeconds": 3,
+        "failureThreshold": 40,
+    },
+}
 
 VALUE_SETS: dict[str, dict[str, Any]] = {
     "defaults": {},
@@ -51,6 +90,36 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "serviceAccount": {"gcpServiceAccount": ""},
         "database": {"mode": "url"},
     },
+    "exposed": {
+        "api": {
+            "replicas": 1,
+            "autoscaling": {"enabled": False},
+            "ingress": {
+                "enabled": True,
+                "className": "nginx",
+                "annotations": {"cert-manager.io/cluster-issuer": "letsencrypt"},
+                "hosts": ["consensus.example.com", "api.example.com"],
+                "tls": [{"secretName": "consensus-tls", "hosts": ["consensus.example.com"]}],
+            },
+            "httpRoute": {
+                "enabled": True,
+                "parentRefs": [
+                    {"name": "public", "namespace": "gateway-system", "sectionName": "https"}
+                ],
+                "hostnames": ["consensus.example.com"],
+                "path": "/v1",
+            },
+        },
+        "config": {"llm": {"baseUrl": "http://vllm.llm.svc:8000/v1"}},
+    },
+    "pod-options": {
+        "image": {"digest": DIGEST},
+        "api": LONG_RUNNING_OPTIONS,
+        "worker": {**LONG_RUNNING_OPTIONS, "highPriority": {"enabled": True}},
+        "migrations": POD_OPTIONS,
+        "sweeper": POD_OPTIONS,
+        "keda": {"highPriority": {"enabled": True, "minReplicaCount": 0, "maxReplicaCount": 4}},
+    },
     "everything-on": {
         "keda": {"enabled": True},
         "worker": {"highPriority": {"enabled": True, "replicas": 3, "processes": 1, "threads": 4}},
@@ -65,35 +134,6 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
 
 
 # -- helpers ---------------------------------------------------------------------------------
-
-
-def by_kind(manifests: list[Manifest], kind: str) -> list[Manifest]:
-    return [m for m in manifests if m["kind"] == kind]
-
-
-def one(manifests: list[Manifest], kind: str, name: str) -> Manifest:
-    found = [m for m in by_kind(manifests, kind) if m["metadata"]["name"] == name]
-    assert len(found) == 1, f"{kind}/{name}: {len(found)} found"
-    return found[0]
-
-
-def pod_specs(manifests: list[Manifest]) -> Iterator[tuple[str, dict[str, Any]]]:
-    for manifest in manifests:
-        if manifest["kind"] in WORKLOAD_KINDS:
-            yield manifest["metadata"]["name"], manifest["spec"]["template"]["spec"]
-        elif manifest["kind"] == "CronJob":
-            job = manifest["spec"]["jobTemplate"]["spec"]
-            yield manifest["metadata"]["name"], job["template"]["spec"]
-
-
-def containers(manifests: list[Manifest]) -> Iterator[tuple[str, dict[str, Any]]]:
-    for name, spec in pod_specs(manifests):
-        for container in spec.get("initContainers", []) + spec["containers"]:
-            yield f"{name}/{container['name']}", container
-
-
-def env_of(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {item["name"]: item for item in container.get("env", [])}
 
 
 def config_data(manifests: list[Manifest]) -> dict[str, str]:
@@ -143,6 +183,14 @@ def test_lint_is_clean_with_every_value_set(label: str) -> None:
         {"database": {"mode": "sqlite"}},
         {"config": {"extra": {"OPENAI_API_KEY": "sk-literal"}}},
         {"securityContext": {"readOnlyRootFilesystem": False}},
+        {"api": {"extraEnv": [{"name": "OPENAI_API_KEY", "value": "sk-literal"}]}},
+        {"worker": {"extraEnv": [{"value": "no name"}]}},
+        {"image": {"digest": "latest"}},
+        {"api": {"ingress": {"enabled": True, "pathType": "Regex"}}},
+        {"api": {"httpRoute": {"enabled": True}}},
+        {"metrics": {"prometheusRule": {"rules": {"ConsensusEngineTypo": {"enabled": False}}}}},
+        {"api": {"topologySpreadConstraints": [{"maxSkew": 1}]}},
+        {"worker": {"podLabels": {"team": "not a label value"}}},
     ],
     ids=[
         "replicas-string",
@@ -150,6 +198,14 @@ def test_lint_is_clean_with_every_value_set(label: str) -> None:
         "unknown-db-mode",
         "secret-in-config",
         "rw-rootfs",
+        "secret-in-extra-env",
+        "extra-env-without-name",
+        "digest-not-a-digest",
+        "ingress-path-type",
+        "http-route-without-gateway",
+        "unknown-alert",
+        "spread-without-topology-key",
+        "label-value",
     ],
 )
 def test_schema_rejects_bad_values(
@@ -200,6 +256,10 @@ def test_default_render_has_the_expected_objects(renders: dict[str, list[Manifes
             ("ServiceAccount", "ce-consensus-engine-migrate"),
             ("ServiceAccount", "ce-consensus-engine-sweeper"),
             ("ServiceAccount", "ce-consensus-engine-worker"),
+            # helm test: the readiness hooks, and the workers' health port they ask
+            ("Pod", "ce-consensus-engine-test-api"),
+            ("Pod", "ce-consensus-engine-test-worker"),
+            ("Service", "ce-consensus-engine-worker"),
         ]
     )
     hpa = one(renders["defaults"], "HorizontalPodAutoscaler", "ce-consensus-engine-api")
@@ -388,7 +448,7 @@ def test_keda_only_when_enabled(renders: dict[str, list[Manifest]]) -> None:
 
 
 def test_service_accounts_carry_workload_identity(renders: dict[str, list[Manifest]]) -> None:
-    for _, spec in pod_specs(renders["cloudsql-iam"]):
+    for _, spec in pod_specs(renders["cloudsql-iam"], tests=False):
         account = one(renders["cloudsql-iam"], "ServiceAccount", spec["serviceAccountName"])
         assert account["metadata"]["annotations"]["iam.gke.io/gcp-service-account"] == IAM_SA
     for plain in by_kind(renders["database-url"], "ServiceAccount"):
@@ -436,7 +496,7 @@ def test_password_database(renders: dict[str, list[Manifest]]) -> None:
     assert data["USE_CLOUD_SQL_CONNECTOR"] == "true"
     assert data["DB_IAM_AUTH"] == "false"
     assert data["DB_USER"] == "consensus_app"
-    for name, container in containers(manifests):
+    for name, container in containers(manifests, tests=False):
         password = env_of(container)["DB_PASSWORD"]
         assert password["valueFrom"]["secretKeyRef"] == {
             "name": "ce-secrets",
@@ -449,7 +509,7 @@ def test_database_url_outside_google_cloud(renders: dict[str, list[Manifest]]) -
     data = config_data(manifests)
     assert data["USE_CLOUD_SQL_CONNECTOR"] == "false"
     assert "DB_INSTANCE_CONNECTION_NAME" not in data
-    for name, container in containers(manifests):
+    for name, container in containers(manifests, tests=False):
         env = env_of(container)
         assert env["DATABASE_URL"]["valueFrom"]["secretKeyRef"]["key"] == "DATABASE_URL", name
         assert "DB_PASSWORD" not in env, name
@@ -506,7 +566,11 @@ def test_high_priority_worker_and_monitoring(renders: dict[str, list[Manifest]])
         pod_labels = worker(manifests, name)["spec"]["template"]["metadata"]["labels"]
         assert pod_monitor["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
 
+    # The rule file as it is, each alert with its runbook_url (test_chart_options checks them).
     alerts = helm.values_from_yaml((CHART_DIR / "files" / "alerts.yaml").read_text())
+    for group in rule["spec"]["groups"]:
+        for alert in group["rules"]:
+            alert["annotations"].pop("runbook_url")
     assert rule["spec"] == alerts
     assert rule["spec"]["groups"] and all(group["rules"] for group in rule["spec"]["groups"])
 

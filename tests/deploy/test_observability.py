@@ -1,7 +1,9 @@
 """The Grafana dashboard and the alert rules query only metrics our processes export.
 
 A real worker and the real API serve ``/metrics`` on their metrics ports after real runs; a
-real Prometheus server scrapes them and answers every dashboard query.
+real Prometheus server scrapes them and answers every dashboard query, with the dashboard's
+``namespace`` and ``job`` variables set as Grafana would, and lists the jobs its ``job``
+variable offers.
 """
 
 from __future__ import annotations
@@ -47,14 +49,40 @@ ABSENT_LOCALLY = EXTERNAL - {"up"}
 # The job names of the chart's scrape configs, which ``up{job=...}`` selectors use.
 API_JOB = "consensus-engine-api"
 WORKER_JOB = "consensus-engine-worker"
-# What Grafana puts in place of its variables before a query leaves it.
-GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$__interval": "1m", "$__range": "1h"}
+# What Grafana puts in place of its variables before a query leaves it: the namespace
+# variable at "All" (its allValue; the local targets have no namespace label), and both jobs
+# picked in the multi-value job variable (Grafana joins the values as a regex alternation).
+GRAFANA_VARIABLES = {
+    "$__rate_interval": "1m",
+    "$__interval": "1m",
+    "$__range": "1h",
+    "$namespace": ".*",
+    "$job": f"({API_JOB}|{WORKER_JOB})",
+}
+# Every selector of our own metrics on the dashboard carries these, so that two releases
+# scraped by one Prometheus stay apart.
+RELEASE_MATCHERS = ('namespace=~"$namespace"', 'job=~"$job"')
+_LABEL_VALUES = re.compile(r"^label_values\((.+),\s*(\w+)\)$")
 
 # -- PromQL -----------------------------------------------------------------------------------
 
 KEYWORDS = frozenset(
-    {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or",
-     "unless", "offset", "atan2", "inf", "nan"}
+    {
+        "by",
+        "without",
+        "on",
+        "ignoring",
+        "group_left",
+        "group_right",
+        "bool",
+        "and",
+        "or",
+        "unless",
+        "offset",
+        "atan2",
+        "inf",
+        "nan",
+    }
 )
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
 _MATCHERS = re.compile(r"\{[^{}]*\}")
@@ -124,6 +152,12 @@ def alert_queries() -> list[tuple[str, str]]:
     return found
 
 
+def dashboard_variables() -> dict[str, dict[str, Any]]:
+    """The dashboard's template variables by name."""
+    dashboard: dict[str, Any] = json.loads(DASHBOARD.read_text())
+    return {variable["name"]: variable for variable in dashboard["templating"]["list"]}
+
+
 def substitute(expr: str) -> str:
     for variable, value in GRAFANA_VARIABLES.items():
         expr = expr.replace(variable, value)
@@ -148,9 +182,31 @@ def test_the_tokenizer_finds_series_and_skips_functions_labels_and_keywords() ->
         "consensus_step_duration_seconds_bucket",
         "consensus_llm_tokens_total",
         "consensus_llm_cost_usd_total",
+        "consensus_llm_request_duration_seconds_bucket",
         "consensus_runs",
         "stackdriver_pubsub_subscription_pubsub_googleapis_com_subscription_num_undelivered_messages",
     } <= used, sorted(used)
+
+
+def test_every_query_of_our_metrics_is_filtered_by_namespace_and_job() -> None:
+    checked = 0
+    for title, expr in dashboard_queries():
+        for name in metric_names(expr) - (EXTERNAL - {"up"}):
+            for selector in re.finditer(rf"(?<![\w:]){re.escape(name)}(\{{[^{{}}]*\}})?", expr):
+                matchers = selector.group(1) or ""
+                assert all(m in matchers for m in RELEASE_MATCHERS), (title, expr)
+                checked += 1
+    assert checked >= 30, checked
+    variables = dashboard_variables()
+    for name in ("namespace", "job"):
+        variable = variables[name]
+        assert variable["type"] == "query" and variable["includeAll"] is True, name
+        assert variable["allValue"] == ".*", name
+        label_values = _LABEL_VALUES.match(variable["query"]["query"])
+        assert label_values and label_values.group(2) == name, variable["query"]
+    # The job list follows the namespace picked.
+    assert 'namespace=~"$namespace"' in variables["job"]["query"]["query"]
+    assert variables["job"]["multi"] is True
 
 
 # -- a short, real run -------------------------------------------------------------------------
@@ -229,9 +285,7 @@ def test_every_dashboard_and_alert_metric_is_exported(make_api: ApiFactory) -> N
     while True:  # a message is dead-lettered just after its run is marked failed
         exported = sample_names(scrape(f"http://127.0.0.1:{worker.metrics_port}/metrics"))
         exported |= sample_names(scrape(api.metrics_url))
-        missing = {
-            name: where for name, where in used.items() if name not in exported | EXTERNAL
-        }
+        missing = {name: where for name, where in used.items() if name not in exported | EXTERNAL}
         if not missing or time.monotonic() > deadline:
             break
         time.sleep(0.2)
@@ -282,6 +336,18 @@ def test_prometheus_scrapes_the_worker_and_api_and_answers_every_dashboard_query
         assert not without_data, (without_data, prometheus.targets())
         health = {t["labels"]["job"]: t["health"] for t in prometheus.targets()}
         assert health == {API_JOB: "up", WORKER_JOB: "up"}, prometheus.targets()
+        # The variables' own queries: the job variable offers the API's and the worker's job.
+        offered: dict[str, set[str]] = {}
+        for name, variable in dashboard_variables().items():
+            if variable["type"] != "query":
+                continue
+            label_values = _LABEL_VALUES.match(variable["query"]["query"])
+            assert label_values, variable["query"]
+            selector, label = substitute(label_values.group(1)), label_values.group(2)
+            answer = prometheus.query(f"count by ({label}) ({selector})")
+            assert answer.get("status") == "success", (name, answer)
+            offered[name] = {s["metric"].get(label, "") for s in answer["data"]["result"]}
+        assert offered == {"namespace": {""}, "job": {API_JOB, WORKER_JOB}}, offered
         # The alert rules parse and evaluate against the same data, and their ``up``
         # selectors match the jobs scraped here.
         up_selectors = []

@@ -34,8 +34,57 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: consensus-engine
 {{- end }}
 
+{{/* The image reference: by digest when one is given (the tag is then ignored), else by tag. */}}
 {{- define "consensus-engine.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/*
+Labels of a pod template, (dict "root" $ "own" <component labels> "extra" <podLabels>): the
+extra labels, the selector labels and the component's own, the chart's winning on a clash so
+that no Deployment loses its pods.
+*/}}
+{{- define "consensus-engine.podLabels" -}}
+{{- $selector := include "consensus-engine.selectorLabels" .root | fromYaml }}
+{{- toYaml (merge (deepCopy .own) $selector (deepCopy (.extra | default dict))) }}
+{{- end }}
+
+{{/*
+Scheduling extras of a pod spec, (dict "priorityClassName" S "constraints" L "selector" M):
+the PriorityClass, and the topology spread constraints, each without a labelSelector given
+one that selects the pods of its own workload.
+*/}}
+{{- define "consensus-engine.podScheduling" -}}
+{{- with .priorityClassName }}
+priorityClassName: {{ . | quote }}
+{{- end }}
+{{- if .constraints }}
+{{- $constraints := list }}
+{{- range .constraints }}
+{{- $constraint := deepCopy . }}
+{{- if not (hasKey $constraint "labelSelector") }}
+{{- $_ := set $constraint "labelSelector" (dict "matchLabels" $.selector) }}
+{{- end }}
+{{- $constraints = append $constraints $constraint }}
+{{- end }}
+topologySpreadConstraints:
+  {{- toYaml $constraints | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/* A container's startupProbe on its liveness path, (dict "probe" <values> "path" P), if on. */}}
+{{- define "consensus-engine.startupProbe" -}}
+{{- if .probe.enabled }}
+startupProbe:
+  httpGet:
+    path: {{ .path }}
+    port: http
+  {{- toYaml (omit .probe "enabled") | nindent 2 }}
+{{- end }}
 {{- end }}
 
 {{/*
@@ -161,8 +210,8 @@ Values from config.extra come first; the settings the chart manages win over the
 {{/* Secrets, only ever by reference to the existing Secret. */}}
 {{/*
 The secrets one role reads, and no others: (dict "root" $ "llm" bool "apiKeys" bool).
-The database credential goes to every role; the LLM key only where an LLM is called, the
-API keys only to the API.
+The database credential goes to every role; the LLM key only where an LLM is called (and
+optional in the Secret with a self-hosted config.llm.baseUrl), the API keys only to the API.
 */}}
 {{- define "consensus-engine.secretEnv" -}}
 {{- $root := .root -}}
@@ -173,6 +222,10 @@ API keys only to the API.
     secretKeyRef:
       name: {{ $s.name | quote }}
       key: {{ $s.openaiApiKeyKey | quote }}
+      {{- if $root.Values.config.llm.baseUrl }}
+      {{- /* A self-hosted OpenAI-compatible server may need no key. */}}
+      optional: true
+      {{- end }}
 {{- end }}
 {{- if .apiKeys }}
 - name: API_KEYS
