@@ -18,6 +18,7 @@ from consensus_engine.llm import LLMClient, LLMConfigurationError
 from consensus_engine.llm.catalogue import ModelCatalogue, require_priced
 from consensus_engine.messaging import build_broker, job_queue
 from consensus_engine.observability.logs import configure_logging
+from consensus_engine.observability.tracing import configure_tracing
 from consensus_engine.settings import SettingsError, get_settings
 from consensus_engine.workers.broker import worker_middleware
 from consensus_engine.workers.dispatch import execute
@@ -35,7 +36,12 @@ except (SettingsError, LLMConfigurationError) as error:
     raise WorkerConfigError(f"cannot start the worker: {error}") from None
 
 logging.getLogger().handlers.clear()  # Dramatiq's basicConfig; ours replaces it
-configure_logging(json_lines=settings.json_logs, level=settings.effective_log_level)
+configure_logging(
+    json_lines=settings.json_logs,
+    level=settings.effective_log_level,
+    trace_project=settings.log_trace_project,
+)
+configure_tracing(settings)
 broker = build_broker(settings, "worker", middleware=worker_middleware(settings))
 dramatiq.set_broker(broker)
 

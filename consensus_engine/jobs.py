@@ -7,6 +7,7 @@ actors (importing :mod:`consensus_engine.actors` would set up a whole worker).
 
 from __future__ import annotations
 
+import contextvars
 import os
 import threading
 import uuid
@@ -82,7 +83,11 @@ def send_jobs(broker: dramatiq.Broker, settings: Settings, jobs: Sequence[Job]) 
     if len(jobs) == 1:
         send(broker, settings, jobs[0])
         return
-    futures = [_pool().submit(send, broker, settings, job) for job in jobs]
+    # Each publish runs in this thread's context, so it joins the caller's trace and logs
+    # with its bound fields.
+    futures = [
+        _pool().submit(contextvars.copy_context().run, send, broker, settings, job) for job in jobs
+    ]
     for future in futures:
         future.result()
 

@@ -22,11 +22,13 @@ from typing import Literal, TypeVar, overload
 
 import dramatiq
 from dramatiq.brokers.stub import StubBroker
-from dramatiq.middleware import Middleware
+from dramatiq.middleware import Middleware, default_middleware
 from google.api_core.exceptions import GoogleAPIError
 
 from brokers.pubsub import PubSubBroker, SubscriptionPolicy
 from consensus_engine.domain.runs import Priority
+from consensus_engine.observability.message_tracing import MessageTracing
+from consensus_engine.observability.tracing import TRACE_OPTIONS
 from consensus_engine.settings import Settings
 
 HIGH_PRIORITY_SUFFIX = "-high"
@@ -42,10 +44,10 @@ are delivered again within about this many seconds."""
 
 STAGE_MESSAGE_OPTIONS = frozenset(
     {"eta", "pubsub_enqueue_id", "retries", "free_retries", "traceback", "requeue_timestamp"}
-)
-"""The options the pipeline's own messages carry: a delay, the broker's enqueue id and
+) | frozenset(TRACE_OPTIONS)
+"""The options the pipeline's own messages carry: a delay, the broker's enqueue id,
 the retry bookkeeping (Dramatiq's, and the retries that spent none of the step's: an
-outage, a wait for LLM capacity). A pushed message
+outage, a wait for LLM capacity) and the trace context. A pushed message
 keeps only these; a time limit, an age or a retry budget of the pusher's choosing is
 dropped."""
 
@@ -92,7 +94,10 @@ def build_broker(
 def build_broker(
     settings: Settings, role: Role, *, middleware: list[Middleware] | None = None
 ) -> dramatiq.Broker:
-    """The broker for ``role`` (see the module docstring), its job queues declared."""
+    """The broker for ``role`` (see the module docstring), its job queues declared.
+    Every broker carries the trace context in its messages (:class:`MessageTracing`)."""
+    given = [m() for m in default_middleware] if middleware is None else middleware
+    middleware = [MessageTracing(), *given]
     if settings.pubsub_use_mock and role != "plain":
         return _with_job_queues(StubBroker(middleware=middleware), settings)
     broker = _with_job_queues(_pubsub_broker(settings, middleware), settings)
@@ -104,7 +109,7 @@ def build_broker(
     return broker
 
 
-def _pubsub_broker(settings: Settings, middleware: list[Middleware] | None) -> PubSubBroker:
+def _pubsub_broker(settings: Settings, middleware: list[Middleware]) -> PubSubBroker:
     """Pub/Sub from settings, keeping ``PUBSUB_SUBSCRIPTION`` as the normal queue's."""
     return PubSubBroker(
         middleware=middleware,
@@ -116,6 +121,7 @@ def _pubsub_broker(settings: Settings, middleware: list[Middleware] | None) -> P
         lease_extension=LEASE_EXTENSION_SECONDS,
         subscription_overrides={settings.pubsub_topic: settings.pubsub_subscription},
         delivery=settings.pubsub_delivery,
+        attribute_options=TRACE_OPTIONS,
         push_options=STAGE_MESSAGE_OPTIONS,
     )
 

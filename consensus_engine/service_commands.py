@@ -1,8 +1,9 @@
 """The commands that run or prepare the service on this machine.
 
 The API server and its keys, the database schema, the Pub/Sub resources, the sweeper, and
-the development tools (the offline LLM, the demo). Each imports what it needs when it runs,
-so ``--help`` stays fast and a missing optional service never breaks an unrelated command.
+the development tools (the offline LLM, the embedded Pub/Sub server, the demo). Each
+imports what it needs when it runs, so ``--help`` stays fast and a missing optional
+service never breaks an unrelated command.
 """
 
 from __future__ import annotations
@@ -55,6 +56,24 @@ def pubsub_setup(args: argparse.Namespace) -> int:
     return 0
 
 
+def pubsub_serve(args: argparse.Namespace) -> int:
+    from consensus_engine.devtools.pubsub_server import serve_from_args
+
+    def announce(address: str) -> None:
+        print(
+            f"Pub/Sub: the embedded server on {address} (in memory; Ctrl-C stops it). "
+            f"In another shell:\n  export PUBSUB_EMULATOR_HOST={address}",
+            flush=True,
+        )
+
+    try:
+        serve_from_args(args, announce)
+    except OSError as error:
+        print(f"consensus-engine: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def sweep(args: argparse.Namespace) -> int:
     from consensus_engine.db.engine import create_engine_from_settings, session_factory
     from consensus_engine.messaging import build_broker
@@ -94,7 +113,11 @@ def api(args: argparse.Namespace) -> int:
         print(f"consensus-engine: {error}", file=sys.stderr)
         return 2
     ModelCatalogue.from_settings(settings)  # likewise a bad catalogue (a SettingsError)
-    configure_logging(json_lines=settings.json_logs, level=settings.effective_log_level)
+    configure_logging(
+        json_lines=settings.json_logs,
+        level=settings.effective_log_level,
+        trace_project=settings.log_trace_project,
+    )
     uvicorn.run(
         "consensus_engine.api.app:create_app",
         factory=True,

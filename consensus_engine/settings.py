@@ -40,6 +40,11 @@ class Settings(BaseSettings):
     # Environment
     env: Literal["development", "production", "testing"] = "development"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] | None = None
+    google_cloud_project: str | None = None
+
+    # Tracing (off unless an OTLP endpoint is set)
+    otel_exporter_otlp_endpoint: str | None = None
+    otel_service_name: str = Field(default="consensus-engine", min_length=1)
 
     # LLM
     openai_api_key: SecretStr | None = None
@@ -226,6 +231,11 @@ class Settings(BaseSettings):
     @property
     def is_production(self) -> bool:
         return self.env == "production"
+
+    @property
+    def log_trace_project(self) -> str | None:
+        """The project Cloud Logging links log lines to traces in: production only."""
+        return self.google_cloud_project if self.is_production else None
 
     @property
     def effective_log_level(self) -> str:

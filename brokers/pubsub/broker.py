@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 
 #: Pub/Sub refuses messages over 10 MB; keep room for attributes and framing.
 MAX_MESSAGE_BYTES = 10_000_000 - 64 * 1024
-_REASON_LIMIT = 1024  # Pub/Sub attribute values are at most 1,024 bytes.
+_ATTRIBUTE_LIMIT = 1024  # Pub/Sub attribute values are at most 1,024 bytes.
 
 
 class PubSubBroker(dramatiq.Broker):
@@ -57,6 +57,9 @@ class PubSubBroker(dramatiq.Broker):
       subscription_overrides: canonical queue name -> existing subscription id.
       delivery: ``"pull"`` streams messages from the subscriptions; ``"push"``
         takes those Pub/Sub POSTs to the worker, through ``push_inbox`` (Cloud Run).
+      attribute_options: message options also published as Pub/Sub attributes (string
+        values up to 1,024 bytes), for whoever reads attributes without decoding the
+        body, e.g. W3C trace context (``traceparent``). The body still carries them.
       push_options: the message options a pushed message keeps (``None``: all). Whoever
         reaches the push endpoint writes the whole message, time limits and retry
         counts included; a pushed message must also name a declared actor and fit its
@@ -77,6 +80,7 @@ class PubSubBroker(dramatiq.Broker):
         max_lease: int = 7200,
         subscription_overrides: Mapping[str, str] | None = None,
         delivery: Literal["pull", "push"] = "pull",
+        attribute_options: Collection[str] = (),
         push_options: Collection[str] | None = None,
         middleware: list[Middleware] | None = None,
     ) -> None:
@@ -93,6 +97,7 @@ class PubSubBroker(dramatiq.Broker):
             self.clients, project=project, policy=self.policy, timeout=publish_timeout
         )
         self.auto_create = auto_create
+        self.attribute_options = tuple(attribute_options)
         self.publish_timeout = publish_timeout
         self.hold_window_seconds = hold_window
         self.lease_extension_seconds = lease_extension
@@ -182,29 +187,38 @@ class PubSubBroker(dramatiq.Broker):
             message = message.copy(queue_name=queue_name, options={"eta": current_millis() + delay})
         enqueue_id = uuid.uuid4().hex
         message = message.copy(options={"pubsub_enqueue_id": enqueue_id})
+        # Middleware may add options before the message is encoded, as in Dramatiq's brokers.
+        self.emit_before("enqueue", message, delay)
         data = message.encode()
         if len(data) > MAX_MESSAGE_BYTES:
             raise MessageTooLarge(
                 f"message {message.message_id} is {len(data)} bytes; Pub/Sub accepts at most "
                 f"{MAX_MESSAGE_BYTES} bytes per message"
             )
-        self.emit_before("enqueue", message, delay)
         self._track(queue_name, enqueue_id)
         try:
             self._ensure(queue_name)
-            attributes = {
-                "dramatiq_message_id": message.message_id,
-                "dramatiq_actor": message.actor_name,
-                "dramatiq_queue": queue_name,
-            }
-            if "eta" in message.options:
-                attributes["dramatiq_eta"] = str(message.options["eta"])
-            self._publish(self._resources(queue_name).topic, data, attributes)
+            self._publish(self._resources(queue_name).topic, data, self._attributes(message))
         except BaseException:
             self._untrack(queue_name, enqueue_id)
             raise
         self.emit_after("enqueue", message, delay)
         return message
+
+    def _attributes(self, message: dramatiq.Message[Any]) -> dict[str, str]:
+        """Who the message is for, and the options named in ``attribute_options``."""
+        attributes = {
+            "dramatiq_message_id": message.message_id,
+            "dramatiq_actor": message.actor_name,
+            "dramatiq_queue": message.queue_name,
+        }
+        if "eta" in message.options:
+            attributes["dramatiq_eta"] = str(message.options["eta"])
+        for name in self.attribute_options:
+            value = message.options.get(name)
+            if isinstance(value, str) and len(value.encode()) <= _ATTRIBUTE_LIMIT:
+                attributes[name] = value
+        return attributes
 
     def _publish(self, topic: str, data: bytes, attributes: dict[str, str]) -> None:
         path = self.provisioner.topic_path(topic)
@@ -274,7 +288,7 @@ class PubSubBroker(dramatiq.Broker):
             {
                 "dramatiq_message_id": message_id,
                 "dramatiq_queue": q_name(queue_name),
-                "dead_letter_reason": reason.encode()[:_REASON_LIMIT].decode(errors="ignore"),
+                "dead_letter_reason": reason.encode()[:_ATTRIBUTE_LIMIT].decode(errors="ignore"),
                 "dead_lettered_at": str(current_millis()),
             },
         )

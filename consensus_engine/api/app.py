@@ -22,6 +22,7 @@ from consensus_engine.db.rate_limits import DatabaseBuckets
 from consensus_engine.jobs import job_sender
 from consensus_engine.llm.catalogue import ModelCatalogue
 from consensus_engine.messaging import build_broker
+from consensus_engine.observability.tracing import configure_tracing, trace_app
 from consensus_engine.pipeline.config import personas_from_settings
 from consensus_engine.pipeline.service import RunService
 from consensus_engine.settings import Settings, get_settings
@@ -85,6 +86,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url="/openapi.json" if docs else None,
     )
     errors.install(app)
+    configure_tracing(settings)
+    trace_app(app)
     app.add_middleware(ApiMiddleware, max_body_bytes=settings.api_max_body_bytes, metrics=metrics)
     app.include_router(ops.router)
     # The order of the paths in the OpenAPI document.

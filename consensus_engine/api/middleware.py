@@ -1,4 +1,5 @@
-"""Request ids, the body cap, the last-resort 500 and request metrics, as one ASGI middleware.
+"""Request ids (answered, and bound to the request's log lines), the body cap, the
+last-resort 500 and request metrics, as one ASGI middleware.
 
 Plain ASGI rather than Starlette's ``BaseHTTPMiddleware``, so streamed responses
 (Server-Sent Events) pass through untouched. It sits outside the routing and the
@@ -13,11 +14,13 @@ import re
 import time
 import uuid
 
+from opentelemetry import trace
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from consensus_engine.api.errors import BodyTooLarge, internal_error_response, too_large_response
 from consensus_engine.api.metrics import ApiMetrics
+from consensus_engine.observability.logs import bound
 
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -110,21 +113,23 @@ class ApiMiddleware:
                     raise BodyTooLarge(self.max_body_bytes)
             return message
 
-        try:
-            if _declared_length(scope) > self.max_body_bytes:
-                raise BodyTooLarge(self.max_body_bytes)
-            await self.app(scope, counting_receive, send_with_id)
-        except Exception as error:
-            if response_started:
-                raise  # too late for an answer of our own; the server closes the stream
-            request = Request(scope)
-            if isinstance(error, BodyTooLarge):
-                response = too_large_response(request, error)
-            else:
-                response = internal_error_response(request, error)
-            await response(scope, receive, send_with_id)
-        finally:
-            observe()
+        trace.get_current_span().set_attribute("consensus.request_id", request_id)
+        with bound(request_id=request_id):  # on every log line of this request
+            try:
+                if _declared_length(scope) > self.max_body_bytes:
+                    raise BodyTooLarge(self.max_body_bytes)
+                await self.app(scope, counting_receive, send_with_id)
+            except Exception as error:
+                if response_started:
+                    raise  # too late for an answer of our own; the server closes the stream
+                request = Request(scope)
+                if isinstance(error, BodyTooLarge):
+                    response = too_large_response(request, error)
+                else:
+                    response = internal_error_response(request, error)
+                await response(scope, receive, send_with_id)
+            finally:
+                observe()
 
     async def _drain(self, receive: Receive) -> None:
         """Read (and drop) what the client is still sending before answering 413.

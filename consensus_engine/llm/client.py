@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import httpx2
 import openai
+from opentelemetry.trace import SpanKind
 from pydantic import BaseModel, ValidationError
 
 from consensus_engine.llm import wire
@@ -46,6 +47,7 @@ from consensus_engine.llm.gate import Admission, CallGate, CallIntent, OpenGate,
 from consensus_engine.llm.pricing import Prices, PriceTable
 from consensus_engine.llm.provider_limits import read_limits, retry_after
 from consensus_engine.llm.records import ApiMode, CallRecord, Generation, LlmCallOutcome, WireMode
+from consensus_engine.observability.tracing import tracer
 
 if TYPE_CHECKING:
     from consensus_engine.settings import Settings
@@ -279,17 +281,29 @@ class LLMClient:
     def _send(
         self, mode: WireMode, schema: type[BaseModel], request: wire.Request, admission: Admission
     ) -> wire.Reply:
-        """One request, settled with the gate however it ends."""
-        try:
-            reply = wire.send(self._openai, mode, schema, request, official=self._official)
-        except openai.APIStatusError as exc:
-            admission.settle(0, 0, read_limits(exc.response.headers))
-            raise
-        except BaseException:
-            admission.settle(0, 0)
-            raise
-        admission.settle(reply.input_tokens, reply.output_tokens, reply.limits)
-        return reply
+        """One request, in a span of its own, settled with the gate however it ends."""
+        with tracer().start_as_current_span(
+            f"chat {request.model}",
+            kind=SpanKind.CLIENT,
+            attributes=_span_attributes(mode, request),
+        ) as span:
+            try:
+                reply = wire.send(self._openai, mode, schema, request, official=self._official)
+            except openai.APIStatusError as exc:
+                span.set_attribute("http.response.status_code", exc.status_code)
+                admission.settle(0, 0, read_limits(exc.response.headers))
+                raise
+            except BaseException:
+                admission.settle(0, 0)
+                raise
+            span.set_attributes(
+                {
+                    "gen_ai.usage.input_tokens": reply.input_tokens,
+                    "gen_ai.usage.output_tokens": reply.output_tokens,
+                }
+            )
+            admission.settle(reply.input_tokens, reply.output_tokens, reply.limits)
+            return reply
 
     def _falls_back(self, mode: WireMode, exc: openai.OpenAIError) -> bool:
         """In auto mode, remember that this server cannot do ``json_schema`` and switch."""
@@ -393,6 +407,16 @@ class _CallLog:
                 call_id=self.call_id,
             )
         )
+
+
+def _span_attributes(mode: WireMode, request: wire.Request) -> dict[str, str]:
+    """OpenTelemetry's GenAI names; never the prompt, which holds the user's idea."""
+    return {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "openai",
+        "gen_ai.request.model": request.model,
+        "consensus.llm.wire_mode": mode,
+    }
 
 
 def _validate(schema: type[T], reply: wire.Reply) -> tuple[T | None, str]:

@@ -5,6 +5,11 @@ Production writes one JSON object per line, which Cloud Logging turns into
 ...); development writes one readable line. Logs must never hold an OpenAI key
 or the user's idea: :func:`lifecycle` refuses field names that would carry such
 text, and both formatters scrub key-like strings and clip long field values.
+
+Every JSON line also names the trace it belongs to (``trace_id``, ``span_id``, when a
+span is current) and the context's bound fields (an API request's ``request_id``, a
+step's ``message_id``), so one line leads to the whole run. Given the Google Cloud
+project, it adds the fields Cloud Logging links to Cloud Trace.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Literal, TextIO
+
+from opentelemetry import trace
 
 LifecycleEvent = Literal[
     "enqueued",
@@ -51,8 +58,12 @@ DENIED_FIELDS = frozenset(
 MAX_FIELD_CHARS = 500
 """Longer string fields are clipped, so an error quoting a long text cannot dump it."""
 
+_GCP_TRACE = "logging.googleapis.com/trace"
+_GCP_SPAN = "logging.googleapis.com/spanId"
+_GCP_SAMPLED = "logging.googleapis.com/trace_sampled"
 _RESERVED_FIELDS = frozenset(
     {"lifecycle_event", "timestamp", "severity", "logger", "message", "exception"}
+    | {"trace_id", "span_id", _GCP_TRACE, _GCP_SPAN, _GCP_SAMPLED}
 )
 _FIELD_ORDER = {
     name: rank
@@ -69,11 +80,18 @@ _bound_fields: ContextVar[Mapping[str, object]] = ContextVar("consensus_engine_l
 _lifecycle_logger = logging.getLogger(LIFECYCLE_LOGGER)
 
 
-def configure_logging(*, json_lines: bool, level: str, stream: TextIO | None = None) -> None:
+def configure_logging(
+    *,
+    json_lines: bool,
+    level: str,
+    stream: TextIO | None = None,
+    trace_project: str | None = None,
+) -> None:
     """Put our one handler on the root logger (stderr unless ``stream``), replacing ours only.
 
     Handlers installed by others (pytest's caplog, Dramatiq's CLI) stay, and
     Dramatiq's loggers keep propagating to root, so their records reach ours.
+    ``trace_project``: the Google Cloud project whose Cloud Trace JSON lines link to.
     """
     levelno = logging.getLevelNamesMapping().get(level.upper())
     if levelno is None:
@@ -84,7 +102,8 @@ def configure_logging(*, json_lines: bool, level: str, stream: TextIO | None = N
         old.close()
     handler = logging.StreamHandler(sys.stderr if stream is None else stream)
     setattr(handler, _OUR_HANDLER_ATTR, True)
-    handler.setFormatter(JsonLinesFormatter() if json_lines else ReadableFormatter())
+    formatter = JsonLinesFormatter(trace_project=trace_project) if json_lines else None
+    handler.setFormatter(formatter or ReadableFormatter())
     root.addHandler(handler)
     root.setLevel(levelno)
     logging.getLogger("dramatiq").propagate = True
@@ -149,9 +168,18 @@ class _ScrubbingFormatter(logging.Formatter):
 
 
 class JsonLinesFormatter(_ScrubbingFormatter):
-    """One JSON object per record, with the keys Cloud Logging understands."""
+    """One JSON object per record, with the keys Cloud Logging understands.
+
+    Formats in the thread that logs (our handler is a plain stream handler), so the
+    current span and bound fields are the record's own.
+    """
+
+    def __init__(self, *, trace_project: str | None = None) -> None:
+        super().__init__()
+        self.trace_project = trace_project
 
     def format(self, record: logging.LogRecord) -> str:
+        fields = _safe_fields(record) or {k: _safe(v) for k, v in _bound_fields.get({}).items()}
         document: dict[str, object] = {
             "timestamp": datetime.fromtimestamp(record.created, UTC)
             .isoformat(timespec="milliseconds")
@@ -159,12 +187,25 @@ class JsonLinesFormatter(_ScrubbingFormatter):
             "severity": _severity(record.levelno),
             "logger": record.name,
             "message": _scrub(record.getMessage()),
-            **_safe_fields(record),
+            **fields,
+            **self._trace_fields(),
         }
         exception = self._exception(record)
         if exception is not None:
             document["exception"] = exception
         return json.dumps(document)
+
+    def _trace_fields(self) -> dict[str, object]:
+        span = trace.get_current_span().get_span_context()
+        if not span.is_valid:
+            return {}
+        trace_id, span_id = format(span.trace_id, "032x"), format(span.span_id, "016x")
+        fields: dict[str, object] = {"trace_id": trace_id, "span_id": span_id}
+        if self.trace_project:
+            fields[_GCP_TRACE] = f"projects/{self.trace_project}/traces/{trace_id}"
+            fields[_GCP_SPAN] = span_id
+            fields[_GCP_SAMPLED] = span.trace_flags.sampled
+        return fields
 
 
 class ReadableFormatter(_ScrubbingFormatter):

@@ -1,5 +1,5 @@
-"""Prometheus metrics of the pipeline: runs, steps, LLM calls, idempotent skips, the sweeper,
-waits at the rate limit, and tenants' spend and budgets.
+"""Prometheus metrics of the pipeline: runs, steps, LLM calls and their latency, idempotent
+skips, the sweeper, waits at the rate limit, and tenants' spend and budgets.
 
 ``prometheus_client`` decides at *its* import whether it runs in multiprocess
 mode (it reads ``PROMETHEUS_MULTIPROC_DIR`` then), and Dramatiq's Prometheus
@@ -26,6 +26,7 @@ RUNS_FINISHED = "consensus_runs_finished"
 RUN_DURATION = "consensus_run_duration_seconds"
 STEP_DURATION = "consensus_step_duration_seconds"
 LLM_REQUESTS = "consensus_llm_requests"
+LLM_REQUEST_DURATION = "consensus_llm_request_duration_seconds"
 LLM_TOKENS = "consensus_llm_tokens"
 LLM_COST = "consensus_llm_cost_usd"
 RUNS_IN_STATUS = "consensus_runs"
@@ -43,6 +44,7 @@ METRIC_NAMES: tuple[str, ...] = (
     RUN_DURATION,
     STEP_DURATION,
     LLM_REQUESTS,
+    LLM_REQUEST_DURATION,
     LLM_TOKENS,
     LLM_COST,
     RUNS_IN_STATUS,
@@ -56,6 +58,8 @@ METRIC_NAMES: tuple[str, ...] = (
 
 _RUN_BUCKETS = (0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800, 3600)
 _STEP_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600)
+_LLM_BUCKETS = (0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 45, 60, 90, 120)
+"""From a cached short answer to the longest a provider is given (``LLM_TIMEOUT_SECONDS``)."""
 _WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5)
 
 
@@ -104,6 +108,13 @@ class PipelineMetrics:
             LLM_REQUESTS,
             "LLM HTTP attempts, failed ones included.",
             ["model", "step", "outcome"],
+            registry=reg,
+        )
+        self._llm_request_duration = Histogram(
+            LLM_REQUEST_DURATION,
+            "Time one LLM HTTP attempt took, failed ones included.",
+            ["model", "step"],
+            buckets=_LLM_BUCKETS,
             registry=reg,
         )
         self._llm_tokens = Counter(
@@ -179,7 +190,8 @@ class PipelineMetrics:
         tenant: str | None = None,
         tenants: Container[str] = (),
     ) -> None:
-        """Count requests, tokens and cost of LLM attempts made for ``tenant``.
+        """Count requests, tokens and cost of LLM attempts made for ``tenant``, and observe
+        how long each took.
 
         A model outside ``models`` (the configured ones) is counted as ``other``, and so is
         a tenant outside ``tenants`` (those the budgets name).
@@ -192,6 +204,9 @@ class PipelineMetrics:
             kind, _ = step_labels(record.step)
             model = bounded(record.model, models)
             self._llm_requests.labels(model=model, step=kind, outcome=record.outcome).inc()
+            self._llm_request_duration.labels(model=model, step=kind).observe(
+                max(record.latency_ms, 0.0) / 1000
+            )
             tokens = self._llm_tokens
             tokens.labels(model=model, step=kind, kind="input").inc(record.input_tokens)
             tokens.labels(model=model, step=kind, kind="output").inc(record.output_tokens)

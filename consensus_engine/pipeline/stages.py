@@ -14,6 +14,7 @@ import math
 import time
 from dataclasses import dataclass, replace
 
+from opentelemetry import trace
 from sqlalchemy.orm import Session, sessionmaker
 
 from consensus_engine.db import claims, writes
@@ -105,6 +106,10 @@ class Pipeline:
         """Do ``job`` for ``holder``; ``retries``: how often its message was retried already."""
         step_name = job.step_name
         persona = job.persona_id
+        # The span around this stage (its message's) names the run and step it worked on.
+        trace.get_current_span().set_attributes(
+            {"consensus.run_id": str(job.run_id), "consensus.step": step_name}
+        )
         try:
             prepared = self._claim(job, holder)
         except BaseException as error:  # the database may be down, or a time limit struck

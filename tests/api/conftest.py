@@ -50,9 +50,7 @@ def make_api(make_stack: StackFactory) -> Iterator[ApiFactory]:
             update: dict[str, Any] = {"api_keys": SecretStr(entries)}
             update |= {"api_host": LOOPBACK, "api_metrics_port": free_port()}
             update |= {name.lower(): value for name, value in (api or {}).items()}
-            settings = Settings.model_validate(
-                {**stack.settings.model_dump(), **update}
-            )
+            settings = Settings.model_validate({**stack.settings.model_dump(), **update})
             base_url = servers.enter_context(BackgroundServer(create_app(settings))).url
             return ApiHarness(
                 stack=stack,

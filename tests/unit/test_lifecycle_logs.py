@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, get_args
 
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
 
 from consensus_engine.observability.logs import (
     DENIED_FIELDS,
@@ -364,3 +365,59 @@ def test_lifecycle_fields_of_a_caplog_record(caplog: pytest.LogCaptureFixture) -
         "step": "expand",
     }
     assert lifecycle_fields(plain) == {}
+
+
+@pytest.fixture
+def json_capture() -> Iterator[Callable[..., io.StringIO]]:
+    """Like ``capture``, JSON only, with the arguments of ``configure_logging``."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+
+    def configure(**options: Any) -> io.StringIO:
+        buffer = io.StringIO()
+        configure_logging(json_lines=True, level="debug", stream=buffer, **options)
+        return buffer
+
+    yield configure
+    for handler in root.handlers:
+        if handler not in handlers:
+            root.removeHandler(handler)
+    root.setLevel(level)
+
+
+def test_json_lines_name_the_current_trace_and_the_bound_request(
+    json_capture: Callable[..., io.StringIO],
+) -> None:
+    """Every line, lifecycle or not; Cloud Logging's trace fields only given the project."""
+    buffer = json_capture(trace_project="acme-prod")
+    tracer = TracerProvider().get_tracer("test")
+    with bound(request_id="req-1"), tracer.start_as_current_span("request") as span:
+        logging.getLogger("consensus_engine.api").warning("slow answer")
+        lifecycle("enqueued", run_id=RUN_ID)
+    logging.getLogger("consensus_engine.api").warning("outside")
+    plain, event, outside = (json.loads(line) for line in buffer.getvalue().splitlines())
+    trace_id = format(span.get_span_context().trace_id, "032x")
+    span_id = format(span.get_span_context().span_id, "016x")
+    for document in (plain, event):
+        assert document["request_id"] == "req-1"
+        assert (document["trace_id"], document["span_id"]) == (trace_id, span_id)
+        assert document["logging.googleapis.com/trace"] == f"projects/acme-prod/traces/{trace_id}"
+        assert document["logging.googleapis.com/spanId"] == span_id
+        assert document["logging.googleapis.com/trace_sampled"] is True
+    assert not {"request_id", "trace_id", "logging.googleapis.com/trace"} & set(outside)
+
+
+def test_without_a_project_json_lines_keep_the_trace_id_only(
+    json_capture: Callable[..., io.StringIO],
+) -> None:
+    buffer = json_capture()
+    with TracerProvider().get_tracer("test").start_as_current_span("step"):
+        lifecycle("step_started", run_id=RUN_ID)
+    document = json.loads(buffer.getvalue())
+    assert len(document["trace_id"]) == 32
+    assert not [key for key in document if key.startswith("logging.googleapis.com/")]
+
+
+def test_trace_fields_cannot_be_overwritten_by_a_caller() -> None:
+    with pytest.raises(ValueError, match="reserved"):
+        lifecycle("enqueued", run_id=RUN_ID, trace_id="forged")

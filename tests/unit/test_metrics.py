@@ -14,8 +14,12 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
+from consensus_engine.devtools.offline_llm import OfflineLLMServer
 from consensus_engine.domain.budgets import Budget, Spend, standings
 from consensus_engine.domain.runs import RunStatus
+from consensus_engine.domain.schemas import ReviewDraft
+from consensus_engine.llm.client import LLMClient
+from consensus_engine.llm.errors import LLMError
 from consensus_engine.llm.records import CallRecord, LlmCallOutcome
 from consensus_engine.observability.metrics import (
     METRIC_NAMES,
@@ -304,3 +308,43 @@ def test_a_model_outside_the_configured_ones_is_counted_as_other(
     assert registry.get_sample_value("consensus_llm_requests_total", labels) == 1
     mine = {**labels, "model": "gpt-4.1-mini"}
     assert registry.get_sample_value("consensus_llm_requests_total", mine) is None
+
+
+def test_llm_request_duration_observes_every_attempt_of_a_real_server(
+    metrics: PipelineMetrics, registry: CollectorRegistry
+) -> None:
+    """Each HTTP attempt, the failed one too, lands in the latency histogram by model and
+    step kind: the offline server answers after 300 ms, so every attempt is past 0.25 s."""
+    calls: list[CallRecord] = []
+    with (
+        OfflineLLMServer(latency_ms=300) as server,
+        LLMClient(api_key=None, base_url=server.base_url, mode="chat") as client,
+    ):
+        server.push_faults("500")
+        for _ in range(2):
+            try:
+                generation = client.generate(
+                    ReviewDraft,
+                    system="You review proposals as the Critic.",
+                    user="Let teams book meeting rooms from chat.",
+                    model="gpt-4.1-mini",
+                    temperature=0.2,
+                    step="review_critic",
+                )
+            except LLMError as error:
+                calls += error.calls
+            else:
+                calls += generation.calls
+    assert [call.outcome for call in calls] == ["server_error", "success"]
+
+    metrics.llm_calls(calls, models={"gpt-4.1-mini"})
+
+    value = registry.get_sample_value
+    labels = {"model": "gpt-4.1-mini", "step": "review"}
+    duration = "consensus_llm_request_duration_seconds"
+    assert value(f"{duration}_count", labels) == 2
+    assert value(f"{duration}_bucket", {**labels, "le": "0.25"}) == 0
+    assert value(f"{duration}_bucket", {**labels, "le": "120.0"}) == 2
+    assert value(f"{duration}_sum", labels) == pytest.approx(
+        sum(call.latency_ms for call in calls) / 1000
+    )
