@@ -3,7 +3,9 @@
 Why: PubSubBroker waits for every publish to be confirmed and hands streaming-pull
 deliveries to Dramatiq through a buffer. This measures what that costs against
 the transport's own limit (google-cloud-pubsub alone, same emulator) and against
-Dramatiq's stock brokers, with a real in-process Worker in every case.
+Dramatiq's stock brokers, with a real in-process Worker in every case. The
+confirmed-enqueue row times one thread's sends, each waiting for its confirmation, to
+PubSubBroker and to RabbitmqBroker with publisher confirms, in alternating rounds.
 
     .venv/bin/python -m bench.broker [--messages 2000] [--latency-samples 200]
 
@@ -19,6 +21,7 @@ import math
 import os
 import queue
 import random
+import statistics
 import sys
 import threading
 import time
@@ -50,6 +53,10 @@ WARMUP_MESSAGES = 500  # the emulator is a JVM: the first messages pay for JIT c
 LATENCY_WARMUP = 5  # first deliveries pay for stream setup; not recorded
 TARGET_RAW_RATIO = 0.5
 TARGET_P50_MS = 50.0
+TARGET_ENQUEUE_RATIO = 0.8  # PubSubBroker's confirmed enqueue rate / RabbitmqBroker's
+ENQUEUE_ROW = "Broker enqueue, one thread, each publish confirmed"
+ENQUEUE_ROUNDS = 20  # the brokers take turns, so a busy machine weighs on both alike
+ENQUEUE_WARMUP = 100  # per broker: connections, channels and the emulator's JIT
 
 ROW_TITLES = {
     "raw": f"raw client: batched publish, flow {RAW_DEFAULT_FLOW}",
@@ -92,6 +99,32 @@ class Latency:
 
     def percentile(self, fraction: float) -> float:
         return percentile(self.samples_ms, fraction)
+
+
+@dataclass(frozen=True)
+class Sends:
+    """One broker's rounds of confirmed sends from one thread: each round's seconds, and
+    this process's CPU seconds over all of them."""
+
+    per_round: int
+    rounds_s: tuple[float, ...]
+    cpu_s: float
+
+    @property
+    def rate(self) -> float:
+        """Sends per second in the median round."""
+        return self.per_round / statistics.median(self.rounds_s)
+
+    @property
+    def cpu_ms(self) -> float:
+        return self.cpu_s / (self.per_round * len(self.rounds_s)) * 1000
+
+    def speed_against(self, other: Sends) -> float:
+        """The median over rounds of ``other``'s time / this one's: the rounds alternate, so
+        a busy spell on the machine weighs on one pair, which the median leaves out."""
+        return statistics.median(
+            theirs / mine for mine, theirs in zip(self.rounds_s, other.rounds_s, strict=True)
+        )
 
 
 class Countdown:
@@ -237,6 +270,30 @@ def measure_throughput(backend: Backend, messages: int, timeout: float) -> Rates
         return Rates(messages, enqueue_s, len(countdown.seen), process_s)
 
 
+def measure_enqueue(backends: dict[str, Backend], messages: int) -> dict[str, Sends]:
+    """``messages`` sends to each broker from this thread, each waiting for the server's
+    confirmation, in rounds that alternate between the brokers."""
+    per_round = max(1, messages // ENQUEUE_ROUNDS)
+    rounds: dict[str, list[float]] = {label: [] for label in backends}
+    cpu = dict.fromkeys(backends, 0.0)
+    with contextlib.ExitStack() as stack:
+        actors = {
+            label: stack.enter_context(_opened(backend, "enqueue", lambda index: None))
+            for label, backend in backends.items()
+        }
+        for actor in actors.values():
+            for index in range(ENQUEUE_WARMUP):
+                actor.send(index)
+        for _ in range(ENQUEUE_ROUNDS):
+            for label, actor in actors.items():
+                started, cpu_started = time.perf_counter(), time.process_time()
+                for index in range(per_round):
+                    actor.send(index)
+                rounds[label].append(time.perf_counter() - started)
+                cpu[label] += time.process_time() - cpu_started
+    return {label: Sends(per_round, tuple(rounds[label]), cpu[label]) for label in backends}
+
+
 def measure_latency(backend: Backend, samples: int, gap_s: float, timeout: float) -> Latency:
     """Send one message at a time to an idle Worker; the actor notes when it starts."""
     started: queue.Queue[tuple[float, float]] = queue.Queue()
@@ -343,10 +400,12 @@ def measure_raw(
 
 @dataclass
 class Report:
-    """Every figure of one run: throughput rows, then latency rows, by label."""
+    """Every figure of one run: throughput rows, then latency rows, by label, then the
+    confirmed enqueue of PubSubBroker and RabbitmqBroker."""
 
     throughput: dict[str, Rates | Skipped]
     latency: dict[str, Latency | Skipped]
+    enqueue: dict[str, Sends] | Skipped
 
     @staticmethod
     def rows(figures: dict[str, F | Skipped]) -> list[tuple[str, F | Skipped]]:
@@ -380,6 +439,29 @@ def print_latency(report: Report, samples: int) -> None:
         lambda row: (
             "".join(f"{row.percentile(f):8.1f}" for f in (0.5, 0.99, 1.0)) + f"{row.lost:6d}"
         ),
+    )
+
+
+def print_enqueue(report: Report, messages: int) -> None:
+    """PubSubBroker's confirmed enqueue rate against RabbitmqBroker's with publisher
+    confirms, and what each send costs this process in CPU."""
+
+    def cells(figures: dict[str, Sends]) -> str:
+        broker, peer = figures["pubsub"], figures["rabbitmq"]
+        ratio = broker.speed_against(peer)
+        verdict = "PASS" if ratio >= TARGET_ENQUEUE_RATIO else "MISS"
+        return (
+            f"{broker.rate:9,.0f}{peer.rate:9,.0f}{ratio:7.2f}x"
+            f"{broker.cpu_ms:8.2f}{peer.cpu_ms:8.2f}  [{verdict}] >= {TARGET_ENQUEUE_RATIO}x"
+        )
+
+    print_table(
+        f"\nConfirmed enqueue, {messages} sends each in {ENQUEUE_ROUNDS} alternating rounds "
+        "(msg/s of the median round; ratio: median of the rounds' ratios; client CPU ms per send)",
+        f"{'PubSub':>9}{'Rabbit':>9}{'ratio':>8}{'CPU P':>8}{'CPU R':>8}  target",
+        [(ENQUEUE_ROW, report.enqueue)],
+        cells,
+        width=len(ENQUEUE_ROW) + 2,
     )
 
 
@@ -444,7 +526,8 @@ def _backends(args: argparse.Namespace, host: str | None, description: str) -> d
 
 
 def run(args: argparse.Namespace) -> Report:
-    """Every row in a fixed order: raw client, broker throughput, then latencies."""
+    """Every row in a fixed order: raw client, broker throughput, latencies, then the
+    confirmed enqueue."""
     with pubsub_emulator(os.environ.get("PUBSUB_EMULATOR_HOST")) as emulator:
         host = emulator.host
         backends = _backends(args, host, emulator.description)
@@ -471,12 +554,27 @@ def run(args: argparse.Namespace) -> Report:
         throughput["raw-serial"] = raw(args.messages, serial=True)
         rates = partial(measure_throughput, messages=args.messages, timeout=args.timeout)
         latency = partial(measure_latency, samples=args.latency_samples, gap_s=args.latency_gap)
-        return Report(throughput | each(rates), each(partial(latency, timeout=10.0)))
+        return Report(
+            throughput | each(rates),
+            each(partial(latency, timeout=10.0)),
+            confirmed_enqueue(backends, args.messages),
+        )
+
+
+def confirmed_enqueue(backends: dict[str, Any], messages: int) -> dict[str, Sends] | Skipped:
+    """PubSubBroker and RabbitmqBroker's confirmed enqueue, or why it cannot be measured."""
+    pubsub, rabbitmq = backends["pubsub"], backends["rabbitmq"]
+    for chosen in (pubsub, rabbitmq):
+        if isinstance(chosen, Skipped):
+            return chosen
+    confirmed = {"pubsub": pubsub, "rabbitmq": rabbitmq}
+    return attempt(partial(measure_enqueue, confirmed, messages))
 
 
 def report(args: argparse.Namespace, report: Report) -> None:
     print_throughput(report, args.messages)
     print_latency(report, args.latency_samples)
+    print_enqueue(report, args.messages)
     print_targets(report)
 
 
