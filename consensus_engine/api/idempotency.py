@@ -13,6 +13,7 @@ import json
 from typing import Annotated, Any
 
 from fastapi import Header
+from pydantic import BaseModel
 
 from consensus_engine.pipeline.service import Idempotency
 
@@ -29,8 +30,11 @@ IdempotencyKey = Annotated[
 
 def idempotency(key: str | None, kind: str, body: Any) -> Idempotency | None:
     """What an Idempotency-Key is bound to: the endpoint and the parsed body (defaults
-    included, so leaving out a default and spelling it out count as the same request)."""
+    included, so leaving out a default and spelling it out count as the same request).
+    ``body`` is the request model, dumped only when there is a key, or its JSON form."""
     if key is None:
         return None
+    if isinstance(body, BaseModel):
+        body = body.model_dump(mode="json")
     canonical = json.dumps([kind, body], sort_keys=True, separators=(",", ":"), default=str)
     return Idempotency(key, hashlib.sha256(canonical.encode()).hexdigest())

@@ -20,6 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload
 
+from consensus_engine.db import documents
 from consensus_engine.db.models import LlmCall, ProposalVersion, Run, StepProgress
 from consensus_engine.db.models import PersonaReview as ReviewRow
 from consensus_engine.domain.budgets import Spend, day_start, month_start
@@ -84,30 +85,17 @@ def list_runs(
     filters: RunFilters,
     limit: int,
     after: Cursor | None = None,
+    rendered: bool = False,
 ) -> RunPage:
     """A page of the tenant's runs, newest first, continuing after ``after``.
 
     Keyset pagination on (created_at, id): stable while runs are added, and no
-    ``count(*)`` or ``OFFSET`` scan, whatever the page number.
+    ``count(*)`` or ``OFFSET`` scan, whatever the page number. ``rendered`` (PostgreSQL
+    only) gives each row its list item as JSON text, ``document``, instead of columns.
     """
-    title = ProposalVersion.proposal["title"].as_string().label("proposal_title")
-    summary = ProposalVersion.proposal["summary"].as_string().label("proposal_summary")
+    columns = _RENDERED_COLUMNS if rendered else _list_columns()
     query = (
-        sa.select(
-            Run.id.label("run_id"),
-            Run.status,
-            Run.run_type,
-            Run.priority,
-            Run.parent_run_id,
-            Run.created_at,
-            Run.queued_at,
-            Run.started_at,
-            Run.completed_at,
-            Run.decision,
-            Run.overall_score,
-            title,
-            summary,
-        )
+        sa.select(*columns)
         .outerjoin(ProposalVersion, ProposalVersion.run_id == Run.id)
         .where(Run.tenant == tenant, *_conditions(filters))
         .order_by(Run.created_at.desc(), Run.id.desc())
@@ -125,6 +113,34 @@ def list_runs(
         return RunPage(rows, None)
     last = rows[limit - 1]
     return RunPage(rows[:limit], Cursor(last.created_at, last.run_id))
+
+
+_RENDERED_COLUMNS = (
+    documents.list_item().label("document"),
+    Run.created_at,
+    Run.id.label("run_id"),
+)
+
+
+def _list_columns() -> tuple[Any, ...]:
+    """The list item's fields, by name."""
+    title = ProposalVersion.proposal["title"].as_string().label("proposal_title")
+    summary = ProposalVersion.proposal["summary"].as_string().label("proposal_summary")
+    return (
+        Run.id.label("run_id"),
+        Run.status,
+        Run.run_type,
+        Run.priority,
+        Run.parent_run_id,
+        Run.created_at,
+        Run.queued_at,
+        Run.started_at,
+        Run.completed_at,
+        Run.decision,
+        Run.overall_score,
+        title,
+        summary,
+    )
 
 
 def _conditions(filters: RunFilters) -> list[sa.ColumnElement[bool]]:

@@ -10,19 +10,32 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from consensus_engine.db import budget_holds
-from consensus_engine.db.models import DecisionRecord, LlmCall, ProposalVersion, Run, StepProgress
+from consensus_engine.db.models import (
+    DecisionRecord,
+    LlmCall,
+    ProposalVersion,
+    Run,
+    StepProgress,
+    metadata,
+)
 from consensus_engine.db.models import PersonaReview as ReviewRow
 from consensus_engine.db.types import utcnow
 from consensus_engine.domain.revisions import ProposalDiff, ProposalSource
 from consensus_engine.domain.runs import Priority, RunStatus, RunType, StepStatus
 from consensus_engine.domain.schemas import Decision, ExpandedProposal, PersonaReview
 from consensus_engine.llm.records import CallRecord
+
+_LLM_CALLS = metadata.tables[LlmCall.__tablename__]
+_REVIEWS = metadata.tables[ReviewRow.__tablename__]
+"""Tables written with Core statements, where building ORM objects would cost more."""
 
 
 def create_run(
@@ -47,8 +60,14 @@ def create_run(
     review_temperature: float | None = None,
     parameters: dict[str, Any] | None = None,
     deadline_at: datetime | None = None,
+    enqueued_at: datetime | None = None,
 ) -> Run:
-    """Add a queued run and one pending step per name (in that order), and flush.
+    """Add a queued run and one pending step per name (in that order).
+
+    Two Core INSERTs (the steps in one statement), so no unit of work runs; the run
+    comes back persistent in ``session`` (later changes to it flush as usual), its
+    steps loaded when first read. ``enqueued_at`` records the publish in advance: the
+    run service clears it should the publish fail (``unmark_enqueued``).
 
     The rows are written inside a savepoint of the caller's transaction: a
     constraint violation (a repeated idempotency key, a repeated step name)
@@ -57,38 +76,60 @@ def create_run(
     run that already holds the idempotency key.
     """
     now = utcnow()
-    run = Run(
-        tenant=tenant,
-        status=RunStatus.QUEUED,
-        run_type=run_type,
-        priority=priority,
-        parent_run_id=parent_run_id,
-        idempotency_key=idempotency_key,
-        idea=idea,
-        extra_context=extra_context,
-        edited_proposal=edited_proposal,
-        edit_notes=edit_notes,
-        expand_model=expand_model,
-        expand_temperature=expand_temperature,
-        review_model=review_model,
-        review_temperature=review_temperature,
-        personas=personas,
-        schema_version=schema_version,
-        prompt_set_version=prompt_set_version,
-        parameters=parameters or {},
-        created_at=now,
-        updated_at=now,
-        queued_at=now,
-        deadline_at=deadline_at,
-    )
-    run.steps = [
-        StepProgress(step_name=name, step_order=order, status=StepStatus.PENDING, updated_at=now)
+    values: dict[str, Any] = dict.fromkeys(_RUN_ATTRIBUTES) | {
+        "id": uuid.uuid4(),
+        "tenant": tenant,
+        "status": RunStatus.QUEUED,
+        "run_type": run_type,
+        "priority": priority,
+        "parent_run_id": parent_run_id,
+        "idempotency_key": idempotency_key,
+        "idea": idea,
+        "extra_context": extra_context,
+        "edited_proposal": edited_proposal,
+        "edit_notes": edit_notes,
+        "expand_model": expand_model,
+        "expand_temperature": expand_temperature,
+        "review_model": review_model,
+        "review_temperature": review_temperature,
+        "personas": personas,
+        "schema_version": schema_version,
+        "prompt_set_version": prompt_set_version,
+        "parameters": parameters or {},
+        "input_tokens": 0,
+        "output_tokens": 0,
+        "cost_usd": Decimal(0),
+        "attempts": 0,
+        "created_at": now,
+        "updated_at": now,
+        "queued_at": now,
+        "last_enqueued_at": enqueued_at,
+        "deadline_at": deadline_at,
+    }
+    steps = [
+        {
+            "id": uuid.uuid4(),
+            "run_id": values["id"],
+            "step_name": name,
+            "step_order": order,
+            "status": StepStatus.PENDING,
+            "attempts": 0,
+            "updated_at": now,
+        }
         for order, name in enumerate(step_names)
     ]
     with session.begin_nested():
-        session.add(run)
-        session.flush()
+        connection = session.connection()  # after the savepoint's start, so it is emitted
+        connection.execute(sa.insert(Run), values)
+        connection.execute(sa.insert(StepProgress), steps)  # one multi-row INSERT
+    run = Run(**values)
+    make_transient_to_detached(run)  # every column set: nothing to load back
+    session.add(run)
     return run
+
+
+_RUN_ATTRIBUTES = tuple(column.key for column in sa.inspect(Run).column_attrs)
+"""Every column of a run, so a run built here has no attribute left to load."""
 
 
 def record_llm_calls(
@@ -103,23 +144,30 @@ def record_llm_calls(
     owner = run.tenant if run is not None else tenant
     if owner is None:
         raise ValueError("an LLM call without a run needs a tenant")
+    if not calls:
+        return
     budget_holds.release(session, [call.call_id for call in calls if call.call_id])
-    for call in calls:
-        session.add(
-            LlmCall(
-                run_id=None if run is None else run.id,
-                tenant=owner,
-                step=call.step,
-                model=call.model,
-                attempt=call.attempt,
-                input_tokens=call.input_tokens,
-                output_tokens=call.output_tokens,
-                cost_usd=call.cost_usd,
-                latency_ms=round(call.latency_ms),
-                outcome=call.outcome,
-            )
-        )
-        if run is not None:
+    # One Core INSERT of every row: no ORM object per call to build and flush.
+    session.execute(
+        sa.insert(_LLM_CALLS),
+        [
+            {
+                "run_id": None if run is None else run.id,
+                "tenant": owner,
+                "step": call.step,
+                "model": call.model,
+                "attempt": call.attempt,
+                "input_tokens": call.input_tokens,
+                "output_tokens": call.output_tokens,
+                "cost_usd": call.cost_usd,
+                "latency_ms": round(call.latency_ms),
+                "outcome": call.outcome,
+            }
+            for call in calls
+        ],
+    )
+    if run is not None:
+        for call in calls:
             run.input_tokens += call.input_tokens
             run.output_tokens += call.output_tokens
             run.cost_usd += call.cost_usd
@@ -135,31 +183,38 @@ def upsert_review(
     temperature: float | None,
     prompt_set_version: str,
     source_run_id: uuid.UUID | None = None,
-) -> ReviewRow:
+) -> None:
     """Store one persona's review of the run, replacing an earlier one for the same persona.
 
     ``source_run_id`` marks a review reused from an earlier run rather than written afresh.
+    One statement (INSERT ... ON CONFLICT), so storing costs no read first.
     """
-    row = session.scalar(
-        sa.select(ReviewRow).where(
-            ReviewRow.run_id == run_id, ReviewRow.persona_id == review.persona_id
-        )
+    values = {
+        "persona_name": review.persona_name,
+        "weight": weight,
+        "review": review.model_dump(mode="json"),
+        "confidence_score": review.confidence_score,
+        "blocking_issues_present": review.has_blocking_issues,
+        "security_concerns_present": review.has_security_critical_issue,
+        "reused": source_run_id is not None,
+        "source_run_id": source_run_id,
+        "model": model,
+        "temperature": temperature,
+        "prompt_set_version": prompt_set_version,
+    }
+    insert = _upsert_for(session)(_REVIEWS).values(
+        id=uuid.uuid4(), run_id=run_id, persona_id=review.persona_id, **values
     )
-    if row is None:
-        row = ReviewRow(run_id=run_id, persona_id=review.persona_id)
-        session.add(row)
-    row.persona_name = review.persona_name
-    row.weight = weight
-    row.review = review.model_dump(mode="json")
-    row.confidence_score = review.confidence_score
-    row.blocking_issues_present = review.has_blocking_issues
-    row.security_concerns_present = review.has_security_critical_issue
-    row.reused = source_run_id is not None
-    row.source_run_id = source_run_id
-    row.model = model
-    row.temperature = temperature
-    row.prompt_set_version = prompt_set_version
-    return row
+    session.execute(
+        insert.on_conflict_do_update(index_elements=["run_id", "persona_id"], set_=values)
+    )
+
+
+def _upsert_for(session: Session) -> Any:
+    """The INSERT construct with ON CONFLICT of the session's database (PostgreSQL, SQLite)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert
+    return sqlite.insert
 
 
 def store_proposal(
@@ -200,4 +255,14 @@ def mark_enqueued(session: Session, run_id: uuid.UUID) -> None:
     now = utcnow()
     session.execute(
         sa.update(Run).where(Run.id == run_id).values(last_enqueued_at=now, updated_at=now)
+    )
+
+
+def unmark_enqueued(session: Session, run_id: uuid.UUID, stamp: datetime) -> None:
+    """The publish recorded at ``stamp`` (``create_run``'s ``enqueued_at``) failed: clear the
+    record, unless the sweeper has sent the run since, so the sweeper sends it soon."""
+    session.execute(
+        sa.update(Run)
+        .where(Run.id == run_id, Run.last_enqueued_at == stamp)
+        .values(last_enqueued_at=None)
     )

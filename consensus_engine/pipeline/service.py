@@ -1,8 +1,12 @@
 """The run service: submit, revise, retry and cancel runs.
 
-Each use case makes its own checks, writes in one transaction of its own, commits, then
-publishes the run's jobs and records that Pub/Sub confirmed them. A publish that fails
-loses nothing: the run keeps ``last_enqueued_at`` empty and the sweeper sends it later.
+Each use case makes its own checks and writes in one transaction of its own, which also
+records the publish in advance (``last_enqueued_at``); it commits, then publishes the run's
+jobs and waits for Pub/Sub's confirmation. So the happy path writes nothing after the
+publish. A publish that fails loses nothing: ``last_enqueued_at`` is cleared again and the
+sweeper sends the run ``SWEEPER_REQUEUE_AFTER_SECONDS`` after it was created. A process that
+dies between the commit and the publish leaves the record in place; the sweeper still
+sends such a run, once it stayed queued ``SWEEPER_RESEND_UNSTARTED_AFTER_SECONDS``.
 The API, the demo, the benchmarks and the tests all go through here.
 """
 
@@ -146,7 +150,9 @@ class RunService:
                     tenant=tenant,
                     priority=new.priority,
                     idempotency_key=None if idempotency is None else idempotency.key,
+                    parameters=_fingerprinted({}, idempotency),
                     deadline_at=self._deadline(),
+                    enqueued_at=utcnow(),
                 ),
             )
         if not created:
@@ -201,6 +207,7 @@ class RunService:
             self._check_capacity(session, tenant)
             now = utcnow()
             claims.reopen(run, deadline_at=self._deadline(), now=now)
+            run.last_enqueued_at = now  # recorded in advance, as for a new run
             session.flush()
             jobs = resumable_jobs(run, now=now, stale_after=0.0, unstarted_after=0.0).jobs
             steps = tuple(step.step_name for step in run.steps if not step.status.is_terminal)
@@ -288,8 +295,11 @@ class RunService:
             priority=revision.priority or parent.priority,
             parent_run_id=parent.id,
             idempotency_key=None if idempotency is None else idempotency.key,
-            parameters={} if forced is None else {"rerun_personas": list(forced)},
+            parameters=_fingerprinted(
+                {} if forced is None else {"rerun_personas": list(forced)}, idempotency
+            ),
             deadline_at=self._deadline(),
+            enqueued_at=utcnow(),
         )
 
     # -- idempotency -----------------------------------------------------------------------------
@@ -324,8 +334,6 @@ class RunService:
             if existing is None:
                 raise
             return existing, False
-        if idempotency is not None:
-            run.parameters = {**run.parameters, _FINGERPRINT: idempotency.fingerprint}
         session.commit()
         return run, True
 
@@ -343,23 +351,39 @@ class RunService:
         plan: RerunPlan | None = None,
         steps: tuple[str, ...] = (),
     ) -> Accepted:
-        return Accepted(run, True, self._publish(run.id, jobs), plan=plan, steps=steps)
+        return Accepted(run, True, self._publish(run, jobs), plan=plan, steps=steps)
 
-    def _publish(self, run_id: uuid.UUID, jobs: Sequence[Job]) -> bool:
-        """Send the committed run's jobs, then record the confirmation; ``False`` if the
-        send failed (the sweeper sends what has no confirmation)."""
+    def _publish(self, run: Run, jobs: Sequence[Job]) -> bool:
+        """Send the committed run's jobs (their publish recorded in advance); ``False`` if
+        the send failed, and then the record is cleared so that the sweeper sends them."""
         try:
             self.send(jobs)
         except Exception:
-            logger.exception("publishing run %s failed; the sweeper will enqueue it", run_id)
+            logger.exception("publishing run %s failed; the sweeper will enqueue it", run.id)
+            self._unmark(run)
             return False
+        return True
+
+    def _unmark(self, run: Run) -> None:
+        """Clear the publish recorded in advance, so the sweeper's never-sent rule applies."""
+        stamp = run.last_enqueued_at
+        if stamp is None:
+            return
         try:
             with self.sessions.begin() as session:
-                writes.mark_enqueued(session, run_id)
+                writes.unmark_enqueued(session, run.id, stamp)
         except SQLAlchemyError:
-            # Sent but not recorded: the sweeper may send it again, which claims make harmless.
-            logger.exception("run %s was enqueued but recording that failed", run_id)
-        return True
+            # Still recorded as sent: the sweeper sends it once it stayed queued too long.
+            logger.exception("run %s was not enqueued and recording that failed", run.id)
+            return
+        run.last_enqueued_at = None
+
+
+def _fingerprinted(parameters: dict[str, Any], idempotency: Idempotency | None) -> dict[str, Any]:
+    """A new run's parameters, with the fingerprint of the request that created it."""
+    if idempotency is None:
+        return parameters
+    return {**parameters, _FINGERPRINT: idempotency.fingerprint}
 
 
 def check_budget(

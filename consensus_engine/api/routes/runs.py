@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 from pydantic import AwareDatetime, BeforeValidator
+from starlette.concurrency import run_in_threadpool
 
 from consensus_engine.api import presenters
 from consensus_engine.api.accepted import accepted
@@ -29,7 +30,7 @@ from consensus_engine.api.openapi import RUN_LINKS, errors
 from consensus_engine.api.schemas import RunAccepted, RunDetail, RunList, SubmitRunRequest
 from consensus_engine.api.state import PrincipalDep, SessionDep, StateDep
 from consensus_engine.api.tenancy import not_found, refusal
-from consensus_engine.db import reads
+from consensus_engine.db import documents, reads
 from consensus_engine.db.reads import Cursor, InvalidCursor, RunFilters
 from consensus_engine.domain.runs import RunStatus, RunType
 from consensus_engine.domain.schemas import DecisionLabel
@@ -57,14 +58,18 @@ _SUBMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def submit(
+async def submit(
     body: SubmitRunRequest,
     response: Response,
     state: StateDep,
     principal: PrincipalDep,
     idempotency_key: IdempotencyKey = None,
 ) -> RunAccepted:
-    """Store a run (expand, one review per persona, aggregate) and enqueue its first step."""
+    """Store a run (expand, one review per persona, aggregate) and enqueue its first step.
+
+    Checking the request and building the answer take no I/O and stay on the event loop;
+    only the run service (database, confirmed publish) goes to the thread pool, once.
+    """
     settings = state.settings
     idea, context = idea_and_context(body.idea, body.extra_context, settings)
     catalogued_models(state, body)
@@ -77,9 +82,11 @@ def submit(
         extra_context=context,
         priority=body.priority,
     )
-    key = idempotency(idempotency_key, "run", body.model_dump(mode="json"))
+    key = idempotency(idempotency_key, "run", body)
     try:
-        outcome = state.runs.submit(new, tenant=principal.tenant, idempotency=key)
+        outcome = await run_in_threadpool(
+            state.runs.submit, new, tenant=principal.tenant, idempotency=key
+        )
     except RunRefused as error:
         raise refusal(error) from None
     return RunAccepted(**accepted(response, outcome, settings.sweeper_requeue_after_seconds))
@@ -170,7 +177,7 @@ def list_runs(
     cursor: Annotated[
         str | None, Query(max_length=500, description="next_cursor of the previous page")
     ] = None,
-) -> RunList:
+) -> RunList | Response:
     """Sorted by creation time then id, both descending, so pages never overlap or skip
     when runs are added meanwhile. ``min_confidence`` leaves out runs without a score."""
     try:
@@ -186,14 +193,23 @@ def list_runs(
         created_after=_utc("created_after", created_after),
         created_before=_utc("created_before", created_before),
     )
+    rendered = documents.supported(session)
     page = reads.list_runs(
-        session, tenant=principal.tenant, filters=filters, limit=limit, after=after
-    )
-    return RunList(
-        runs=[presenters.list_item(row) for row in page.rows],
+        session,
+        tenant=principal.tenant,
+        filters=filters,
         limit=limit,
-        next_cursor=page.next_cursor.encode() if page.next_cursor else None,
+        after=after,
+        rendered=rendered,
     )
+    next_cursor = page.next_cursor.encode() if page.next_cursor else None
+    if rendered:
+        items = [row.document for row in page.rows]
+        return Response(
+            documents.run_list(items, limit, next_cursor), media_type="application/json"
+        )
+    runs = [presenters.list_item(row) for row in page.rows]
+    return RunList(runs=runs, limit=limit, next_cursor=next_cursor)
 
 
 # -- detail -------------------------------------------------------------------------------------
@@ -206,7 +222,16 @@ def list_runs(
     summary="Everything about one run: input, proposal, full reviews, decision, progress, cost",
     responses=errors(404),
 )
-def get_run(run_id: uuid.UUID, session: SessionDep, principal: PrincipalDep) -> RunDetail:
+def get_run(
+    run_id: uuid.UUID, session: SessionDep, principal: PrincipalDep
+) -> RunDetail | Response:
+    # On PostgreSQL the database renders the answer in one statement, sent as it is (a
+    # docstring here would become the operation's description in the OpenAPI schema).
+    if documents.supported(session):
+        document = documents.run_detail(session, run_id, tenant=principal.tenant)
+        if document is None:
+            raise not_found(run_id)
+        return Response(document, media_type="application/json")
     run = reads.get_run(session, run_id, tenant=principal.tenant, detailed=True)
     if run is None:
         raise not_found(run_id)
