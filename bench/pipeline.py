@@ -49,6 +49,8 @@ from consensus_engine.pipeline.inline import expand_idea, review_proposal
 from consensus_engine.settings import load_settings
 
 TARGET_OVERHEAD_MS = 150.0
+TARGET_WORKER_CPU_MS = 50.0  # worker CPU per loaded run (7 messages, 5 personas)
+TARGET_THROUGHPUT_RATIO = 1.0  # pipeline runs/min over the sequential baseline's, same threads
 PIPELINE_LLM_CALLS = 2  # on the critical path: expand, then the slowest review
 SEQUENTIAL_LLM_CALLS = 6  # expand, then five reviews in turn
 READY_TIMEOUT_S = 90.0
@@ -507,7 +509,42 @@ def run(args: argparse.Namespace) -> list[tuple[str, Outcome]]:
     return rows
 
 
+def print_targets(rows: list[tuple[str, Outcome]]) -> None:
+    """The issue's figures, each beside its target, for every pipeline row of this run."""
+    measured = [(title, row) for title, row in rows if isinstance(row, Row)]
+    baselines = {row.threads: row for _, row in measured if row.kind == "sequential"}
+
+    def verdict(ok: bool) -> str:
+        return "PASS" if ok else "MISS"
+
+    lines = []
+    for title, row in measured:
+        if row.kind != "pipeline":
+            continue
+        cpu = row.cpu_s.get("workers", math.nan) / row.runs * 1000
+        lines.append(
+            f"  {title:40}worker CPU per loaded run {_f(cpu, '.0f', 5)} ms"
+            f"   target <= {TARGET_WORKER_CPU_MS:.0f} ms  [{verdict(cpu <= TARGET_WORKER_CPU_MS)}]"
+        )
+        lines.append(
+            f"  {'':40}lone run over 2*L        {_f(row.overhead_ms, '.0f', 5)} ms"
+            f"   target <= {TARGET_OVERHEAD_MS:.0f} ms  "
+            f"[{verdict(row.overhead_ms <= TARGET_OVERHEAD_MS)}]"
+        )
+        base = baselines.get(row.threads)
+        ratio = row.runs_per_minute / base.runs_per_minute if base else math.nan
+        shown = "no baseline" if base is None else verdict(ratio >= TARGET_THROUGHPUT_RATIO)
+        lines.append(
+            f"  {'':40}runs/min x sequential    {_f(ratio, '.2f', 5)} x "
+            f"   target >= {TARGET_THROUGHPUT_RATIO:.1f}x    [{shown}]"
+        )
+    if lines:
+        print("\nTargets (issue 16; figures from this run)")
+        print("\n".join(lines))
+
+
 def report(args: argparse.Namespace, rows: list[tuple[str, Outcome]]) -> None:
+    print_targets(rows)
     print_loaded(rows, args.runs)
     print_unloaded(rows, args.unloaded)
     print_segments(rows)

@@ -96,6 +96,29 @@ def lock_run(session: Session, run_id: uuid.UUID) -> Run | None:
     )
 
 
+def lock_run_and_step(
+    session: Session, run_id: uuid.UUID, step_name: str
+) -> tuple[Run | None, StepProgress | None]:
+    """The run, locked, then one of its steps.
+
+    Two statements on purpose: under READ COMMITTED a joined ``FOR UPDATE`` that waited
+    for the lock would return the step as it was before the holder committed.
+    """
+    run = lock_run(session, run_id)
+    if run is None:
+        return None, None
+    return run, get_step(session, run_id, step_name)
+
+
+def step_statuses(session: Session, run_id: uuid.UUID) -> dict[str, StepStatus]:
+    """Each step's status, as this transaction sees it (its own changes flushed first)."""
+    session.flush()
+    rows = session.execute(
+        sa.select(StepProgress.step_name, StepProgress.status).where(StepProgress.run_id == run_id)
+    )
+    return {row.step_name: row.status for row in rows}
+
+
 def get_step(session: Session, run_id: uuid.UUID, step_name: str) -> StepProgress | None:
     return session.scalar(
         sa.select(StepProgress).where(
@@ -115,12 +138,11 @@ def claim_step(
 ) -> Claim:
     """Take the step for ``holder`` if it is pending or its holder went silent."""
     now = now or utcnow()
-    run = lock_run(session, run_id)
+    run, step = lock_run_and_step(session, run_id, step_name)
     if run is None:
         return Claim(ClaimOutcome.MISSING)
     if run.status.is_terminal:
         return Claim(ClaimOutcome.RUN_ENDED, run=run)
-    step = get_step(session, run_id, step_name)
     if step is None:
         return Claim(ClaimOutcome.MISSING, run=run)
     if step.status.is_terminal:
@@ -151,10 +173,9 @@ def reclaim(
     ``None`` means another worker took the step over (ours looked dead) or the run
     ended meanwhile: the caller must drop its result.
     """
-    run = lock_run(session, run_id)
+    run, step = lock_run_and_step(session, run_id, step_name)
     if run is None or run.status.is_terminal:
         return None
-    step = get_step(session, run_id, step_name)
     if step is None or step.status is not StepStatus.RUNNING or step.claimed_by != holder:
         return None
     run.updated_at = utcnow()

@@ -133,7 +133,7 @@ class Pipeline:
                     return self._claim_lost(session, job, work)
                 run, step = held
                 writes.record_llm_calls(session, run, work.calls)
-                outcome = self._settle(run, step, work.store(session, run), work)
+                outcome = self._settle(session, run, step, work.store(session, run), work)
                 session.flush()
         except BaseException as error:  # a time limit is an Interrupt, not an Exception
             return self._failed(job, holder, error, retries, work, time.monotonic() - started)
@@ -198,7 +198,9 @@ class Pipeline:
         return StageOutcome.retry(retry_after, text, spends_retry=spends_retry(error))
 
     @staticmethod
-    def _settle(run: Run, step: StepProgress, stored: Stored, work: Work) -> StageOutcome:
+    def _settle(
+        session: Session, run: Run, step: StepProgress, stored: Stored, work: Work
+    ) -> StageOutcome:
         """Settle the step as the stored result says, and name the jobs that follow."""
         if stored.failure is not None:
             code, text = stored.failure
@@ -212,7 +214,7 @@ class Pipeline:
             _finished(run)
             return StageOutcome.done()
         reviews = tuple(Job(Stage.REVIEW, run.id, run.priority, p) for p in stored.reviews)
-        return StageOutcome.done(*(reviews or _after_reviews(run)))
+        return StageOutcome.done(*(reviews or _after_reviews(session, run)))
 
     def _claim_lost(self, session: Session, job: Job, work: Work) -> StageOutcome:
         """Drop the result, but keep the record of the LLM calls: they were made and billed."""
@@ -281,7 +283,7 @@ class Pipeline:
                         claims.hand_back(step, error=text, spent=spent)
                     else:
                         claims.settle_step(step, StepStatus.FAILED, error=text)
-                        follow_ups = self._after_final_failure(run, job, error, code, text)
+                        follow_ups = self._after_final_failure(session, run, job, error, code, text)
         except Exception as unrecorded:
             if not is_outage(unrecorded):
                 raise
@@ -325,29 +327,27 @@ class Pipeline:
 
     @staticmethod
     def _after_final_failure(
-        run: Run, job: Job, error: BaseException, code: str, text: str
+        session: Session, run: Run, job: Job, error: BaseException, code: str, text: str
     ) -> tuple[Job, ...]:
         """A failed review may still let the run aggregate, unless it failed because the
         tenant's budget would be crossed: the run stops there, keeping the reviews it has.
         Any other stage fails the run."""
         if job.stage is Stage.REVIEW and not isinstance(error, CallOverBudget):
-            return _after_reviews(run)
+            return _after_reviews(session, run)
         claims.end_run(run, RunStatus.FAILED, error_code=code, error=f"{job.step_name}: {text}")
         _finished(run)
         return ()
 
 
-def _after_reviews(run: Run) -> tuple[Job, ...]:
+def _after_reviews(session: Session, run: Run) -> tuple[Job, ...]:
     """The barrier: the aggregate job, once every review step has ended and the aggregate
     has not started. Called with the run locked, so exactly one transaction sees the last
-    review end."""
-    steps = {s.step_name: s for s in run.steps}
-    reviews = [s for name, s in steps.items() if persona_of_step(name) is not None]
-    aggregate_step = steps.get(AGGREGATE_STEP)
+    review end. It reads the steps' statuses alone, not the step rows as objects."""
+    statuses = claims.step_statuses(session, run.id)
+    reviews = [status for name, status in statuses.items() if persona_of_step(name) is not None]
     if (
-        all(s.status.is_terminal for s in reviews)
-        and aggregate_step is not None
-        and aggregate_step.status is StepStatus.PENDING
+        all(status.is_terminal for status in reviews)
+        and statuses.get(AGGREGATE_STEP) is StepStatus.PENDING
     ):
         return (Job(Stage.AGGREGATE, run.id, run.priority),)
     return ()
