@@ -13,16 +13,22 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from decimal import Decimal
 from enum import StrEnum
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
-from consensus_engine.db.models import Run, StepProgress
-from consensus_engine.db.types import utcnow
+from consensus_engine.db.models import Run, StepProgress, metadata
+from consensus_engine.db.types import UTCDateTime, utcnow
 from consensus_engine.domain.runs import IN_FLIGHT, RunStatus, StepStatus
+
+_RUNS = metadata.tables[Run.__tablename__]
+_STEPS = metadata.tables[StepProgress.__tablename__]
+"""Claiming and settling write these with Core statements: no unit of work, no objects."""
 
 
 class ClaimOutcome(StrEnum):
@@ -37,15 +43,26 @@ class ClaimOutcome(StrEnum):
 class Claim:
     outcome: ClaimOutcome
     run: Run | None = None
-    step: StepProgress | None = None
+    attempts: int = 0
+    """For ``CLAIMED``: the claims of the step so far, this one included."""
     job_started: bool = False
     """This claim moved the run from queued to running."""
+    held_by: str | None = None
     held_for: float = 0.0
-    """For ``HELD``: seconds until the holder's claim goes stale."""
+    """For ``HELD``: who holds the step, and seconds until its claim goes stale."""
 
     @property
     def claimed(self) -> bool:
         return self.outcome is ClaimOutcome.CLAIMED
+
+
+class Held(NamedTuple):
+    """A claim found still ours after the work (:func:`reclaim`), ready to settle."""
+
+    run: Run
+    step_name: str
+    metadata: dict[str, Any]
+    """The step's metadata as stored, which settling adds to."""
 
 
 class Holding(NamedTuple):
@@ -96,25 +113,11 @@ def lock_run(session: Session, run_id: uuid.UUID) -> Run | None:
     )
 
 
-def lock_run_and_step(
-    session: Session, run_id: uuid.UUID, step_name: str
-) -> tuple[Run | None, StepProgress | None]:
-    """The run, locked, then one of its steps.
-
-    Two statements on purpose: under READ COMMITTED a joined ``FOR UPDATE`` that waited
-    for the lock would return the step as it was before the holder committed.
-    """
-    run = lock_run(session, run_id)
-    if run is None:
-        return None, None
-    return run, get_step(session, run_id, step_name)
-
-
 def step_statuses(session: Session, run_id: uuid.UUID) -> dict[str, StepStatus]:
     """Each step's status, as this transaction sees it (its own changes flushed first)."""
     session.flush()
     rows = session.execute(
-        sa.select(StepProgress.step_name, StepProgress.status).where(StepProgress.run_id == run_id)
+        sa.select(_STEPS.c.step_name, _STEPS.c.status).where(_STEPS.c.run_id == run_id)
     )
     return {row.step_name: row.status for row in rows}
 
@@ -136,54 +139,92 @@ def claim_step(
     stale_after: float,
     now: datetime | None = None,
 ) -> Claim:
-    """Take the step for ``holder`` if it is pending or its holder went silent."""
+    """Take the step for ``holder`` if it is pending or its holder went silent.
+
+    The run is locked first; the step is then claimed by one conditional UPDATE, a new
+    statement, so it sees what the run's previous lock holder committed (under READ
+    COMMITTED a statement that waited for the lock would not). Only a step that cannot
+    be claimed is read, to say why.
+    """
     now = now or utcnow()
-    run, step = lock_run_and_step(session, run_id, step_name)
+    run = lock_run(session, run_id)
     if run is None:
         return Claim(ClaimOutcome.MISSING)
     if run.status.is_terminal:
         return Claim(ClaimOutcome.RUN_ENDED, run=run)
+    claimable = sa.or_(
+        _STEPS.c.status == StepStatus.PENDING,
+        sa.and_(
+            _STEPS.c.status == StepStatus.RUNNING,
+            _STEPS.c.updated_at <= now - timedelta(seconds=stale_after),
+        ),
+    )
+    attempts = session.scalar(
+        sa.update(_STEPS)
+        .where(_step(run_id, step_name), claimable)
+        .values(
+            status=StepStatus.RUNNING,
+            claimed_by=holder,
+            attempts=_STEPS.c.attempts + 1,
+            started_at=sa.func.coalesce(_STEPS.c.started_at, sa.literal(now, UTCDateTime())),
+            updated_at=now,
+        )
+        .returning(_STEPS.c.attempts)
+    )
+    if attempts is None:
+        return _unclaimable(session, run, step_name, stale_after=stale_after, now=now)
+    job_started = run.status is RunStatus.QUEUED
+    changes: dict[str, Any] = {"updated_at": now}
+    if job_started:
+        changes |= {"status": RunStatus.RUNNING, "started_at": now}
+    _update_run(session, run, changes)
+    return Claim(ClaimOutcome.CLAIMED, run=run, attempts=attempts, job_started=job_started)
+
+
+def _unclaimable(
+    session: Session, run: Run, step_name: str, *, stale_after: float, now: datetime
+) -> Claim:
+    """Why the step could not be claimed: missing, ended, or held by a live worker."""
+    step = session.execute(
+        sa.select(_STEPS.c.status, _STEPS.c.claimed_by, _STEPS.c.updated_at).where(
+            _step(run.id, step_name)
+        )
+    ).first()
     if step is None:
         return Claim(ClaimOutcome.MISSING, run=run)
     if step.status.is_terminal:
-        return Claim(ClaimOutcome.DONE, run=run, step=step)
-    if step.status is StepStatus.RUNNING:
-        idle = (now - step.updated_at).total_seconds()
-        if idle < stale_after:
-            return Claim(ClaimOutcome.HELD, run=run, step=step, held_for=stale_after - idle)
-    step.status = StepStatus.RUNNING
-    step.claimed_by = holder
-    step.attempts += 1
-    step.started_at = step.started_at or now
-    step.updated_at = now
-    job_started = run.status is RunStatus.QUEUED
-    if job_started:
-        run.status = RunStatus.RUNNING
-        run.started_at = now
-    run.updated_at = now
-    session.flush()
-    return Claim(ClaimOutcome.CLAIMED, run=run, step=step, job_started=job_started)
+        return Claim(ClaimOutcome.DONE, run=run)
+    idle = (now - step.updated_at).total_seconds()
+    return Claim(
+        ClaimOutcome.HELD, run=run, held_by=step.claimed_by, held_for=max(0.0, stale_after - idle)
+    )
 
 
-def reclaim(
-    session: Session, run_id: uuid.UUID, step_name: str, *, holder: str
-) -> tuple[Run, StepProgress] | None:
+def reclaim(session: Session, run_id: uuid.UUID, step_name: str, *, holder: str) -> Held | None:
     """Lock the run again after the work and check the claim is still ours.
 
     ``None`` means another worker took the step over (ours looked dead) or the run
-    ended meanwhile: the caller must drop its result.
+    ended meanwhile: the caller must drop its result. The step is read in a statement
+    of its own, after the lock, for the reason :func:`claim_step` gives.
     """
-    run, step = lock_run_and_step(session, run_id, step_name)
+    run = lock_run(session, run_id)
     if run is None or run.status.is_terminal:
         return None
-    if step is None or step.status is not StepStatus.RUNNING or step.claimed_by != holder:
+    step = session.execute(
+        sa.select(_STEPS.c["metadata"]).where(
+            _step(run_id, step_name),
+            _STEPS.c.status == StepStatus.RUNNING,
+            _STEPS.c.claimed_by == holder,
+        )
+    ).first()
+    if step is None:
         return None
-    run.updated_at = utcnow()
-    return run, step
+    return Held(run, step_name, step[0] or {})
 
 
 def settle_step(
-    step: StepProgress,
+    session: Session,
+    held: Held,
     status: StepStatus,
     *,
     error: str | None = None,
@@ -192,24 +233,52 @@ def settle_step(
 ) -> None:
     """Move a claimed step to ``status``; pending hands it back for a retry."""
     now = now or utcnow()
-    step.status = status
-    step.updated_at = now
-    step.error = error
+    changes: dict[str, Any] = {"status": status, "updated_at": now, "error": error}
     if metadata:
-        step.step_metadata = {**step.step_metadata, **metadata}
+        changes["metadata"] = {**held.metadata, **metadata}
     if status is StepStatus.PENDING:
-        step.claimed_by = None
+        changes["claimed_by"] = None
     elif status.is_terminal:
-        step.completed_at = now
+        changes["completed_at"] = now
+    session.execute(sa.update(_STEPS).where(_step(held.run.id, held.step_name)).values(changes))
 
 
-def hand_back(step: StepProgress, *, error: str, spent: bool) -> None:
+def hand_back(session: Session, held: Held, *, error: str, spent: bool) -> None:
     """Hand a claimed step back for a retry. A retry that spent nothing (the database was
     away, the LLM had no room) does not count as a claim either: waiting never wears a
     step out (see the sweeper's ``max_claims``)."""
-    settle_step(step, StepStatus.PENDING, error=error)
+    settle_step(session, held, StepStatus.PENDING, error=error)
     if not spent:
-        step.attempts -= 1
+        session.execute(
+            sa.update(_STEPS)
+            .where(_step(held.run.id, held.step_name))
+            .values(attempts=_STEPS.c.attempts - 1)
+        )
+
+
+def touch_run(session: Session, run: Run, **added: int | Decimal) -> None:
+    """Mark the locked ``run`` as alive (the sweeper watches), adding ``added`` to its
+    counters, in one statement; the object is kept in step without a flush."""
+    now = utcnow()
+    session.execute(
+        sa.update(_RUNS)
+        .where(_RUNS.c.id == run.id)
+        .values(updated_at=now, **{key: _RUNS.c[key] + value for key, value in added.items()})
+    )
+    for key, value in added.items():
+        set_committed_value(run, key, getattr(run, key) + value)
+    set_committed_value(run, "updated_at", now)
+
+
+def _update_run(session: Session, run: Run, changes: dict[str, Any]) -> None:
+    """Write ``changes`` to the run's row and its object alike, with no unit of work."""
+    session.execute(sa.update(_RUNS).where(_RUNS.c.id == run.id).values(changes))
+    for key, value in changes.items():
+        set_committed_value(run, key, value)
+
+
+def _step(run_id: uuid.UUID, step_name: str) -> sa.ColumnElement[bool]:
+    return sa.and_(_STEPS.c.run_id == run_id, _STEPS.c.step_name == step_name)
 
 
 def end_run(

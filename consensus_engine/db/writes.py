@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, make_transient_to_detached
 
-from consensus_engine.db import budget_holds
+from consensus_engine.db import budget_holds, claims
 from consensus_engine.db.models import (
     DecisionRecord,
     LlmCall,
@@ -35,6 +35,8 @@ from consensus_engine.llm.records import CallRecord
 
 _LLM_CALLS = metadata.tables[LlmCall.__tablename__]
 _REVIEWS = metadata.tables[ReviewRow.__tablename__]
+_PROPOSALS = metadata.tables[ProposalVersion.__tablename__]
+_DECISIONS = metadata.tables[DecisionRecord.__tablename__]
 """Tables written with Core statements, where building ORM objects would cost more."""
 
 
@@ -138,12 +140,22 @@ def record_llm_calls(
     """One ``llm_calls`` row per attempt, failed ones too, and the run's running totals;
     the calls' budget holds go, the rows now count in their place.
 
-    ``run`` is ``None`` for the synchronous endpoints: the calls are kept for cost alone,
-    under ``tenant``. A run's calls are its tenant's.
+    ``run`` (locked by the caller) is also marked alive, calls or none: the settling
+    transaction's one write to the run's row. ``run`` is ``None`` for the synchronous
+    endpoints: the calls are kept for cost alone, under ``tenant``. A run's calls are its
+    tenant's.
     """
     owner = run.tenant if run is not None else tenant
     if owner is None:
         raise ValueError("an LLM call without a run needs a tenant")
+    if run is not None:
+        claims.touch_run(
+            session,
+            run,
+            input_tokens=sum(call.input_tokens for call in calls),
+            output_tokens=sum(call.output_tokens for call in calls),
+            cost_usd=sum((call.cost_usd for call in calls), Decimal(0)),
+        )
     if not calls:
         return
     budget_holds.release(session, [call.call_id for call in calls if call.call_id])
@@ -166,11 +178,6 @@ def record_llm_calls(
             for call in calls
         ],
     )
-    if run is not None:
-        for call in calls:
-            run.input_tokens += call.input_tokens
-            run.output_tokens += call.output_tokens
-            run.cost_usd += call.cost_usd
 
 
 def upsert_review(
@@ -202,19 +209,8 @@ def upsert_review(
         "temperature": temperature,
         "prompt_set_version": prompt_set_version,
     }
-    insert = _upsert_for(session)(_REVIEWS).values(
-        id=uuid.uuid4(), run_id=run_id, persona_id=review.persona_id, **values
-    )
-    session.execute(
-        insert.on_conflict_do_update(index_elements=["run_id", "persona_id"], set_=values)
-    )
-
-
-def _upsert_for(session: Session) -> Any:
-    """The INSERT construct with ON CONFLICT of the session's database (PostgreSQL, SQLite)."""
-    if session.get_bind().dialect.name == "postgresql":
-        return postgresql.insert
-    return sqlite.insert
+    row = {"id": uuid.uuid4(), "run_id": run_id, "persona_id": review.persona_id, **values}
+    _upsert(session, _REVIEWS, row, ["run_id", "persona_id"], values)
 
 
 def store_proposal(
@@ -226,28 +222,41 @@ def store_proposal(
     edit_notes: str | None,
     diff: ProposalDiff | None,
 ) -> None:
-    """The run's proposal, replacing one an earlier attempt stored."""
-    version = session.scalar(
-        sa.select(ProposalVersion).where(ProposalVersion.run_id == run_id)
-    ) or ProposalVersion(run_id=run_id)
-    version.proposal = proposal.model_dump(mode="json")
-    version.source = source
-    version.edit_notes = edit_notes
-    version.diff = None if diff is None else dict(diff)
-    session.add(version)
+    """The run's proposal, replacing one an earlier attempt stored (one statement)."""
+    values = {
+        "proposal": proposal.model_dump(mode="json"),
+        "source": source,
+        "edit_notes": edit_notes,
+        "diff": None if diff is None else dict(diff),
+    }
+    _upsert(session, _PROPOSALS, {"run_id": run_id, **values}, ["run_id"], values)
 
 
 def store_decision(session: Session, run: Run, decision: Decision) -> None:
     """The run's decision record, and its label and score on the run itself (for lists)."""
-    record = session.scalar(
-        sa.select(DecisionRecord).where(DecisionRecord.run_id == run.id)
-    ) or DecisionRecord(run_id=run.id)
-    session.add(record)
-    record.decision = decision.decision
-    record.overall_score = decision.overall_weighted_confidence
-    record.decision_json = decision.model_dump(mode="json")
+    values = {
+        "decision": decision.decision,
+        "overall_score": decision.overall_weighted_confidence,
+        "decision_json": decision.model_dump(mode="json"),
+    }
+    _upsert(session, _DECISIONS, {"run_id": run.id, **values}, ["run_id"], values)
     run.decision = decision.decision
     run.overall_score = decision.overall_weighted_confidence
+
+
+def _upsert(
+    session: Session,
+    table: sa.Table,
+    row: dict[str, Any],
+    keys: list[str],
+    changes: dict[str, Any],
+) -> None:
+    """INSERT ``row``, or on a conflict over ``keys`` UPDATE it with ``changes``: one
+    statement, in the session's dialect (PostgreSQL, SQLite)."""
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    session.execute(
+        insert(table).values(row).on_conflict_do_update(index_elements=keys, set_=changes)
+    )
 
 
 def mark_enqueued(session: Session, run_id: uuid.UUID) -> None:

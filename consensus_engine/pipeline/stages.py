@@ -18,8 +18,8 @@ from opentelemetry import trace
 from sqlalchemy.orm import Session, sessionmaker
 
 from consensus_engine.db import claims, writes
-from consensus_engine.db.claims import Claim, ClaimOutcome
-from consensus_engine.db.models import Run, StepProgress
+from consensus_engine.db.claims import Claim, ClaimOutcome, Held
+from consensus_engine.db.models import Run
 from consensus_engine.db.types import utcnow
 from consensus_engine.domain.runs import (
     AGGREGATE_STEP,
@@ -131,9 +131,8 @@ class Pipeline:
                 held = claims.reclaim(session, job.run_id, step_name, holder=holder)
                 if held is None:
                     return self._claim_lost(session, job, work)
-                run, step = held
-                writes.record_llm_calls(session, run, work.calls)
-                outcome = self._settle(session, run, step, work.store(session, run), work)
+                writes.record_llm_calls(session, held.run, work.calls)
+                outcome = self._settle(session, held, work.store(session, held.run), work)
                 session.flush()
         except BaseException as error:  # a time limit is an Interrupt, not an Exception
             return self._failed(job, holder, error, retries, work, time.monotonic() - started)
@@ -164,7 +163,7 @@ class Pipeline:
             )
             if not claim.claimed:
                 return self._not_claimed(claim, job)
-            assert claim.run is not None and claim.step is not None
+            assert claim.run is not None
             if claim.job_started:
                 lifecycle("job_started", run_id=job.run_id, step=job.step_name)
             if self._past_deadline(claim.run):
@@ -175,8 +174,8 @@ class Pipeline:
                 prepare = PREPARE[job.stage]
                 work = prepare(session, claim.run, job.persona_id, self.settings.thresholds)
             except Exception as error:
-                return claim.step.attempts, None, error
-            return claim.step.attempts, work, None
+                return claim.attempts, None, error
+            return claim.attempts, work, None
 
     def _unclaimed(self, job: Job, error: BaseException, retries: int) -> StageOutcome:
         """The claim itself failed: nothing to hand back, so only the message is retried."""
@@ -198,17 +197,16 @@ class Pipeline:
         return StageOutcome.retry(retry_after, text, spends_retry=spends_retry(error))
 
     @staticmethod
-    def _settle(
-        session: Session, run: Run, step: StepProgress, stored: Stored, work: Work
-    ) -> StageOutcome:
+    def _settle(session: Session, held: Held, stored: Stored, work: Work) -> StageOutcome:
         """Settle the step as the stored result says, and name the jobs that follow."""
+        run = held.run
         if stored.failure is not None:
             code, text = stored.failure
-            claims.settle_step(step, StepStatus.FAILED, error=text)
+            claims.settle_step(session, held, StepStatus.FAILED, error=text)
             claims.end_run(run, RunStatus.FAILED, error_code=code, error=text)
             _finished(run)
             return StageOutcome.failed(text)
-        claims.settle_step(step, StepStatus.COMPLETED, metadata=work.metadata)
+        claims.settle_step(session, held, StepStatus.COMPLETED, metadata=work.metadata)
         if stored.completes_run:
             claims.end_run(run, RunStatus.COMPLETED)
             _finished(run)
@@ -227,13 +225,12 @@ class Pipeline:
 
     def _not_claimed(self, claim: Claim, job: Job) -> StageOutcome:
         if claim.outcome is ClaimOutcome.HELD:
-            assert claim.step is not None
             lifecycle(
                 "idempotent_skip",
                 run_id=job.run_id,
                 step=job.step_name,
                 reason="held by another worker",
-                held_by=claim.step.claimed_by,
+                held_by=claim.held_by,
             )
             # Look again, on the same queue, once the holder's claim would go stale.
             again = replace(job, delay_seconds=claim.held_for + 1)
@@ -277,13 +274,14 @@ class Pipeline:
             with self.sessions.begin() as session:
                 held = claims.reclaim(session, job.run_id, job.step_name, holder=holder)
                 if held is not None:
-                    run, step = held
-                    writes.record_llm_calls(session, run, calls)
+                    writes.record_llm_calls(session, held.run, calls)
                     if retry_after is not None:
-                        claims.hand_back(step, error=text, spent=spent)
+                        claims.hand_back(session, held, error=text, spent=spent)
                     else:
-                        claims.settle_step(step, StepStatus.FAILED, error=text)
-                        follow_ups = self._after_final_failure(session, run, job, error, code, text)
+                        claims.settle_step(session, held, StepStatus.FAILED, error=text)
+                        follow_ups = self._after_final_failure(
+                            session, held.run, job, error, code, text
+                        )
         except Exception as unrecorded:
             if not is_outage(unrecorded):
                 raise

@@ -772,3 +772,51 @@ def test_a_reused_review_keeps_the_model_that_wrote_it(
     reused = [r for r in load(sessions, revision_id).reviews if r.reused]
     assert len(reused) == 4
     assert all(r.model == parent_models[r.persona_id] != "other-model" for r in reused)
+
+
+# -- cost ---------------------------------------------------------------------------------------
+
+
+STATEMENTS = {Stage.EXPAND: 10, Stage.REVIEW: 12, Stage.AGGREGATE: 13}
+"""The most SQL statements a stage of a plain run may execute, claim and settle together.
+
+Why pinned: a worker's CPU per run is mostly the fixed cost of each statement, so one
+more read in a stage is paid seven times a run. Raise a figure only on purpose."""
+
+
+def test_each_stage_runs_two_transactions_and_at_most_its_statements(
+    pipeline: Pipeline, sessions: sessionmaker[Session], db_engine: Engine
+) -> None:
+    run_id = submit(sessions)
+    this_thread = threading.get_ident()
+    statements: list[str] = []
+    transactions: list[None] = []
+
+    def count(*args: Any) -> None:
+        if threading.get_ident() == this_thread:  # not a heartbeat
+            statements.append(args[2])
+
+    def begin(_connection: sa.Connection) -> None:
+        if threading.get_ident() == this_thread:
+            transactions.append(None)
+
+    def measured(job: Job) -> StageOutcome:
+        statements.clear()
+        transactions.clear()
+        outcome = pipeline.run(job, holder=f"{job.step_name}-holder")
+        assert outcome.kind is OutcomeKind.DONE, outcome
+        assert len(transactions) == 2, job.step_name
+        assert len(statements) <= STATEMENTS[job.stage], (job.step_name, statements)
+        return outcome
+
+    sa.event.listen(db_engine, "before_cursor_execute", count)
+    sa.event.listen(db_engine, "begin", begin)
+    try:
+        expanded = measured(Job(Stage.EXPAND, run_id, Priority.NORMAL))
+        follow_ups = [job for review in expanded.follow_ups for job in measured(review).follow_ups]
+        assert follow_ups == [aggregate_job(run_id)]
+        measured(follow_ups[0])
+    finally:
+        sa.event.remove(db_engine, "before_cursor_execute", count)
+        sa.event.remove(db_engine, "begin", begin)
+    assert load(sessions, run_id).status is RunStatus.COMPLETED
