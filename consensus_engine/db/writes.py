@@ -259,14 +259,6 @@ def _upsert(
     )
 
 
-def mark_enqueued(session: Session, run_id: uuid.UUID) -> None:
-    """Record that Pub/Sub confirmed the run's messages; until then the sweeper resends them."""
-    now = utcnow()
-    session.execute(
-        sa.update(Run).where(Run.id == run_id).values(last_enqueued_at=now, updated_at=now)
-    )
-
-
 def unmark_enqueued(session: Session, run_id: uuid.UUID, stamp: datetime) -> None:
     """The publish recorded at ``stamp`` (``create_run``'s ``enqueued_at``) failed: clear the
     record, unless the sweeper has sent the run since, so the sweeper sends it soon."""
