@@ -99,6 +99,7 @@ class PubSubBroker(dramatiq.Broker):
         self.auto_create = auto_create
         self.attribute_options = tuple(attribute_options)
         self.publish_timeout = publish_timeout
+        self._publish_retry = publish_retry(publish_timeout)
         self.hold_window_seconds = hold_window
         self.lease_extension_seconds = lease_extension
         self.max_lease_seconds = max_lease
@@ -229,7 +230,7 @@ class PubSubBroker(dramatiq.Broker):
             self.clients.publish_rpc.publish(
                 topic=path,
                 messages=[PubsubMessage(data=data, attributes=attributes)],
-                retry=publish_retry(self.publish_timeout),
+                retry=self._publish_retry,
                 timeout=self.publish_timeout,
             )
         except gexc.NotFound as error:

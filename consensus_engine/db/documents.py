@@ -234,19 +234,27 @@ def _revision() -> Json:
     return sa.case((Run.run_type == RunType.REVISION, document))
 
 
+_IDENTITY: tuple[tuple[str, Any], ...] = (
+    ("run_id", Run.id),
+    ("status", Run.status),
+    ("run_type", Run.run_type),
+    ("priority", Run.priority),
+    ("parent_run_id", Run.parent_run_id),
+)
+"""What names a run, first in both its detail and its list item."""
+
+
+def _moments(*names: str) -> tuple[tuple[str, Json], ...]:
+    """The run's timestamps ``names``, each under its own name."""
+    return tuple((name, moment(getattr(Run, name))) for name in names)
+
+
 def _detail() -> prepared.Statement:
     document = _obj(
-        ("run_id", Run.id),
-        ("status", Run.status),
-        ("run_type", Run.run_type),
-        ("priority", Run.priority),
-        ("parent_run_id", Run.parent_run_id),
-        ("created_at", moment(Run.created_at)),
-        ("updated_at", moment(Run.updated_at)),
-        ("queued_at", moment(Run.queued_at)),
-        ("started_at", moment(Run.started_at)),
-        ("completed_at", moment(Run.completed_at)),
-        ("deadline_at", moment(Run.deadline_at)),
+        *_IDENTITY,
+        *_moments(
+            "created_at", "updated_at", "queued_at", "started_at", "completed_at", "deadline_at"
+        ),
         ("idea", Run.idea),
         ("extra_context", Run.extra_context),
         (
@@ -292,15 +300,8 @@ def list_item() -> Json:
     proposal = ProposalVersion.proposal
     return sa.cast(
         _obj(
-            ("run_id", Run.id),
-            ("status", Run.status),
-            ("run_type", Run.run_type),
-            ("priority", Run.priority),
-            ("parent_run_id", Run.parent_run_id),
-            ("created_at", moment(Run.created_at)),
-            ("queued_at", moment(Run.queued_at)),
-            ("started_at", moment(Run.started_at)),
-            ("completed_at", moment(Run.completed_at)),
+            *_IDENTITY,
+            *_moments("created_at", "queued_at", "started_at", "completed_at"),
             ("decision", Run.decision),
             ("overall_score", number(Run.overall_score)),
             ("proposal_title", proposal["title"].as_string()),

@@ -3,28 +3,16 @@ attributes, where tools that never decode the body find it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import dramatiq
-import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 from support.pubsub import PubSubBackend
 
 from consensus_engine.messaging import build_broker, job_queue
-from consensus_engine.observability.tracing import configure_tracing, stop_tracing, tracer
+from consensus_engine.observability.tracing import tracer
 from consensus_engine.settings import load_settings
-
-
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    assert configure_tracing(load_settings(), exporter=exporter)
-    try:
-        yield exporter
-    finally:
-        stop_tracing()
 
 
 def test_a_published_job_carries_its_publish_span_as_attributes(

@@ -25,21 +25,9 @@ from opentelemetry.trace import SpanKind
 from consensus_engine.devtools.process import environ_without_settings
 from consensus_engine.domain.runs import RunStatus, Stage
 from consensus_engine.messaging import build_broker, job_queue
-from consensus_engine.observability.tracing import configure_tracing, stop_tracing
-from consensus_engine.settings import Settings, load_settings
+from consensus_engine.settings import Settings
 from consensus_engine.workers.dispatch import execute
 from consensus_engine.workers.runtime import runtime
-
-
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    """Tracing on in this process, into memory, for one test."""
-    exporter = InMemorySpanExporter()
-    assert configure_tracing(load_settings(), exporter=exporter)
-    try:
-        yield exporter
-    finally:
-        stop_tracing()
 
 
 @pytest.fixture
