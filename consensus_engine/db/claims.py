@@ -232,14 +232,7 @@ def settle_step(
     now: datetime | None = None,
 ) -> None:
     """Move a claimed step to ``status``; pending hands it back for a retry."""
-    now = now or utcnow()
-    changes: dict[str, Any] = {"status": status, "updated_at": now, "error": error}
-    if metadata:
-        changes["metadata"] = {**held.metadata, **metadata}
-    if status is StepStatus.PENDING:
-        changes["claimed_by"] = None
-    elif status.is_terminal:
-        changes["completed_at"] = now
+    changes = _settled(held, status, error=error, metadata=metadata, now=now or utcnow())
     session.execute(sa.update(_STEPS).where(_step(held.run.id, held.step_name)).values(changes))
 
 
@@ -247,13 +240,29 @@ def hand_back(session: Session, held: Held, *, error: str, spent: bool) -> None:
     """Hand a claimed step back for a retry. A retry that spent nothing (the database was
     away, the LLM had no room) does not count as a claim either: waiting never wears a
     step out (see the sweeper's ``max_claims``)."""
-    settle_step(session, held, StepStatus.PENDING, error=error)
+    changes = _settled(held, StepStatus.PENDING, error=error, metadata=None, now=utcnow())
     if not spent:
-        session.execute(
-            sa.update(_STEPS)
-            .where(_step(held.run.id, held.step_name))
-            .values(attempts=_STEPS.c.attempts - 1)
-        )
+        changes["attempts"] = _STEPS.c.attempts - 1
+    session.execute(sa.update(_STEPS).where(_step(held.run.id, held.step_name)).values(changes))
+
+
+def _settled(
+    held: Held,
+    status: StepStatus,
+    *,
+    error: str | None,
+    metadata: dict[str, object] | None,
+    now: datetime,
+) -> dict[str, Any]:
+    """The step's columns once it moves to ``status``."""
+    changes: dict[str, Any] = {"status": status, "updated_at": now, "error": error}
+    if metadata:
+        changes["metadata"] = {**held.metadata, **metadata}
+    if status is StepStatus.PENDING:
+        changes["claimed_by"] = None
+    elif status.is_terminal:
+        changes["completed_at"] = now
+    return changes
 
 
 def touch_run(session: Session, run: Run, **added: int | Decimal) -> None:
