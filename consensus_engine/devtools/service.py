@@ -44,8 +44,13 @@ class WorkerProcess(ChildProcess):
         return records
 
     def wait_until_ready(self, timeout: float = 60) -> None:
-        """Until ``/readyz`` answers 200 (imports, broker and database checked)."""
-        self.wait_until(partial(answers_200, f"http://{HOST}:{self.http_port}/readyz"), timeout)
+        """Until ``/readyz`` answers 200 (imports, broker and database checked) and so does
+        ``/metrics``: Dramatiq forks the metrics server only once every worker process is
+        up, so with ``-p 2`` one process can be ready and working before it listens."""
+        probes = [f"http://{HOST}:{self.http_port}/readyz"]
+        if self.metrics_port:
+            probes.append(f"http://{HOST}:{self.metrics_port}/metrics")
+        self.wait_until(lambda: all(answers_200(url) for url in probes), timeout)
 
 
 def launch_worker(

@@ -353,6 +353,13 @@ def test_a_high_priority_worker_takes_only_high_priority_runs(stack: PipelineSta
     assert generation_requests(stack) == Counter({"ok": 12, "rate_limited": 1})
 
 
+def test_a_ready_worker_already_serves_its_metrics(stack: PipelineStack) -> None:
+    """Dramatiq forks the metrics server after every worker process is up; one process
+    alone can already answer ``/readyz`` (a loaded CI machine showed the gap)."""
+    worker = stack.start_worker(processes=2, threads=1)
+    assert total(metric_samples(worker), "dramatiq_messages_total") == 0
+
+
 def test_health_and_metrics_add_up_over_processes(stack: PipelineStack) -> None:
     worker = stack.start_worker(processes=2, threads=4)
     assert worker.get("/healthz")[0] == 200
