@@ -12,7 +12,7 @@ from consensus_engine.api.auth import KeyRing
 from consensus_engine.api.limits import RateLimiter
 from consensus_engine.api.metrics import ApiMetrics, serving
 from consensus_engine.api.middleware import ApiMiddleware
-from consensus_engine.api.routes import control, events, ops, revisions, runs, sync, usage
+from consensus_engine.api.routes import control, events, me, ops, revisions, runs, sync, usage
 from consensus_engine.api.run_changes import RunChanges
 from consensus_engine.api.state import ApiState
 from consensus_engine.api.stream_limits import StreamLimits
@@ -97,4 +97,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(control.router)
     app.include_router(sync.router)
     app.include_router(usage.router)
+    app.include_router(me.router)
     return app

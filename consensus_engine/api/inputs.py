@@ -24,28 +24,28 @@ MAX_JSON_DEPTH = 32
 """Deeper JSON than any proposal or context needs; deeper input only costs the server."""
 
 
-def storable(field: str, value: object, *, depth: int = 0) -> None:
+def storable(field: str, value: object, *, depth: int = 0, part: str = "body") -> None:
     """Refuse what PostgreSQL cannot store (NUL characters, lone surrogates, NaN) and JSON
     nested deeper than ``MAX_JSON_DEPTH``, as a 422 rather than a server error. ``value``
-    is text or parsed JSON."""
+    is text or parsed JSON; ``part`` says where the request carried it."""
     if depth > MAX_JSON_DEPTH:
-        raise invalid(field, f"{field} is nested more than {MAX_JSON_DEPTH} levels deep")
+        raise invalid(field, f"{field} is nested more than {MAX_JSON_DEPTH} levels deep", part=part)
     if isinstance(value, str):
         if "\x00" in value:
-            raise invalid(field, f"{field} must not contain NUL characters")
+            raise invalid(field, f"{field} must not contain NUL characters", part=part)
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
-            raise invalid(field, f"{field} is not valid Unicode text") from None
+            raise invalid(field, f"{field} is not valid Unicode text", part=part) from None
     elif isinstance(value, float) and not math.isfinite(value):
-        raise invalid(field, f"{field} must not contain NaN or infinite numbers")
+        raise invalid(field, f"{field} must not contain NaN or infinite numbers", part=part)
     elif isinstance(value, dict):
         for key, item in value.items():
-            storable(field, key, depth=depth + 1)
-            storable(field, item, depth=depth + 1)
+            storable(field, key, depth=depth + 1, part=part)
+            storable(field, item, depth=depth + 1, part=part)
     elif isinstance(value, list):
         for item in value:
-            storable(field, item, depth=depth + 1)
+            storable(field, item, depth=depth + 1, part=part)
 
 
 def storable_edit(field: str, edited: str | dict[str, Any] | None) -> None:

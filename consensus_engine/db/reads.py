@@ -68,6 +68,9 @@ class RunFilters:
     min_confidence: float | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
+    text: str | None = None
+    """Found in the idea or the proposal's title, ignoring case (taken literally: ``%`` and
+    ``_`` match themselves)."""
 
 
 @dataclass(frozen=True)
@@ -159,6 +162,14 @@ def _conditions(filters: RunFilters) -> list[sa.ColumnElement[bool]]:
         conditions.append(Run.created_at >= filters.created_after)
     if filters.created_before is not None:
         conditions.append(Run.created_at <= filters.created_before)
+    if filters.text is not None:
+        title = ProposalVersion.proposal["title"].as_string()
+        conditions.append(
+            sa.or_(
+                Run.idea.icontains(filters.text, autoescape=True),
+                title.icontains(filters.text, autoescape=True),
+            )
+        )
     return conditions
 
 

@@ -171,12 +171,8 @@ class RunService:
         with self.sessions() as session:
             parent = self._owned(session, parent_id, tenant)
             earlier = self._replayed(session, tenant, idempotency)
-            if earlier is None and parent.status is not RunStatus.COMPLETED:
-                raise RunStateConflict(
-                    f"run {parent_id} is {parent.status.value}; only a completed run can be "
-                    "revised",
-                    status=parent.status.value,
-                )
+            if earlier is None:
+                _require_revisable(parent)
             plan = preview_plan(session, parent, revision.edited_proposal, revision.rerun_personas)
             if earlier is not None:
                 return self._replay(earlier, plan)
@@ -190,6 +186,15 @@ class RunService:
         if not created:
             return self._replay(run, plan)
         return self._accepted(run, [Job(Stage.EXPAND, run.id, run.priority)], plan=plan)
+
+    def preview_revision(
+        self, parent_id: uuid.UUID, revision: NewRevision, *, tenant: str = "default"
+    ) -> RerunPlan:
+        """The plan :meth:`revise` would answer, with the same refusals; stores nothing."""
+        with self.sessions() as session:
+            parent = self._owned(session, parent_id, tenant)
+            _require_revisable(parent)
+            return preview_plan(session, parent, revision.edited_proposal, revision.rerun_personas)
 
     def retry(self, run_id: uuid.UUID, *, tenant: str = "default") -> Accepted:
         """Queue a failed run again, re-running only the steps that did not complete.
@@ -406,3 +411,11 @@ def budget_standings(
     if budget == Budget():
         return []
     return standings(budget, reads.spend(session, tenant, at or utcnow()))
+
+
+def _require_revisable(parent: Run) -> None:
+    if parent.status is not RunStatus.COMPLETED:
+        raise RunStateConflict(
+            f"run {parent.id} is {parent.status.value}; only a completed run can be revised",
+            status=parent.status.value,
+        )

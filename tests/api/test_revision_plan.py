@@ -76,3 +76,28 @@ def test_the_answered_plan_is_the_plan_the_worker_stores(make_api: ApiFactory) -
     assert promised["rerun"] == ["architect", "critic", "user_advocate"]
     assert promised["reasons"]["architect"] == ["no review in the parent run"]
     _same(promised, _stored_plan(api, forced))
+
+
+def test_a_plan_is_previewed_before_anything_is_stored(make_api: ApiFactory) -> None:
+    api = make_api()
+    parent = api.acme.post("/v1/runs", {"idea": IDEA}).json()["run_id"]
+    queued = api.acme.post(f"/v1/runs/{parent}/revisions/plan", {"edit_notes": "Cheaper."})
+    assert queued.status == 409, queued.body  # no worker yet: the parent is still queued
+    api.stack.start_worker()
+    _completed(api, parent)
+    runs_before = api.acme.get("/v1/runs").json()["runs"]
+
+    body = {"edited_proposal": {"summary": "Online booking for bike repairs, with SMS."}}
+    preview = api.acme.post(f"/v1/runs/{parent}/revisions/plan", body)
+    assert preview.status == 200, preview.body
+    assert api.acme.get("/v1/runs").json()["runs"] == runs_before  # nothing stored
+    _, promised = _revise(api.acme, parent, body)
+    assert preview.json() == promised
+
+    notes = api.acme.post(f"/v1/runs/{parent}/revisions/plan", {"edit_notes": "Add SMS."})
+    assert notes.status == 200 and notes.json()["exact"] is False
+    unknown = api.acme.post(f"/v1/runs/{parent}/revisions/plan", {"rerun_personas": ["nobody"]})
+    assert unknown.status == 422
+    empty = api.acme.post(f"/v1/runs/{parent}/revisions/plan", {})
+    assert empty.status == 422
+    assert api.globex.post(f"/v1/runs/{parent}/revisions/plan", body).status == 404

@@ -19,10 +19,11 @@ from typing import Any
 import pytest
 
 from consensus_engine.api.routes import events as events_routes
-from consensus_engine.db.models import Run
+from consensus_engine.db.models import ProposalVersion, Run
 from consensus_engine.devtools.loopback import ApiClient, Response, http_request
 from consensus_engine.devtools.service import WorkerProcess
 from consensus_engine.domain.personas import DEFAULT_PERSONAS
+from consensus_engine.domain.revisions import ProposalSource
 
 from .conftest import ApiFactory, ApiHarness
 
@@ -673,4 +674,35 @@ def test_revise_diff_and_retry_with_a_worker(make_api: ApiFactory) -> None:
     assert steps["expand"].attempts == 1 and steps["review_critic"].attempts == 2
     assert all(steps[f"review_{p}"].attempts == 0 for p in PERSONA_IDS if p != "critic")
     assert api.acme.get(f"/v1/runs/{failed_id}").json()["error"] is None
+    assert_no_server_errors(api)
+
+
+def test_list_searches_the_idea_and_the_title(api: ApiHarness) -> None:
+    solar = submit(api.acme, {"idea": f"{IDEA} Put SOLAR panels on the depot roof."})
+    percent = submit(api.acme, {"idea": f"{IDEA} Cut idle time by 50% at the depot."})
+    titled = submit(api.acme)
+    submit(api.globex, {"idea": f"{IDEA} Solar for globex."})
+    with api.stack.sessions() as session:
+        session.add(
+            ProposalVersion(
+                run_id=uuid.UUID(titled),
+                proposal={"title": "Heat pumps for the workshop"},
+                source=ProposalSource.EXPANDED,
+            )
+        )
+        session.commit()
+
+    def found(q: str) -> list[str]:
+        response = api.acme.get("/v1/runs?" + urllib.parse.urlencode({"q": q}))
+        assert response.status == 200, response.body
+        return [run["run_id"] for run in response.json()["runs"]]
+
+    assert found("solar") == [solar]  # any case; another tenant's run is not found
+    assert found("  Solar Panels ") == [solar]
+    assert found("HEAT PUMP") == [titled]  # the proposal's title
+    assert found("50%") == [percent]  # % is a character, not a wildcard
+    assert found("5_%") == []
+    assert len(found("   ")) == 3  # blank: no search
+    refused = envelope(api.acme.get("/v1/runs?q=solar%00"), 422, "VALIDATION_ERROR")
+    assert refused["details"][0]["loc"] == ["query", "q"]
     assert_no_server_errors(api)

@@ -117,6 +117,42 @@ def revise(
 ) -> RevisionAccepted:
     """A new run (``run_type`` revision) whose proposal is the parent's with the edits
     applied; ``plan`` says which personas re-run (see its ``exact`` and ``note``)."""
+    revision = _revision(state, body)
+    key = idempotency(idempotency_key, f"revision:{run_id}", body.model_dump(mode="json"))
+    try:
+        outcome = state.runs.revise(run_id, revision, tenant=principal.tenant, idempotency=key)
+    except RunRefused as error:
+        raise refusal(error) from None
+    assert outcome.plan is not None
+    return RevisionAccepted(
+        **accepted(response, outcome, state.settings.sweeper_requeue_after_seconds),
+        parent_run_id=run_id,
+        plan=_presented(outcome.plan, revision.rerun_personas, revision.edit_notes is not None),
+    )
+
+
+@router.post(
+    "/runs/{run_id}/revisions/plan",
+    operation_id="preview_revision",
+    response_model=RevisionPlan,
+    summary="Which personas a revision would re-run and which it would reuse; stores nothing",
+    responses=errors(404, 409, 413),
+)
+def preview_revision(
+    run_id: uuid.UUID, body: RevisionRequest, state: StateDep, principal: PrincipalDep
+) -> RevisionPlan:
+    """The ``plan`` that ``POST /v1/runs/{run_id}/revisions`` would answer with this body."""
+    revision = _revision(state, body)
+    try:
+        plan = state.runs.preview_revision(run_id, revision, tenant=principal.tenant)
+    except RunRefused as error:
+        raise refusal(error) from None
+    return _presented(plan, revision.rerun_personas, revision.edit_notes is not None)
+
+
+def _revision(state: StateDep, body: RevisionRequest) -> NewRevision:
+    """The request checked at the edge (sizes, storable text, known models), as the
+    service takes it; what only the parent can tell is the service's to check."""
     settings = state.settings
     storable_edit("edited_proposal", body.edited_proposal)
     storable("edit_notes", body.edit_notes)
@@ -136,7 +172,7 @@ def revise(
             "edited_proposal",
             "give at least one of edited_proposal, edit_notes or a non-empty rerun_personas",
         )
-    revision = NewRevision(
+    return NewRevision(
         edited_proposal=body.edited_proposal,
         edit_notes=edit_notes,
         rerun_personas=rerun,
@@ -145,17 +181,6 @@ def revise(
         review_model=body.review_model,
         review_temperature=body.review_temperature,
         priority=body.priority,
-    )
-    key = idempotency(idempotency_key, f"revision:{run_id}", body.model_dump(mode="json"))
-    try:
-        outcome = state.runs.revise(run_id, revision, tenant=principal.tenant, idempotency=key)
-    except RunRefused as error:
-        raise refusal(error) from None
-    assert outcome.plan is not None
-    return RevisionAccepted(
-        **accepted(response, outcome, settings.sweeper_requeue_after_seconds),
-        parent_run_id=run_id,
-        plan=_presented(outcome.plan, rerun, edit_notes is not None),
     )
 
 

@@ -25,6 +25,7 @@ from consensus_engine.api.inputs import (
     idea_and_context,
     model_choices,
     selected_personas,
+    storable,
 )
 from consensus_engine.api.openapi import RUN_LINKS, errors
 from consensus_engine.api.schemas import RunAccepted, RunDetail, RunList, SubmitRunRequest
@@ -142,6 +143,14 @@ def _iso_only(value: object) -> object:
 IsoMoment = Annotated[AwareDatetime, BeforeValidator(_iso_only)]
 
 
+def _search_text(q: str | None) -> str | None:
+    """The text to look for; blank means no search."""
+    if q is None or not q.strip():
+        return None
+    storable("q", q, part="query")
+    return q.strip()
+
+
 def _utc(name: str, moment: datetime | None) -> datetime | None:
     """In UTC, as stored; a moment UTC cannot represent (year 1 east of Greenwich) is a 422."""
     if moment is None:
@@ -173,6 +182,14 @@ def list_runs(
     created_before: Annotated[
         IsoMoment | None, Query(description="inclusive; ISO 8601 with a time zone")
     ] = None,
+    q: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=200,
+            description="found in the idea or the proposal's title, ignoring case",
+        ),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 30,
     cursor: Annotated[
         str | None, Query(max_length=500, description="next_cursor of the previous page")
@@ -192,6 +209,7 @@ def list_runs(
         min_confidence=min_confidence,
         created_after=_utc("created_after", created_after),
         created_before=_utc("created_before", created_before),
+        text=_search_text(q),
     )
     rendered = documents.supported(session)
     page = reads.list_runs(
