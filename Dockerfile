@@ -4,6 +4,15 @@
 #   | pubsub-setup | anything else, run as given (e.g. consensus-engine sweep)
 # Build: docker build -t consensus-engine .
 
+# ---- web: the web app built from package-lock.json (npm ci), into the package's api/static
+FROM node:20.20.2-bookworm-slim AS web
+
+WORKDIR /src/web
+COPY web/package.json web/package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY web/ ./
+RUN npm run build
+
 # ---- builder: the project and its locked runtime dependencies (uv.lock, without the dev
 # extra), installed into /opt/venv. The migrations travel inside the package.
 FROM python:3.11.14-slim-bookworm AS builder
@@ -18,6 +27,7 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 WORKDIR /src
 COPY pyproject.toml uv.lock README.md LICENSE ./
 COPY consensus_engine/ consensus_engine/
+COPY --from=web /src/consensus_engine/api/static/ consensus_engine/api/static/
 COPY brokers/ brokers/
 
 # --frozen: install exactly what uv.lock says (hashes checked), never re-resolve;

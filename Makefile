@@ -17,7 +17,7 @@ export UV_PYTHON_DOWNLOADS := never
 LOWEST := .venv-lowest
 LOWEST_STAMP := $(LOWEST)/.installed
 
-.PHONY: test demo lint typecheck unit lowest lock venv tools clean
+.PHONY: test demo lint typecheck unit lowest lock venv tools web webtest clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,11 +41,35 @@ lock: $(UV)
 PROMTOOL := $(shell command -v promtool 2>/dev/null)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
+# Debian's Chromium for the web app's browser tests: Playwright drives it by its path
+# (test tools cannot download browsers here).
+CHROMIUM := $(shell command -v chromium 2>/dev/null)
+APT_PACKAGES := $(if $(PROMTOOL),,prometheus) $(if $(CHROMIUM),,chromium)
+
 tools:
-ifeq ($(PROMTOOL),)
+ifneq ($(strip $(APT_PACKAGES)),)
 	$(SUDO) apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
+		$(APT_PACKAGES) >/dev/null
 endif
+
+# The web app (web/): npm ci from package-lock.json, then a type-checked build into the
+# package (consensus_engine/api/static), which the API serves at /.
+WEB_DEPS := web/node_modules/.installed
+WEB_BUILD := consensus_engine/api/static/index.html
+WEB_SOURCES := $(shell find web -path web/node_modules -prune -o -type f -print)
+
+$(WEB_DEPS): web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+	touch $(WEB_DEPS)
+
+$(WEB_BUILD): $(WEB_DEPS) $(WEB_SOURCES)
+	cd web && npm run --silent build
+
+web: $(WEB_BUILD)
+
+webtest: $(WEB_DEPS)
+	cd web && npm test --silent
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -54,7 +78,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP) tools
+unit: $(STAMP) tools web
 	$(BIN)/pytest -q -n $(PYTEST_WORKERS)
 
 $(LOWEST_STAMP): pyproject.toml | $(STAMP)
@@ -70,10 +94,11 @@ lowest: $(LOWEST_STAMP) tools
 	EXPECT_LOWEST_VERSIONS=1 $(LOWEST)/bin/python -m pytest -q -n $(PYTEST_WORKERS) \
 		-p no:cacheprovider tests/packaging/test_installed.py tests/unit
 
-test: lint typecheck unit lowest
+test: lint typecheck webtest unit lowest
 
-demo: $(STAMP)
-	$(BIN)/consensus-engine demo
+demo: $(STAMP) $(if $(SERVE),web)
+	$(BIN)/consensus-engine demo $(if $(SERVE),--serve)
 
 clean:
-	rm -rf $(VENV) $(LOWEST) .mypy_cache .ruff_cache .pytest_cache .demo
+	rm -rf $(VENV) $(LOWEST) .mypy_cache .ruff_cache .pytest_cache .demo .artifacts \
+		web/node_modules consensus_engine/api/static

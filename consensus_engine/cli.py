@@ -173,6 +173,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="run one sample idea end to end")
     demo.add_argument("--idea", default=None, help="the idea to review (a sample by default)")
+    demo.add_argument(
+        "--serve",
+        action="store_true",
+        help="then keep it running with the API and the web app, and print the run's page",
+    )
     demo.set_defaults(handler=service_commands.demo)
 
     pubsub = commands.add_parser("pubsub", help="manage the Pub/Sub resources, or serve Pub/Sub")

@@ -5,7 +5,9 @@ It starts what is missing and stops it afterwards: the offline LLM server unless
 says so), a Pub/Sub server unless ``PUBSUB_EMULATOR_HOST`` is set (Google's emulator
 where the Cloud SDK's jar and Java are installed, else the embedded one; it says which),
 a PostgreSQL database (or an SQLite file when no server answers), and a worker process
-(``python -m consensus_engine.workers.pipeline_worker``).
+(``python -m consensus_engine.workers.pipeline_worker``). With ``--serve`` it then keeps
+all of it running, adds the API with the web app, and prints the run page's address and
+the key to sign in with, until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from consensus_engine.db.models import Run
 from consensus_engine.devtools.database import local_database
 from consensus_engine.devtools.local_pubsub import accepts_grpc, local_pubsub
 from consensus_engine.devtools.process import free_port
-from consensus_engine.devtools.service import running_worker
+from consensus_engine.devtools.service import running_worker, start_api
 from consensus_engine.domain.inputs import validate_idea
 from consensus_engine.domain.schemas import Decision, PersonaReview
 from consensus_engine.jobs import job_sender
@@ -41,6 +43,7 @@ SAMPLE_IDEA = (
     "estimate up front, and get a text message when the bike is ready."
 )
 DEMO_DIR = Path(".demo")
+DEMO_TENANT = "demo"
 _TIMEOUT_SECONDS = 600.0
 
 
@@ -139,7 +142,30 @@ def _report(run: Run, elapsed: float) -> int:
     return 0
 
 
-def run_demo(idea: str | None = None) -> int:
+def _serve(env: dict[str, str], run_id: uuid.UUID) -> None:
+    """The API (and the web app) on the demo's stack until Ctrl-C, for the demo's tenant."""
+    from consensus_engine.api.web_app import built
+
+    log_path = DEMO_DIR / "api.log"
+    api = start_api({**env, "API_HOST": "127.0.0.1"}, log_path, tenant=DEMO_TENANT)
+    try:
+        print(f"\nAPI:      {api.base_url}/docs (log {log_path})")
+        if built():
+            print(f"Web app:  {api.base_url}/runs/{run_id}")
+        else:
+            print("Web app:  not built; `make web` builds it (Node.js and npm)")
+        print(f"API key:  {api.key}  (tenant {DEMO_TENANT!r}; it lasts as long as this demo)")
+        print("Press Ctrl-C to stop everything.", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            while api.popen.poll() is None:
+                time.sleep(0.5)
+        if api.popen.returncode is not None:
+            raise DemoError(f"the API stopped (exit {api.popen.returncode}); see {log_path}")
+    finally:
+        api.stop(timeout=10)
+
+
+def run_demo(idea: str | None = None, *, serve: bool = False) -> int:
     settings = get_settings()
     personas = personas_from_settings(settings)
     text = validate_idea(SAMPLE_IDEA if idea is None else idea, max_length=settings.max_idea_length)
@@ -185,7 +211,10 @@ def run_demo(idea: str | None = None) -> int:
             expand=expand_choice(demo_settings),
             review=review_choice(demo_settings),
         )
-        run_id = service.submit(new).run.id
+        run_id = service.submit(new, tenant=DEMO_TENANT).run.id
         run = _progress(sessions, run_id, started)
-        return _report(run, time.monotonic() - started)
+        status = _report(run, time.monotonic() - started)
+        if serve:
+            _serve(os.environ | overrides, run_id)
+        return status
     return 1

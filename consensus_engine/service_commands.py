@@ -24,7 +24,7 @@ def demo(args: argparse.Namespace) -> int:
     from consensus_engine.devtools.process import ProcessError
 
     try:
-        return run_demo(idea=args.idea)
+        return run_demo(idea=args.idea, serve=args.serve)
     except (DemoError, ProcessError) as error:
         print(f"consensus-engine demo: {error}", file=sys.stderr)
         return 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -128,6 +129,8 @@ class Settings(BaseSettings):
     api_max_streams_per_key: int = Field(default=5, ge=1, le=10_000)
     api_max_streams_per_replica: int = Field(default=200, ge=1, le=100_000)
     api_docs_enabled: bool | None = None
+    web_app_enabled: bool = True
+    cors_origins: str | None = None
     tenant_budgets_json: str | None = None
     api_url: str = "http://127.0.0.1:8000"
     api_key: SecretStr | None = None
@@ -157,6 +160,28 @@ class Settings(BaseSettings):
         if "your_api_key" in lowered or "placeholder" in lowered:
             raise ValueError("looks like a placeholder, not a real key")
         return SecretStr(raw)
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _exact_origins(cls, value: str | None) -> str | None:
+        """Each entry an exact origin (scheme, host, optional port), never ``*``: the API's
+        answers are for the tenant whose key a page holds, not for any site."""
+        if value is None or not value.strip():
+            return None
+        origins = [origin.strip() for origin in value.split(",") if origin.strip()]
+        for origin in origins:
+            if origin == "*":
+                raise ValueError(
+                    "'*' is not allowed; list each origin, e.g. https://app.example.com"
+                )
+            parts = urlsplit(origin)
+            exact = f"{parts.scheme}://{parts.netloc}"
+            if parts.scheme not in ("http", "https") or not parts.netloc or origin != exact:
+                raise ValueError(
+                    f"{origin!r} is not an origin: scheme and host (and port) only, "
+                    "e.g. https://app.example.com"
+                )
+        return ",".join(origins)
 
     @model_validator(mode="after")
     def _check_relations(self) -> Settings:
@@ -215,6 +240,11 @@ class Settings(BaseSettings):
         """The models metrics name (``EXPAND_MODEL`` and ``REVIEW_MODEL``); any other model a
         request names, even one the catalogue allows, is counted as ``other``."""
         return frozenset((self.expand_model, self.review_model))
+
+    @property
+    def allowed_origins(self) -> tuple[str, ...]:
+        """``CORS_ORIGINS`` as a list: the other sites whose pages may call the API."""
+        return tuple(self.cors_origins.split(",")) if self.cors_origins else ()
 
     @property
     def serves_docs(self) -> bool:

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from consensus_engine.api import errors
 from consensus_engine.api.auth import KeyRing
@@ -17,6 +18,7 @@ from consensus_engine.api.run_changes import RunChanges
 from consensus_engine.api.state import ApiState
 from consensus_engine.api.stream_limits import StreamLimits
 from consensus_engine.api.sync_runtime import SyncRuntime
+from consensus_engine.api.web_app import serve_web_app
 from consensus_engine.db.engine import create_engine_from_settings, session_factory
 from consensus_engine.db.rate_limits import DatabaseBuckets
 from consensus_engine.jobs import job_sender
@@ -98,4 +100,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(sync.router)
     app.include_router(usage.router)
     app.include_router(me.router)
+    if settings.web_app_enabled:
+        serve_web_app(app)  # its catch-all page route comes after every API route
+    if settings.allowed_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.allowed_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
+            expose_headers=["Location", "Retry-After", "Idempotent-Replayed", "X-Request-ID"],
+            max_age=600,
+        )  # added last, so outermost: preflights and error answers get its headers too
     return app

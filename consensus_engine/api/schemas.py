@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from consensus_engine.db.documents import IDEA_PREVIEW_CHARS
 from consensus_engine.domain.personas import PERSONA_ID_PATTERN
 from consensus_engine.domain.revisions import ProposalSource
 from consensus_engine.domain.runs import Priority, RunStatus, RunType, StepStatus
@@ -199,6 +200,7 @@ class RunListItem(BaseModel):
     overall_score: float | None
     proposal_title: str | None
     proposal_summary: str | None
+    idea_preview: str = Field(description=f"the idea's first {IDEA_PREVIEW_CHARS} characters")
 
 
 class RunList(BaseModel):

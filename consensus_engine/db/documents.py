@@ -34,6 +34,7 @@ from consensus_engine.domain.schemas import Decision, ExpandedProposal, PersonaR
 
 Json = sa.ColumnElement[Any]
 _REVIEW_PREFIX = "review_"
+IDEA_PREVIEW_CHARS = 120
 
 
 def supported(session: Session) -> bool:
@@ -295,6 +296,11 @@ def run_detail(session: Session, run_id: uuid.UUID, *, tenant: str) -> bytes | N
     return None if text is None else text.encode()
 
 
+def idea_preview() -> sa.ColumnElement[str]:
+    """The start of the idea, for a list row whose run has no title yet (both databases)."""
+    return sa.func.substr(Run.idea, 1, IDEA_PREVIEW_CHARS)
+
+
 def list_item() -> Json:
     """A run as ``GET /v1/runs`` lists it (``reads.list_runs`` adds the joins and filters)."""
     proposal = ProposalVersion.proposal
@@ -306,6 +312,7 @@ def list_item() -> Json:
             ("overall_score", number(Run.overall_score)),
             ("proposal_title", proposal["title"].as_string()),
             ("proposal_summary", proposal["summary"].as_string()),
+            ("idea_preview", idea_preview()),
         ),
         sa.Text,
     )

@@ -143,6 +143,7 @@ def _list_columns() -> tuple[Any, ...]:
         Run.overall_score,
         title,
         summary,
+        documents.idea_preview().label("idea_preview"),
     )
 
 

@@ -393,7 +393,7 @@ def test_list_filters_and_pages_with_a_stable_cursor(api: ApiHarness) -> None:
     assert set(item) == {
         "run_id", "status", "run_type", "priority", "parent_run_id", "created_at",
         "queued_at", "started_at", "completed_at", "decision", "overall_score",
-        "proposal_title", "proposal_summary",
+        "proposal_title", "proposal_summary", "idea_preview",
     }  # fmt: skip
 
     assert [r["run_id"] for r in page(status="cancelled")["runs"]] == [cancelled]

@@ -191,6 +191,8 @@ def test_lint_is_clean_with_every_value_set(label: str) -> None:
         {"metrics": {"prometheusRule": {"rules": {"ConsensusEngineTypo": {"enabled": False}}}}},
         {"api": {"topologySpreadConstraints": [{"maxSkew": 1}]}},
         {"worker": {"podLabels": {"team": "not a label value"}}},
+        {"config": {"corsOrigins": ["*"]}},
+        {"config": {"corsOrigins": ["https://app.example.com/path"]}},
     ],
     ids=[
         "replicas-string",
@@ -206,6 +208,8 @@ def test_lint_is_clean_with_every_value_set(label: str) -> None:
         "unknown-alert",
         "spread-without-topology-key",
         "label-value",
+        "cors-any-origin",
+        "cors-origin-with-path",
     ],
 )
 def test_schema_rejects_bad_values(

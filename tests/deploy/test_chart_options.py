@@ -601,3 +601,23 @@ def test_chart_metadata_names_its_home_and_sources(helm_chart: helm.Chart) -> No
     assert metadata["home"] == "https://github.com/consensus-engine/consensus-engine"
     assert metadata["home"] in metadata["sources"]
     assert all(source.startswith("https://") for source in metadata["sources"])
+
+
+def test_the_api_serves_the_web_app_and_lists_cross_origin_sites(render: Render) -> None:
+    def config(values: dict[str, Any] | None = None) -> dict[str, str]:
+        data: dict[str, str] = one(render(values), "ConfigMap", "ce-consensus-engine")["data"]
+        return data
+
+    default = config()
+    assert default["WEB_APP_ENABLED"] == "true"
+    assert "CORS_ORIGINS" not in default
+    chosen = config(
+        {
+            "config": {
+                "webApp": {"enabled": False},
+                "corsOrigins": ["https://app.example.com", "http://localhost:5173"],
+            }
+        }
+    )
+    assert chosen["WEB_APP_ENABLED"] == "false"
+    assert chosen["CORS_ORIGINS"] == "https://app.example.com,http://localhost:5173"

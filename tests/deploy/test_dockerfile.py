@@ -93,6 +93,10 @@ def copies(stage: Stage) -> list[tuple[list[str], list[str], str]]:
     return result
 
 
+def stage_named(stages: list[Stage], name: str) -> Stage:
+    return next(stage for stage in stages if stage.name == name)
+
+
 @pytest.fixture(scope="module")
 def stages() -> list[Stage]:
     return parse_dockerfile(DOCKERFILE.read_text())
@@ -128,13 +132,29 @@ def test_no_hadolint_rule_is_switched_off() -> None:
 
 
 def test_multi_stage_on_a_pinned_slim_python_311_or_newer(stages: list[Stage]) -> None:
-    assert len(stages) >= 2
-    for stage in stages:
+    python = [stage for stage in stages if stage.name != "web"]
+    assert len(python) >= 2
+    for stage in python:
         match = re.fullmatch(r"python:3\.(\d+)\.(\d+)-slim-([a-z]+)", stage.image)
         assert match, f"{stage.image}: want a pinned python:3.X.Y-slim-<debian> tag"
         assert int(match.group(1)) >= 11, stage.image
     # The venv's interpreter links to the base image's Python: build and run on the same one.
-    assert len({stage.image for stage in stages}) == 1
+    assert len({stage.image for stage in python}) == 1
+
+
+def test_the_web_app_is_built_from_its_lock_in_a_node_stage(stages: list[Stage]) -> None:
+    web = stage_named(stages, "web")
+    assert re.fullmatch(r"node:\d+\.\d+\.\d+-[a-z]+-slim", web.image), web.image
+    run = " ".join(web.all("RUN"))
+    assert "npm ci" in run and "npm install" not in run  # exactly package-lock.json
+    assert "npm run build" in run
+    # The builder takes the built app into the package; the final stage has no Node.
+    builder_copies = copies(stage_named(stages, "builder"))
+    assert (
+        ["--from=web"],
+        ["/src/consensus_engine/api/static/"],
+        "consensus_engine/api/static/",
+    ) in (builder_copies)
 
 
 def test_final_stage_runs_as_a_fixed_non_root_user(final: Stage) -> None:
@@ -160,7 +180,7 @@ def test_final_stage_copies_only_the_venv_and_the_entry_point(final: Stage) -> N
 
 
 def test_builder_installs_the_runtime_part_of_the_lock(stages: list[Stage]) -> None:
-    builder = stages[0]
+    builder = stage_named(stages, "builder")
     run = " ".join(builder.all("RUN"))
     assert re.search(r"pip install --no-cache-dir uv==\d+\.\d+\.\d+ ", run)
     assert re.search(r"uv sync --frozen --no-editable\b", run)
@@ -357,6 +377,9 @@ def ignore_rules() -> list[tuple[bool, re.Pattern[str]]]:
         ".mypy_cache/x",
         "consensus_engine/__pycache__/cli.cpython-311.pyc",
         "Makefile",
+        # the web app is built inside the image, never taken from the build machine
+        "web/node_modules/react/index.js",
+        "consensus_engine/api/static/index.html",
     ],
 )
 def test_dockerignore_keeps_out(
@@ -382,7 +405,7 @@ def test_dockerignore_keeps_what_the_dockerfile_copies(
         files = [path] if path.is_file() else [f for f in path.rglob("*") if f.is_file()]
         assert files, source
         for file in files:
-            if "__pycache__" in file.parts:
-                continue
+            if {"__pycache__", "node_modules", "static"} & set(file.parts):
+                continue  # left out on purpose (test_dockerignore_keeps_out)
             relative = file.relative_to(ROOT).as_posix()
             assert not ignored(relative, ignore_rules), relative

@@ -177,7 +177,11 @@ Values from config.extra come first; the settings the chart manages win over the
   "DB_MAX_OVERFLOW" ($v.database.pool.maxOverflow | toString)
   "DB_POOL_TIMEOUT" ($v.database.pool.timeoutSeconds | toString)
   "DB_POOL_RECYCLE" ($v.database.pool.recycleSeconds | toString)
+  "WEB_APP_ENABLED" ($v.config.webApp.enabled | toString)
 }}
+{{- with $v.config.corsOrigins }}
+{{- $_ := set $data "CORS_ORIGINS" (join "," .) }}
+{{- end }}
 {{- with $v.config.llm.timeoutSeconds }}
 {{- $_ := set $data "LLM_TIMEOUT_SECONDS" (toString .) }}
 {{- end }}

@@ -1,0 +1,174 @@
+import { useEffect, useState, type FormEvent } from "react";
+import { api } from "../api/endpoints";
+import type { Options } from "../api/types";
+import { useApp } from "../app/context";
+import { useAsync } from "../app/useAsync";
+import { ErrorNote, Loading } from "../components/Feedback";
+import { TextField } from "../components/TextField";
+import { formProblems, initialForm, modelChoices, submitBody, type NewRunForm } from "../lib/newRun";
+import { navigate } from "../router/history";
+import { paths } from "../router/routes";
+
+export function NewRun() {
+  const { loadOptions } = useApp();
+  const [options, retry] = useAsync(() => loadOptions(), [loadOptions]);
+  return (
+    <>
+      <h1 tabIndex={-1}>New run</h1>
+      <p className="lead">
+        Describe a rough idea. It is expanded into a proposal, reviewed by each persona in
+        parallel, and given a decision: approve, revise or reject.
+      </p>
+      {options.status === "loading" && <Loading what="the options" />}
+      {options.status === "error" && <ErrorNote error={options.error} onRetry={retry} />}
+      {options.status === "ready" && <NewRunFormView options={options.value} />}
+    </>
+  );
+}
+
+function NewRunFormView({ options }: { options: Options }) {
+  const { client, announce } = useApp();
+  const [form, setForm] = useState<NewRunForm>(() => initialForm(options));
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<unknown>(null);
+  const problems = formProblems(form, options);
+  const update = (patch: Partial<NewRunForm>) => setForm((current) => ({ ...current, ...patch }));
+
+  useEffect(() => setForm(initialForm(options)), [options]);
+
+  async function submit(event: FormEvent) {
+    event.preventDefault();
+    if (problems.length || busy) return;
+    setBusy(true);
+    setError(null);
+    try {
+      const accepted = await api.submitRun(client, submitBody(form, options));
+      announce("Run submitted");
+      navigate(paths.run(accepted.run_id));
+    } catch (caught) {
+      setError(caught);
+      setBusy(false);
+    }
+  }
+
+  function togglePersona(id: string, on: boolean) {
+    const chosen = new Set(form.personas);
+    if (on) chosen.add(id);
+    else chosen.delete(id);
+    update({ personas: options.personas.map((p) => p.id).filter((p) => chosen.has(p)) });
+  }
+
+  const expandModels = modelChoices(options.models.allowed, options.models.expand);
+  const reviewModels = modelChoices(options.models.allowed, options.models.review);
+
+  return (
+    <form onSubmit={submit} noValidate className="stack">
+      <TextField
+        label="Idea"
+        value={form.idea}
+        onChange={(idea) => update({ idea })}
+        limit={options.limits.idea}
+        rows={6}
+        hint="A sentence or a few paragraphs: what you want to build and why."
+        required
+      />
+      <TextField
+        label="Context (optional)"
+        value={form.context}
+        onChange={(context) => update({ context })}
+        limit={options.limits.extra_context}
+        rows={4}
+        hint="Background the reviewers should know: constraints, audience, prior attempts."
+      />
+
+      {options.personas.length > 0 && (
+        <fieldset>
+          <legend>Personas</legend>
+          <p className="hint">Each reviews the proposal; weights are rescaled over those chosen.</p>
+          <ul className="choices">
+            {options.personas.map((persona) => (
+              <li key={persona.id}>
+                <input
+                  type="checkbox"
+                  id={`persona-${persona.id}`}
+                  checked={form.personas.includes(persona.id)}
+                  onChange={(event) => togglePersona(persona.id, event.target.checked)}
+                  aria-describedby={`persona-${persona.id}-about`}
+                />
+                <label htmlFor={`persona-${persona.id}`}>{persona.name}</label>
+                <span id={`persona-${persona.id}-about`} className="hint">
+                  {persona.focus} · weight {persona.weight.toFixed(2)}
+                </span>
+              </li>
+            ))}
+          </ul>
+        </fieldset>
+      )}
+
+      <div className="row">
+        <div className="field">
+          <label htmlFor="new-priority">Priority</label>
+          <select
+            id="new-priority"
+            value={form.priority}
+            onChange={(event) => update({ priority: event.target.value as NewRunForm["priority"] })}
+          >
+            {options.priorities.map((priority) => (
+              <option key={priority} value={priority}>
+                {priority}
+              </option>
+            ))}
+          </select>
+        </div>
+        <div className="field">
+          <label htmlFor="new-expand">Expand model</label>
+          <select
+            id="new-expand"
+            value={form.expandModel}
+            onChange={(event) => update({ expandModel: event.target.value })}
+          >
+            {expandModels.map((model) => (
+              <option key={model} value={model}>
+                {model}
+                {model === options.models.expand ? " (default)" : ""}
+              </option>
+            ))}
+          </select>
+        </div>
+        <div className="field">
+          <label htmlFor="new-review">Review model</label>
+          <select
+            id="new-review"
+            value={form.reviewModel}
+            onChange={(event) => update({ reviewModel: event.target.value })}
+          >
+            {reviewModels.map((model) => (
+              <option key={model} value={model}>
+                {model}
+                {model === options.models.review ? " (default)" : ""}
+              </option>
+            ))}
+          </select>
+        </div>
+      </div>
+
+      {problems.length > 0 && form.idea !== "" && (
+        <ul className="note" id="new-problems">
+          {problems.map((problem) => (
+            <li key={problem}>{problem}</li>
+          ))}
+        </ul>
+      )}
+      {error !== null && <ErrorNote error={error} />}
+      <p>
+        <button
+          type="submit"
+          disabled={problems.length > 0 || busy}
+          aria-describedby={problems.length > 0 && form.idea !== "" ? "new-problems" : undefined}
+        >
+          {busy ? "Submitting…" : "Submit for review"}
+        </button>
+      </p>
+    </form>
+  );
+}
