@@ -21,6 +21,7 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     UV_PROJECT_ENVIRONMENT=/opt/venv \
     UV_PYTHON_DOWNLOADS=never \
+    UV_COMPILE_BYTECODE=1 \
     UV_LINK_MODE=copy \
     UV_NO_CACHE=1
 
@@ -31,7 +32,9 @@ COPY --from=web /src/consensus_engine/api/static/ consensus_engine/api/static/
 COPY brokers/ brokers/
 
 # --frozen: install exactly what uv.lock says (hashes checked), never re-resolve;
-# --no-editable: the venv holds a copy of the project, not a link back to /src.
+# --no-editable: the venv holds a copy of the project, not a link back to /src;
+# UV_COMPILE_BYTECODE: compiled once here, since the image never writes bytecode and every
+# process would compile what it imports at each start.
 RUN pip install --no-cache-dir uv==0.13.10 \
     && uv sync --frozen --no-editable --python /usr/local/bin/python3.11
 

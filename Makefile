@@ -12,6 +12,10 @@ PYTEST_WORKERS ?= 2
 UV_VERSION := 0.13.10
 UV := $(BIN)/uv
 export UV_PYTHON_DOWNLOADS := never
+# Installed packages are compiled to bytecode once: where PYTHONDONTWRITEBYTECODE is set
+# (this machine, the image) every process would otherwise compile each module it imports
+# (about 6 s for a worker instead of 2.5 s).
+export UV_COMPILE_BYTECODE := 1
 
 # A second, throwaway environment with the lowest versions pyproject.toml allows.
 LOWEST := .venv-lowest
@@ -79,6 +83,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 unit: $(STAMP) tools web
+	$(BIN)/python -m compileall -q consensus_engine brokers
 	$(BIN)/pytest -q -n $(PYTEST_WORKERS)
 
 $(LOWEST_STAMP): pyproject.toml | $(STAMP)

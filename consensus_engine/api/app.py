@@ -101,7 +101,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(usage.router)
     app.include_router(me.router)
     if settings.web_app_enabled:
-        serve_web_app(app)  # its catch-all page route comes after every API route
+        serve_web_app(app)  # what no route answers: the app's files and pages
     if settings.allowed_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, Response
-from starlette.exceptions import HTTPException
+from starlette.types import Receive, Scope, Send
 
 STATIC = Path(__file__).parent / "static"
 # Paths that belong to the API: an unknown one there is a JSON 404, never the app's page.
@@ -48,33 +48,45 @@ def built(static: Path = STATIC) -> bool:
 
 def serve_web_app(app: FastAPI, static: Path = STATIC) -> bool:
     """Answer the app's files and pages on ``app``; False, and a log line, when it was not
-    built. Call it after every API route is added: its catch-all comes last."""
+    built. It is the router's fallback, so every route (added before or after) wins."""
     if not built(static):
         logger.warning("the web app is not built (make web); / serves nothing")
         return False
     root = static.resolve()
-    index = root / "index.html"
+    not_found = app.router.default
 
-    @app.get("/{path:path}", include_in_schema=False)
-    async def web_app(path: str, request: Request) -> Response:
-        if request.url.path.startswith(API_PREFIXES):
-            raise HTTPException(404)
-        wanted = (root / path).resolve()
-        if path and wanted.is_relative_to(root) and wanted.is_file():
-            if wanted.parent.name != "assets":
-                return FileResponse(wanted, headers=PAGE_HEADERS)
-            if "gzip" in request.headers.get("accept-encoding", ""):
-                return Response(
-                    _gzipped(wanted),
-                    media_type=mimetypes.guess_type(wanted.name)[0],
-                    headers={**ASSET_HEADERS, **VARY, "Content-Encoding": "gzip"},
-                )
-            return FileResponse(wanted, headers={**ASSET_HEADERS, **VARY})
-        if path.startswith("assets/"):
-            raise HTTPException(404)  # a stale hashed name: a page would not be a script
-        return FileResponse(index, headers=PAGE_HEADERS)
+    async def web_app(scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        if scope["type"] == "http" and request.method in ("GET", "HEAD"):
+            response = _answer(root, request)
+            if response is not None:
+                await response(scope, receive, send)
+                return
+        await not_found(scope, receive, send)  # the API's JSON 404
 
+    app.router.default = web_app
     return True
+
+
+def _answer(root: Path, request: Request) -> Response | None:
+    """A file of the build, the app's page for one of its own paths, or None."""
+    path = request.url.path
+    if path.startswith(API_PREFIXES):
+        return None
+    wanted = (root / path.lstrip("/")).resolve()
+    if path != "/" and wanted.is_relative_to(root) and wanted.is_file():
+        if wanted.parent.name != "assets":
+            return FileResponse(wanted, headers=PAGE_HEADERS)
+        if "gzip" in request.headers.get("accept-encoding", ""):
+            return Response(
+                _gzipped(wanted),
+                media_type=mimetypes.guess_type(wanted.name)[0],
+                headers={**ASSET_HEADERS, **VARY, "Content-Encoding": "gzip"},
+            )
+        return FileResponse(wanted, headers={**ASSET_HEADERS, **VARY})
+    if path.startswith("/assets/"):
+        return None  # a stale hashed name: a page would not be a script
+    return FileResponse(root / "index.html", headers=PAGE_HEADERS)
 
 
 @functools.cache

@@ -410,9 +410,10 @@ def test_every_answer_has_a_request_id_echoed_when_valid_and_replaced_otherwise(
     for answer in (
         probe.get("/health", headers={"X-Request-ID": given}),
         probe.get("/v1/no-such-thing", headers={"X-Request-ID": given}),
+        probe.get("/runs/any", headers={"X-Request-ID": given}),  # a web app page
     ):
         assert answer.headers.get("x-request-id") == given
-    echoed = envelope(probe.get("/nope", headers={"X-Request-ID": given}), 404, "NOT_FOUND")
+    echoed = envelope(probe.get("/v1/nope", headers={"X-Request-ID": given}), 404, "NOT_FOUND")
     assert echoed["request_id"] == given
 
     for invalid in ("x" * 65, "has space", "semi;colon", "<script>", "caf\xe9"):

@@ -188,6 +188,8 @@ def test_builder_installs_the_runtime_part_of_the_lock(stages: list[Stage]) -> N
     assert "--all-extras" not in run
     assert "alembic" not in run  # no copy of alembic.ini patched into site-packages
     assert env_of(builder)["UV_PROJECT_ENVIRONMENT"] == "/opt/venv"
+    # The runtime never writes bytecode, so the venv must hold it already.
+    assert env_of(builder)["UV_COMPILE_BYTECODE"] == "1"
     copied = {source for _, sources, _ in copies(builder) for source in sources}
     assert {"pyproject.toml", "uv.lock", "LICENSE"} <= copied
 

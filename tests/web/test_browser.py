@@ -182,7 +182,8 @@ def test_a_queued_run_is_cancelled_and_says_why(make_site: SiteFactory) -> None:
     expect(row).to_be_visible()
 
 
-def test_a_revoked_key_returns_to_sign_in(site: Site) -> None:
+def test_a_revoked_key_returns_to_sign_in(make_site: SiteFactory) -> None:
+    site = make_site(worker=False)
     page = site.page()
     site.sign_in(page, tenant="globex")
     # Another tab of the same person's browser sees nothing of this one: the key lives in
@@ -196,3 +197,18 @@ def test_a_revoked_key_returns_to_sign_in(site: Site) -> None:
     page.reload()
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
     expect(page.get_by_role("alert")).to_contain_text("not accepted")
+
+
+def test_a_failed_run_says_why_and_is_retried(site: Site) -> None:
+    site.api.stack.llm.push_faults("401")  # the expand call is refused: not retried
+    page = site.page()
+    site.sign_in(page)
+    page.get_by_role("link", name="New run").click()
+    page.get_by_label("Idea").fill(IDEA)
+    page.get_by_role("button", name="Submit for review").click()
+    expect(page.get_by_text("This run failed.")).to_be_visible(timeout=STEP_TIMEOUT_MS)
+    assert_accessible(page, "failed-run")
+    screenshots(page, "failed-run")
+    page.get_by_role("button", name="Retry run").click()
+    assert DECISION.match(wait_for_decision(page))
+    expect(page.get_by_role("button", name="Retry run")).to_have_count(0)
