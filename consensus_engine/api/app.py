@@ -107,7 +107,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             CORSMiddleware,
             allow_origins=list(settings.allowed_origins),
             allow_methods=["GET", "POST"],
-            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "Idempotency-Key",
+                "Last-Event-ID",
+                "X-Request-ID",
+            ],
             expose_headers=["Location", "Retry-After", "Idempotent-Replayed", "X-Request-ID"],
             max_age=600,
         )  # added last, so outermost: preflights and error answers get its headers too

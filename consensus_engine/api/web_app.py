@@ -19,7 +19,7 @@ from starlette.types import Receive, Scope, Send
 
 STATIC = Path(__file__).parent / "static"
 # Paths that belong to the API: an unknown one there is a JSON 404, never the app's page.
-API_PREFIXES = ("/v1/", "/docs", "/redoc", "/openapi.json", "/health", "/ready", "/metrics")
+API_PREFIXES = ("/v1", "/docs", "/redoc", "/openapi.json", "/health", "/ready", "/metrics")
 # The app loads its own script and style and calls its own origin, nothing else.
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -56,9 +56,8 @@ def serve_web_app(app: FastAPI, static: Path = STATIC) -> bool:
     not_found = app.router.default
 
     async def web_app(scope: Scope, receive: Receive, send: Send) -> None:
-        request = Request(scope, receive)
-        if scope["type"] == "http" and request.method in ("GET", "HEAD"):
-            response = _answer(root, request)
+        if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
+            response = _answer(root, Request(scope, receive))
             if response is not None:
                 await response(scope, receive, send)
                 return

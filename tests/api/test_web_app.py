@@ -60,7 +60,7 @@ def test_the_app_s_pages_assets_and_the_api_share_one_origin(api: ApiHarness) ->
     assert len(packed.body) < len(asset.body) / 2
 
     # The API's own paths are never the app: unknown ones get the JSON 404.
-    for path in ("/v1/nothing-here", "/v1/runs/not-a-uuid/x", "/assets/gone-1234.js"):
+    for path in ("/v1", "/v1/nothing-here", "/v1/runs/not-a-uuid/x", "/assets/gone-1234.js"):
         missing = http_request(api.base_url + path)
         assert missing.status == 404, path
         assert missing.headers["content-type"] == "application/json", path
