@@ -21,6 +21,7 @@ from openai.types.responses import Response, ResponseInputParam, ResponseTextCon
 from openai.types.shared_params import ResponseFormatJSONObject, ResponseFormatJSONSchema
 from pydantic import BaseModel
 
+from consensus_engine.llm.grammar_schema import compilable_schema
 from consensus_engine.llm.provider_limits import ProviderLimits, read_limits
 from consensus_engine.llm.records import WireMode
 
@@ -30,6 +31,12 @@ SCHEMA_MARKER = "Reply with one JSON object that validates against this JSON Sch
 
 Role = Literal["user", "assistant"]
 Turn = tuple[Role, str]
+
+
+class _JSONObjectWithSchema(ResponseFormatJSONObject, total=False):
+    """llama.cpp's dialect: ``json_object`` with the schema that constrains decoding."""
+
+    schema: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,8 +68,16 @@ def strict_schema(schema: type[BaseModel]) -> dict[str, Any]:
     return to_strict_json_schema(schema)
 
 
+@functools.cache
+def json_object_schema(schema: type[BaseModel]) -> dict[str, Any]:
+    """The schema sent next to ``json_object``: the strict one, minus what grammar builders
+    cannot compile (cached: treat as read-only)."""
+    return compilable_schema(strict_schema(schema))
+
+
 def json_object_system_prompt(system: str, schema: type[BaseModel]) -> str:
-    """For servers without ``json_schema`` support: the schema travels inside the prompt."""
+    """For servers without ``json_schema`` support: the full schema travels in the prompt
+    too, for servers that do not constrain decoding."""
     fenced = json.dumps(strict_schema(schema), indent=2)
     return f"{system}\n\n{SCHEMA_MARKER}\n```json\n{fenced}\n```"
 
@@ -123,7 +138,7 @@ def _send_chat(
     response_format: ResponseFormatJSONSchema | ResponseFormatJSONObject
     if mode == "chat_json_object":
         system = json_object_system_prompt(request.system, schema)
-        response_format = {"type": "json_object"}
+        response_format = _json_object_format(schema, official=official)
     else:
         system = request.system
         response_format = {
@@ -160,6 +175,19 @@ def _send_chat(
         request_id=completion._request_id,
         limits=read_limits(raw.headers),
     )
+
+
+def _json_object_format(schema: type[BaseModel], *, official: bool) -> ResponseFormatJSONObject:
+    """Compatible servers get the schema to constrain decoding with (llama.cpp's servers
+    honour it, Ollama's OpenAI endpoint ignores it); OpenAI's own API documents no such
+    field, so it gets none."""
+    if official:
+        return {"type": "json_object"}
+    with_schema: _JSONObjectWithSchema = {
+        "type": "json_object",
+        "schema": json_object_schema(schema),
+    }
+    return with_schema
 
 
 def _chat_turn(role: Role, content: str) -> ChatCompletionMessageParam:

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from consensus_engine.devtools.offline_llm import OfflineLLMServer
+from consensus_engine.devtools.offline_llm.grammar import LLAMA_CPP_MAX_REPETITION
 from consensus_engine.llm.client import LLMClient
 from consensus_engine.llm.records import ApiMode
 
@@ -22,7 +23,11 @@ def _plain_server() -> Iterator[OfflineLLMServer]:
 @pytest.fixture(scope="session")
 def _llama_like_server() -> Iterator[OfflineLLMServer]:
     with OfflineLLMServer(
-        api_key=API_KEY, seed=11, reject_json_schema=True, no_responses=True
+        api_key=API_KEY,
+        seed=11,
+        reject_json_schema=True,
+        no_responses=True,
+        max_grammar_repetition=LLAMA_CPP_MAX_REPETITION,
     ) as server:
         yield server
 
@@ -36,7 +41,8 @@ def server(_plain_server: OfflineLLMServer) -> OfflineLLMServer:
 
 @pytest.fixture
 def llama_like_server(_llama_like_server: OfflineLLMServer) -> OfflineLLMServer:
-    """Behaves like llama.cpp: 500 on json_schema output, 404 on /v1/responses."""
+    """Behaves like llama.cpp: 500 on json_schema output, 404 on /v1/responses, and a
+    json_object schema it cannot compile refused."""
     _llama_like_server.reset()
     return _llama_like_server
 

@@ -28,7 +28,7 @@ from consensus_engine.domain.schemas import ExpandedProposal, ReviewDraft
 from consensus_engine.llm.client import LLMClient
 from consensus_engine.llm.errors import LLMTimeoutError
 from consensus_engine.llm.records import WireMode
-from consensus_engine.llm.wire import strict_schema
+from consensus_engine.llm.wire import json_object_schema, strict_schema
 
 from .conftest import API_KEY, ClientFactory
 
@@ -218,8 +218,9 @@ def test_llama_like_server_rejects_json_schema_only(llama_like_server: OfflineLL
             client.chat.completions.create(model="m", messages=messages, response_format=schema)
         with pytest.raises(openai.NotFoundError):
             client.responses.create(model="m", input="hi")
-        # llama.cpp's own dialect: the schema next to type json_object.
-        dialect: Any = {"type": "json_object", "schema": strict_schema(ReviewDraft)}
+        # llama.cpp's own dialect: the schema next to type json_object, in a form its
+        # grammar builder compiles (tests/llm/test_local_servers.py: the strict one fails).
+        dialect: Any = {"type": "json_object", "schema": json_object_schema(ReviewDraft)}
         completion = client.chat.completions.create(
             model="m", messages=messages, response_format=dialect
         )

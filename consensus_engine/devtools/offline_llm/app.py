@@ -2,7 +2,9 @@
 
 Faults come from a FIFO queue scripted through ``POST /_offline/faults`` first,
 then from the random rates in :class:`OfflineOptions`. With ``rpm_limit`` or
-``tpm_limit`` the server enforces them like a provider (``limits.py``). Every handler runs on
+``tpm_limit`` the server enforces them like a provider (``limits.py``); with
+``max_grammar_repetition`` it refuses the ``json_object`` schemas llama.cpp cannot compile
+(``grammar.py``) and answers the others from that schema. Every handler runs on
 the server's event loop, so the counters need no lock, and every wait is an
 ``asyncio`` sleep, so slow answers overlap instead of queueing.
 """
@@ -27,6 +29,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from consensus_engine.devtools.offline_llm import synthetic
+from consensus_engine.devtools.offline_llm.grammar import GRAMMAR_ERROR, grammar_problem
 from consensus_engine.devtools.offline_llm.limits import SlidingWindowLimits
 from consensus_engine.devtools.offline_llm.wire import (
     Ask,
@@ -56,6 +59,10 @@ class OfflineOptions:
     seed: int = 0
     rpm_limit: int | None = None
     tpm_limit: int | None = None
+    max_grammar_repetition: int | None = None
+    """Refuse, as llama.cpp does, a ``json_object`` schema with a longer length or item
+    bound or with a ``pattern`` (``grammar.LLAMA_CPP_MAX_REPETITION`` is llama.cpp's);
+    ``None`` compiles anything."""
 
     def __post_init__(self) -> None:
         rates = (self.error_rate, self.invalid_json_rate, self.hang_rate)
@@ -65,6 +72,8 @@ class OfflineOptions:
             raise ValueError("latency_ms must be >= 0 and hang_seconds > 0")
         if any(limit is not None and limit < 1 for limit in (self.rpm_limit, self.tpm_limit)):
             raise ValueError("rpm_limit and tpm_limit must be at least 1")
+        if self.max_grammar_repetition is not None and self.max_grammar_repetition < 1:
+            raise ValueError("max_grammar_repetition must be at least 1")
 
 
 class OptionFields(TypedDict, total=False):
@@ -81,6 +90,7 @@ class OptionFields(TypedDict, total=False):
     seed: int
     rpm_limit: int | None
     tpm_limit: int | None
+    max_grammar_repetition: int | None
 
 
 class _OfflineApp:
@@ -91,6 +101,7 @@ class _OfflineApp:
         self._fault_rng = random.Random(options.seed)  # noqa: S311 - reproducible, not secret
         self._faults: deque[Fault] = deque()
         self._counts: dict[str, Counter[str]] = {}
+        self._grammar: Counter[str] = Counter()
         self._recent: deque[dict[str, object]] = deque(maxlen=_RECENT)
         self._in_flight = 0
         self._max_in_flight = 0
@@ -126,6 +137,7 @@ class _OfflineApp:
     async def reset(self, request: Request) -> Response:
         self._faults.clear()
         self._counts.clear()
+        self._grammar.clear()
         self._recent.clear()
         self._limits.reset()
         self._max_in_flight = self._in_flight
@@ -141,6 +153,7 @@ class _OfflineApp:
                 "pending_faults": list(self._faults),
                 "recent": list(self._recent),
                 "rate": self._limits.stats(),
+                "grammar": {key: self._grammar[key] for key in ("honoured", "refused")},
             }
         )
 
@@ -170,6 +183,10 @@ class _OfflineApp:
             # What llama.cpp's OpenAI-compatible server answers to response_format json_schema.
             self._note(path, ask, "rejected_json_schema")
             return _error(500, "response_format.type: Input should be 'text' or 'json_object'")
+        if self._refuses_grammar(ask):
+            self._grammar["refused"] += 1
+            self._note(path, ask, "grammar_refused")
+            return _error(400, GRAMMAR_ERROR)
         verdict = self._limits.admit(time.monotonic())
         if verdict.retry_after is not None:
             self._note(path, ask, "rate_limited")
@@ -190,6 +207,8 @@ class _OfflineApp:
         if fault in ("429", "500", "401"):
             return self._fault_response(path, ask, fault, verdict.headers)
         text, truncated = self._content(ask, fault)
+        if ask.schema_source == "response_format":
+            self._grammar["honoured"] += 1
         outcome = fault or ("truncated" if truncated else "ok")
         self._note(path, ask, outcome)
         prompt = " ".join(text for _, text in ask.messages) + json.dumps(ask.schema or "")
@@ -219,6 +238,12 @@ class _OfflineApp:
         return _error(
             500, "The server had an error (offline server fault).", "server_error", headers=headers
         )
+
+    def _refuses_grammar(self, ask: Ask) -> bool:
+        limit = self.options.max_grammar_repetition
+        if limit is None or ask.schema is None or ask.schema_source != "response_format":
+            return False
+        return grammar_problem(ask.schema, limit) is not None
 
     def _next_fault(self) -> Fault | None:
         """The scripted queue first, then the random rates."""

@@ -10,7 +10,8 @@ Admin endpoints (no API key needed): ``POST /_offline/faults`` with
 ``{"faults": [...]}`` queues faults for the next generation requests (FIFO),
 ``DELETE /_offline/faults`` drops them, ``GET /_offline/stats`` reports counts
 by path and outcome, in-flight peaks, recent requests and (``rate``) the enforced
-limits, the 429s they caused and the accepted requests per minute, and ``POST
+limits, the 429s they caused and the accepted requests per minute, and (``grammar``)
+how many ``json_object`` schemas were honoured or refused, and ``POST
 /_offline/reset`` clears faults and statistics.
 """
 
@@ -31,6 +32,7 @@ from consensus_engine.devtools.offline_llm.app import (
     OptionFields,
     create_app,
 )
+from consensus_engine.devtools.offline_llm.grammar import LLAMA_CPP_MAX_REPETITION
 
 DEFAULT_PORT = 8089
 _GRACEFUL_SHUTDOWN_SECONDS = 1
@@ -113,6 +115,13 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tpm-limit", type=int, default=None, help="refuse (429) past this many tokens a minute"
     )
+    parser.add_argument(
+        "--max-grammar-repetition",
+        type=int,
+        default=None,
+        help="refuse (400) json_object schemas with a longer length/item bound or a pattern, "
+        f"(llama.cpp: {LLAMA_CPP_MAX_REPETITION})",
+    )
 
 
 def serve_from_args(args: argparse.Namespace) -> None:
@@ -130,6 +139,7 @@ def serve_from_args(args: argparse.Namespace) -> None:
         seed=args.seed,
         rpm_limit=args.rpm_limit,
         tpm_limit=args.tpm_limit,
+        max_grammar_repetition=args.max_grammar_repetition,
     )
 
 

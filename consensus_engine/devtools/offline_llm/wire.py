@@ -17,6 +17,7 @@ from typing import Any, Literal
 from consensus_engine.llm.wire import SCHEMA_MARKER
 
 Kind = Literal["chat", "responses"]
+SchemaSource = Literal["json_schema", "response_format", "prompt"]
 _FENCED_JSON = re.compile(r"```json\s*\n(.*?)\n```", re.DOTALL)
 
 
@@ -28,6 +29,9 @@ class Ask:
     model: str
     messages: list[tuple[str, str]]
     schema: dict[str, Any] | None
+    schema_source: SchemaSource | None
+    """Where the schema came from: ``json_schema`` output, next to ``json_object`` (the
+    llama.cpp dialect, which constrains decoding there) or the prompt."""
     schema_name: str
     format_type: str
     max_tokens: int | None
@@ -46,6 +50,7 @@ class Ask:
             "temperature_sent": self.temperature_sent,
             "format": self.format_type,
             "schema_name": self.schema_name,
+            "schema_source": self.schema_source,
             "max_tokens": self.max_tokens,
             "messages": len(self.messages),
         }
@@ -66,20 +71,26 @@ def parse_ask(kind: Kind, body: Any) -> Ask:
         spec = response_format
         max_tokens = body.get("max_output_tokens")
     format_type = str(response_format.get("type", "text"))
-    schema: dict[str, Any] | None = None
+    schema: Any = None
+    source: SchemaSource | None = None
     name = ""
     if format_type == "json_schema":
-        schema, name = spec.get("schema"), str(spec.get("name", ""))
+        schema, source, name = spec.get("schema"), "json_schema", str(spec.get("name", ""))
     elif format_type == "json_object":
-        # llama.cpp's dialect puts the schema next to the type; ours puts it in the prompt.
-        schema = response_format.get("schema") or schema_in_messages(messages)
+        # llama.cpp's dialect puts the schema next to the type; ours puts it in the prompt too.
+        schema, source = response_format.get("schema"), "response_format"
+        if not schema or not isinstance(schema, dict):
+            schema, source = schema_in_messages(messages), "prompt"
         name = str(schema.get("title", "")) if schema else ""
+    if not isinstance(schema, dict):
+        schema, source = None, None
     temperature = body.get("temperature")
     return Ask(
         kind=kind,
         model=str(body.get("model", "")),
         messages=messages,
-        schema=schema if isinstance(schema, dict) else None,
+        schema=schema,
+        schema_source=source,
         schema_name=name,
         format_type=format_type,
         max_tokens=int(max_tokens) if max_tokens else None,
