@@ -157,8 +157,7 @@ def _serve(env: dict[str, str], run_id: uuid.UUID) -> None:
         print(f"API key:  {api.key}  (tenant {DEMO_TENANT!r}; it lasts as long as this demo)")
         print("Press Ctrl-C to stop everything.", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
-            while api.popen.poll() is None:
-                time.sleep(0.5)
+            api.popen.wait()  # the API runs in its own session: Ctrl-C reaches only us
         if api.popen.returncode is not None:
             raise DemoError(f"the API stopped (exit {api.popen.returncode}); see {log_path}")
     finally:

@@ -23,7 +23,7 @@ from consensus_engine.api.schemas import (
     RevisionRequest,
     RunDiff,
 )
-from consensus_engine.api.state import PrincipalDep, SessionDep, StateDep
+from consensus_engine.api.state import ApiState, PrincipalDep, SessionDep, StateDep
 from consensus_engine.api.tenancy import not_found, refusal
 from consensus_engine.db import reads
 from consensus_engine.domain.diff import RunSnapshot, diff_runs
@@ -150,7 +150,7 @@ def preview_revision(
     return _presented(plan, revision.rerun_personas, revision.edit_notes is not None)
 
 
-def _revision(state: StateDep, body: RevisionRequest) -> NewRevision:
+def _revision(state: ApiState, body: RevisionRequest) -> NewRevision:
     """The request checked at the edge (sizes, storable text, known models), as the
     service takes it; what only the parent can tell is the service's to check."""
     settings = state.settings
