@@ -57,9 +57,7 @@ async def me(principal: PrincipalDep) -> Me:
 async def options(state: StateDep, principal: PrincipalDep) -> Options:
     settings = state.settings
     return Options(
-        personas=[
-            PersonaOut(id=p.id, name=p.name, weight=p.weight, focus=p.focus) for p in state.personas
-        ],
+        personas=[PersonaOut.model_validate(p, from_attributes=True) for p in state.personas],
         persona_count=PersonaCount(min=settings.min_persona_count, max=settings.max_persona_count),
         models=ModelOptions(
             allowed=list(state.catalogue.names),

@@ -41,7 +41,8 @@ export interface Options {
   priorities: Priority[];
 }
 
-export interface RunListItem {
+/** What a run's list item and its details both say about it (the server lists them once). */
+interface RunIdentity {
   run_id: string;
   status: RunStatus;
   run_type: RunType;
@@ -51,6 +52,9 @@ export interface RunListItem {
   queued_at: string | null;
   started_at: string | null;
   completed_at: string | null;
+}
+
+export interface RunListItem extends RunIdentity {
   decision: DecisionLabel | null;
   overall_score: number | null;
   proposal_title: string | null;
@@ -208,17 +212,8 @@ export interface Usage {
   by_step: StepUsage[];
 }
 
-export interface RunDetail {
-  run_id: string;
-  status: RunStatus;
-  run_type: RunType;
-  priority: Priority;
-  parent_run_id: string | null;
-  created_at: string;
+export interface RunDetail extends RunIdentity {
   updated_at: string;
-  queued_at: string | null;
-  started_at: string | null;
-  completed_at: string | null;
   deadline_at: string | null;
   idea: string;
   extra_context: string | Record<string, unknown> | null;

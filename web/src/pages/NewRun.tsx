@@ -5,6 +5,7 @@ import { useApp } from "../app/context";
 import { useAsync } from "../app/useAsync";
 import { ErrorNote, Loading } from "../components/Feedback";
 import { TextField } from "../components/TextField";
+import { toggledChoice } from "../lib/choices";
 import { formProblems, initialForm, modelChoices, submitBody, type NewRunForm } from "../lib/newRun";
 import { navigate } from "../router/history";
 import { paths } from "../router/routes";
@@ -52,10 +53,7 @@ function NewRunFormView({ options }: { options: Options }) {
   }
 
   function togglePersona(id: string, on: boolean) {
-    const chosen = new Set(form.personas);
-    if (on) chosen.add(id);
-    else chosen.delete(id);
-    update({ personas: options.personas.map((p) => p.id).filter((p) => chosen.has(p)) });
+    update({ personas: toggledChoice(options.personas, form.personas, id, on) });
   }
 
   const expandModels = modelChoices(options.models.allowed, options.models.expand);

@@ -11,6 +11,7 @@ import {
   sectionTexts,
   type RevisionForm,
 } from "../lib/revision";
+import { toggledChoice } from "../lib/choices";
 import { SECTIONS } from "../lib/sections";
 import { Link, navigate } from "../router/history";
 import { paths } from "../router/routes";
@@ -75,12 +76,10 @@ function ReviseForm({
   const canSend = problems.length === 0 && busy === null;
 
   function toggle(id: string, on: boolean) {
-    setForm((current) => {
-      const chosen = new Set(current.rerun);
-      if (on) chosen.add(id);
-      else chosen.delete(id);
-      return { ...current, rerun: run.personas.map((p) => p.id).filter((p) => chosen.has(p)) };
-    });
+    setForm((current) => ({
+      ...current,
+      rerun: toggledChoice(run.personas, current.rerun, id, on),
+    }));
   }
 
   async function preview() {
