@@ -10,6 +10,12 @@ system is idle (the per-run overhead, target < 150 ms).
 
     .venv/bin/python -m bench.pipeline [--runs 100] [--latency-ms 200] [--workers 1x8 1x32 2x16]
     .venv/bin/python -m bench.pipeline --quick      # 10 runs, 1 process x 8 threads
+    .venv/bin/python -m bench.pipeline --council plain debate chair both --no-baseline
+
+``--council`` adds the council's stages (issue 18): a debate round puts every persona's
+second review on the critical path (3·L), a chair one more call after the decision (3·L;
+both: 4·L). Each council gets its own rows, so their lone-run latencies sit side by side,
+also in units of L.
 
 Everything runs here: a scratch PostgreSQL database on 127.0.0.1:5432 (SQLite when that
 is unreachable, said so at the top), Google's Pub/Sub emulator (or PUBSUB_EMULATOR_HOST),
@@ -52,6 +58,13 @@ TARGET_OVERHEAD_MS = 150.0
 TARGET_WORKER_CPU_MS = 50.0  # worker CPU per loaded run (7 messages, 5 personas)
 TARGET_THROUGHPUT_RATIO = 1.0  # pipeline runs/min over the sequential baseline's, same threads
 PIPELINE_LLM_CALLS = 2  # on the critical path: expand, then the slowest review
+COUNCILS: dict[str, tuple[int, dict[str, str]]] = {
+    "plain": (PIPELINE_LLM_CALLS, {}),
+    "debate": (3, {"REVIEW_ROUNDS": "2"}),  # + the slowest second-round review
+    "chair": (3, {"CHAIR_MODEL": "gpt-4.1-mini"}),  # + the chair, after the decision
+    "both": (4, {"REVIEW_ROUNDS": "2", "CHAIR_MODEL": "gpt-4.1-mini"}),
+}
+"""Each council: the LLM calls on a run's critical path, and the settings that ask for it."""
 SEQUENTIAL_LLM_CALLS = 6  # expand, then five reviews in turn
 READY_TIMEOUT_S = 90.0
 UNLOADED_POLL_S = 0.02  # how often to look for the end of a lone run (wall time only)
@@ -109,6 +122,7 @@ class Row:
     segments: dict[str, list[float]] = field(default_factory=dict)
     cpu_s: dict[str, float] = field(default_factory=dict)  # CPU seconds in the loaded phase
     phases: dict[str, float] = field(default_factory=dict)  # wall seconds of each phase
+    council: str = "plain"  # see COUNCILS
 
     @property
     def runs_per_minute(self) -> float:
@@ -160,15 +174,18 @@ def measure_pipeline(
     llm: OfflineLLMServer,
     shape: Shape,
     index: int,
+    council: str = "plain",
 ) -> Row:
     """Start the workers, time lone runs, then N runs at once; the workers stop after."""
     topic = f"bench{index}{os.getpid()}-jobs"
+    calls, council_env = COUNCILS[council]
     overrides = {
         **_harness.WORKER_ENV,
         **queue_env(servers.database_url, servers.emulator.host, "bench-pipeline", topic),
         "OPENAI_BASE_URL": llm.base_url,
         "WORKER_PROCESSES": str(shape.processes),
         "WORKER_MAX_CONCURRENCY": str(shape.threads),
+        **council_env,
     }
     phases = Phases()
     target = Stack(overrides, servers.work_dir, pool=max(2, args.submitters))
@@ -227,7 +244,7 @@ def measure_pipeline(
     return Row(
         kind="pipeline",
         threads=shape.total,
-        critical_ms=PIPELINE_LLM_CALLS * args.latency_ms,
+        critical_ms=calls * args.latency_ms,
         runs=args.runs,
         loaded_ms=[ms for ms in map(latency_ms, loaded) if ms is not None],
         failed=args.runs - len(completed),
@@ -235,9 +252,11 @@ def measure_pipeline(
         unloaded_ms=[ms for ms in map(latency_ms, unloaded) if ms is not None],
         llm_calls=int(stats.get("total", 0)),
         llm_peak=int(stats.get("max_in_flight", 0)),
-        segments=_segments(unloaded, args.latency_ms),
+        # The segments follow a plain run's critical path.
+        segments=_segments(unloaded, args.latency_ms) if council == "plain" else {},
         cpu_s=cpu_s,
         phases=phases.spent,
+        council=council,
     )
 
 
@@ -476,6 +495,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     add("--submitters", type=int, default=8, help="threads submitting the loaded runs")
     add("--timeout", type=float, default=300.0, help="seconds a row's runs may take")
     add("--no-baseline", action="store_true", help="skip the sequential baseline rows")
+    add(
+        "--council",
+        nargs="+",
+        choices=sorted(COUNCILS),
+        default=["plain"],
+        help="councils to measure, each with its own rows (default plain)",
+    )
     add("--quick", action="store_true", help="sanity run: 10 runs, 1x8, 3 lone runs")
     add("--database-url", default=_harness.DATABASE_SERVER)
     args = parser.parse_args(argv)
@@ -494,9 +520,10 @@ def run(args: argparse.Namespace) -> list[tuple[str, Outcome]]:
     ):
         where = f"offline server {llm.base_url} in this process"
         print(f"  {'LLM':10}{where}, {args.latency_ms:.0f} ms a call", flush=True)
-        for index, shape in enumerate(args.workers):
-            title = f"pipeline, {shape}"
-            measure = partial(measure_pipeline, args, servers, llm, shape, index)
+        configurations = [(s, c) for s in args.workers for c in args.council]
+        for index, (shape, council) in enumerate(configurations):
+            title = f"pipeline, {shape}" + ("" if council == "plain" else f", {council}")
+            measure = partial(measure_pipeline, args, servers, llm, shape, index, council)
             if servers.emulator.host is None:
                 rows.append((title, Skipped(servers.emulator.description)))
             else:
@@ -519,7 +546,7 @@ def print_targets(rows: list[tuple[str, Outcome]]) -> None:
 
     lines = []
     for title, row in measured:
-        if row.kind != "pipeline":
+        if row.kind != "pipeline" or row.council != "plain":  # the targets are a plain run's
             continue
         cpu = row.cpu_s.get("workers", math.nan) / row.runs * 1000
         lines.append(
@@ -543,7 +570,35 @@ def print_targets(rows: list[tuple[str, Outcome]]) -> None:
         print("\n".join(lines))
 
 
+def print_councils(rows: list[tuple[str, Outcome]], latency_ms: float) -> None:
+    """A lone run's latency in units of one LLM call, each council beside the plain run of
+    the same workers: what a second round and a chair add to the critical path."""
+    measured = [row for _, row in rows if isinstance(row, Row) and row.kind == "pipeline"]
+    plain = {row.threads: row for row in measured if row.council == "plain"}
+
+    def cells(row: Row) -> str:
+        base = plain.get(row.threads)
+        added = (row.unloaded_p50 - base.unloaded_p50) / latency_ms if base else math.nan
+        return (
+            f"{row.critical_ms / latency_ms:10.0f}{_f(row.unloaded_p50 / latency_ms, '.2f', 10)}"
+            f"{_f(added, '.2f', 12)}{_f(row.overhead_ms, '.0f', 12)}"
+        )
+
+    if len({row.council for row in measured}) < 2:
+        return
+    print_table(
+        f"\nCouncils: a lone run in units of L = {latency_ms:.0f} ms (p50 of the lone runs)",
+        f"{'LLM calls':>10}{'p50 / L':>10}{'vs plain':>12}{'overhead':>12}",
+        [(title, row) for title, row in rows if isinstance(row, Row) and row.kind == "pipeline"],
+        cells,
+        width=40,
+        notes="  (LLM calls: on the critical path; vs plain: the p50 added to the plain run of "
+        "the same workers, in L; overhead: p50 - calls x L, ms)",
+    )
+
+
 def report(args: argparse.Namespace, rows: list[tuple[str, Outcome]]) -> None:
+    print_councils(rows, args.latency_ms)
     print_targets(rows)
     print_loaded(rows, args.runs)
     print_unloaded(rows, args.unloaded)

@@ -2,7 +2,8 @@
 
 The broker is set from settings before any actor is declared: Pub/Sub normally, the
 in-process stub with ``PUBSUB_USE_MOCK=true``. Each actor is one stage of a run and
-sends the next: expand → one review per persona → aggregate. The work itself lives
+sends the next: expand → one review per persona → (with two rounds) one debate per
+persona → aggregate → (with a chair) the chair. The work itself lives
 in :mod:`consensus_engine.pipeline`; see :mod:`consensus_engine.workers.dispatch`
 for retries and follow-up messages.
 """
@@ -62,7 +63,20 @@ def review(run_id: str, persona_id: str) -> None:
     execute(settings, Stage.REVIEW, run_id, persona_id)
 
 
+@dramatiq.actor(actor_name=Stage.DEBATE.value, queue_name=_QUEUE, priority=5)
+def debate(run_id: str, persona_id: str) -> None:
+    """One persona's second-round review, after reading the others' first round."""
+    execute(settings, Stage.DEBATE, run_id, persona_id)
+
+
 @dramatiq.actor(actor_name=Stage.AGGREGATE.value, queue_name=_QUEUE, priority=0)
 def aggregate(run_id: str) -> None:
-    """Decide from the reviews; the run completes (or fails short of its quorum)."""
+    """Decide from the reviews; the run completes (or fails short of its quorum), or
+    its chair is sent."""
     execute(settings, Stage.AGGREGATE, run_id)
+
+
+@dramatiq.actor(actor_name=Stage.CHAIR.value, queue_name=_QUEUE, priority=0)
+def chair(run_id: str) -> None:
+    """The chair's synthesis of the decided run; the run completes however it ends."""
+    execute(settings, Stage.CHAIR, run_id)

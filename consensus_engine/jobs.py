@@ -54,7 +54,7 @@ def job_of(settings: Settings, message: dramatiq.Message[Any]) -> Job | None:
         persona_id = str(message.args[1]) if len(message.args) > 1 else None
     except (ValueError, IndexError):
         return None
-    if (stage is Stage.REVIEW) != (persona_id is not None):
+    if stage.per_persona != (persona_id is not None):
         return None
     return Job(stage, run_id, priority_of(settings, message.queue_name), persona_id)
 

@@ -7,6 +7,7 @@ Nothing else in the project reads ``os.environ``; every component receives a
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -63,6 +64,11 @@ class Settings(BaseSettings):
     expand_temperature: Temperature | None = 0.7
     review_model: str = Field(default="gpt-4.1-mini", min_length=1)
     review_temperature: Temperature | None = 0.2
+    llm_providers_json: str | None = None
+    review_rounds: int = Field(default=1, ge=1, le=2)
+    chair_model: str | None = Field(default=None, min_length=1)
+    chair_fallback_model: str | None = Field(default=None, min_length=1)
+    chair_temperature: Temperature | None = 0.3
 
     # Database
     database_url: SecretStr | None = None
@@ -211,6 +217,8 @@ class Settings(BaseSettings):
             self.budgets  # noqa: B018 - parsed here so that a bad setting stops start-up
         except BudgetConfigError as error:
             raise ValueError(f"TENANT_BUDGETS_JSON: {error}") from None
+        if self.chair_fallback_model and not self.chair_model:
+            raise ValueError("CHAIR_FALLBACK_MODEL needs CHAIR_MODEL")
         if self.use_cloud_sql_connector and not self.db_instance_connection_name:
             raise ValueError(
                 "DB_INSTANCE_CONNECTION_NAME is required when USE_CLOUD_SQL_CONNECTOR=true"
@@ -236,10 +244,28 @@ class Settings(BaseSettings):
         return Budgets.from_json(self.tenant_budgets_json)
 
     @property
+    def configured_models(self) -> dict[str, str]:
+        """Each model setting in use, by variable: the catalogue must allow every one."""
+        named = {
+            "EXPAND_MODEL": self.expand_model,
+            "REVIEW_MODEL": self.review_model,
+            "CHAIR_MODEL": self.chair_model,
+            "CHAIR_FALLBACK_MODEL": self.chair_fallback_model,
+        }
+        return {variable: model for variable, model in named.items() if model}
+
+    @property
     def metric_models(self) -> frozenset[str]:
-        """The models metrics name (``EXPAND_MODEL`` and ``REVIEW_MODEL``); any other model a
-        request names, even one the catalogue allows, is counted as ``other``."""
-        return frozenset((self.expand_model, self.review_model))
+        """The models metrics name (the model settings'); any other model a request or a
+        persona names, even one the catalogue allows, is counted as ``other``."""
+        return frozenset(self.configured_models.values())
+
+    @staticmethod
+    def secret_variable(name: str) -> SecretStr | None:
+        """The value of the environment variable a setting names (a provider's key), so
+        that a JSON setting never holds the secret itself."""
+        value = os.environ.get(name, "").strip()
+        return SecretStr(value) if value else None
 
     @property
     def allowed_origins(self) -> tuple[str, ...]:

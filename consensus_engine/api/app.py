@@ -23,6 +23,7 @@ from consensus_engine.db.engine import create_engine_from_settings, session_fact
 from consensus_engine.db.rate_limits import DatabaseBuckets
 from consensus_engine.jobs import job_sender
 from consensus_engine.llm.catalogue import ModelCatalogue
+from consensus_engine.llm.providers import providers
 from consensus_engine.messaging import build_broker
 from consensus_engine.observability.tracing import configure_tracing, trace_app
 from consensus_engine.pipeline.config import personas_from_settings
@@ -36,6 +37,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     keys = KeyRing.from_settings(settings)
     catalogue = ModelCatalogue.from_settings(settings)
+    providers(settings)  # checked here: a wrong LLM_PROVIDERS_JSON stops the API at start-up
     metrics = ApiMetrics()
 
     @asynccontextmanager

@@ -10,14 +10,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from consensus_engine.api.errors import ApiError, invalid
-from consensus_engine.api.schemas import ModelOverrides
+from consensus_engine.api.schemas import ModelOverrides, SubmitRunRequest
 from consensus_engine.api.state import ApiState
 from consensus_engine.domain.choices import ModelChoice
+from consensus_engine.domain.council import Council, review_models
 from consensus_engine.domain.inputs import InputError, validate_extra_context, validate_idea
 from consensus_engine.domain.personas import PersonaConfigError, PersonaSet
 from consensus_engine.domain.prompts import ExtraContext
 from consensus_engine.domain.revisions import edit_as_json
 from consensus_engine.llm.catalogue import UnknownModelError
+from consensus_engine.pipeline.config import council_from_settings
 from consensus_engine.settings import Settings
 
 MAX_JSON_DEPTH = 32
@@ -103,23 +105,58 @@ def selected_personas(state: ApiState, ids: Sequence[str] | None) -> PersonaSet:
 def catalogued_models(state: ApiState, body: ModelOverrides) -> None:
     """A 422 ``UNKNOWN_MODEL`` listing the allowed models when the request names a model
     outside the catalogue, before anything is stored."""
-    for field, model in (("expand_model", body.expand_model), ("review_model", body.review_model)):
+    named: list[tuple[list[str], str | None]] = [
+        (["expand_model"], body.expand_model),
+        (["review_model"], body.review_model),
+    ]
+    if isinstance(body, SubmitRunRequest):
+        named.append((["chair_model"], body.chair_model))
+        named += [(["persona_models", pid], m) for pid, m in (body.persona_models or {}).items()]
+    for loc, model in named:
         if model is None:
             continue
         try:
             state.catalogue.require(model)
         except UnknownModelError as error:
             allowed = list(error.allowed)
+            field = ".".join(loc)
             message = f"{field} is not a model this deployment allows: {', '.join(allowed)}"
             details = [
                 {
-                    "loc": ["body", field],
+                    "loc": ["body", *loc],
                     "msg": message,
                     "type": "unknown_model",
                     "allowed": allowed,
                 }
             ]
             raise ApiError(422, "UNKNOWN_MODEL", message, details=details) from None
+
+
+def panel(state: ApiState, body: SubmitRunRequest) -> tuple[PersonaSet, Council]:
+    """The personas (with the models the request gives them) and the council it asks for,
+    the deployment's defaults filling in what it leaves out."""
+    settings = state.settings
+    personas = selected_personas(state, body.personas)
+    try:
+        personas = review_models(
+            personas, run_wide=body.review_model, per_persona=body.persona_models
+        )
+    except PersonaConfigError as error:
+        raise invalid("persona_models", str(error)) from None
+    default = council_from_settings(settings)
+    chair = default.chair
+    if body.chair is False:
+        chair = None
+    elif body.chair_model is not None:
+        chair = ModelChoice(body.chair_model, settings.chair_temperature)
+    elif body.chair and chair is None:
+        raise invalid("chair", "no chair model is configured (CHAIR_MODEL); name chair_model")
+    council = Council(
+        rounds=body.review_rounds or default.rounds,
+        chair=chair,
+        chair_fallback=default.chair_fallback if chair is not None else None,
+    )
+    return personas, council
 
 
 def model_choices(

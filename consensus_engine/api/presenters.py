@@ -13,6 +13,7 @@ from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
 from consensus_engine.api.schemas import (
+    ChairOut,
     PersonaOut,
     ProposalOut,
     ReviewOut,
@@ -28,8 +29,15 @@ from consensus_engine.api.schemas import (
 )
 from consensus_engine.db import reads
 from consensus_engine.db.models import Run
-from consensus_engine.domain.runs import EXPAND_STEP, RunStatus, RunType, persona_of_step
-from consensus_engine.domain.schemas import Decision, ExpandedProposal, PersonaReview
+from consensus_engine.domain.council import Council
+from consensus_engine.domain.runs import (
+    CHAIR_STEP,
+    EXPAND_STEP,
+    RunStatus,
+    RunType,
+    persona_of_step,
+)
+from consensus_engine.domain.schemas import ChairReport, Decision, ExpandedProposal, PersonaReview
 
 
 def run_path(run_id: uuid.UUID) -> str:
@@ -110,12 +118,32 @@ def _reviews(run: Run) -> list[ReviewOut]:
             reused=row.reused,
             source_run_id=row.source_run_id,
             model=row.model,
+            provider=row.provider,
             temperature=row.temperature,
             prompt_set_version=row.prompt_set_version,
+            first_round_review=None
+            if row.first_round_review is None
+            else PersonaReview.model_validate(row.first_round_review),
             created_at=row.created_at,
         )
         for row in rows
     ]
+
+
+def _chair(run: Run, council: Council) -> ChairOut | None:
+    step = next((s for s in run.steps if s.step_name == CHAIR_STEP), None)
+    if council.chair is None or step is None:
+        return None
+    written = run.chair_report
+    return ChairOut(
+        status=step.status,
+        model=council.chair.model if written is None else written.model,
+        provider=None if written is None else written.provider,
+        fallback=False if written is None else written.fallback,
+        model_written=True,
+        report=None if written is None else ChairReport.model_validate(written.report),
+        error=step.error,
+    )
 
 
 def _usage(session: Session, run: Run) -> RunUsage:
@@ -158,6 +186,7 @@ def run_detail(session: Session, run: Run) -> RunDetail:
     """Everything about the run; ``run`` as ``reads.get_run(detailed=True)`` loads it. ``session``
     reads the LLM usage, which the run does not hold."""
     failed = run.status in (RunStatus.FAILED, RunStatus.CANCELLED)
+    council = Council.of(run.parameters)
     return RunDetail(
         run_id=run.id,
         status=run.status,
@@ -177,6 +206,9 @@ def run_detail(session: Session, run: Run) -> RunDetail:
             expand_temperature=run.expand_temperature,
             review_model=run.review_model,
             review_temperature=run.review_temperature,
+            review_rounds=council.rounds,
+            chair_model=None if council.chair is None else council.chair.model,
+            chair_fallback_model=council.chair_fallback,
         ),
         personas=[PersonaOut.model_validate(persona) for persona in run.personas],
         schema_version=run.schema_version,
@@ -188,5 +220,6 @@ def run_detail(session: Session, run: Run) -> RunDetail:
         usage=_usage(session, run),
         error=RunErrorOut(code=run.error_code, message=run.error) if failed else None,
         revision=_revision(run),
+        chair=_chair(run, council),
         links=links(run.id),
     )

@@ -17,6 +17,7 @@ from consensus_engine.domain.personas import PERSONA_ID_PATTERN
 from consensus_engine.domain.revisions import ProposalSource
 from consensus_engine.domain.runs import Priority, RunStatus, RunType, StepStatus
 from consensus_engine.domain.schemas import (
+    ChairReport,
     Decision,
     DecisionLabel,
     ExpandedProposal,
@@ -87,6 +88,9 @@ class ModelOverrides(_Request):
 
 
 class SubmitRunRequest(ModelOverrides):
+    """``persona_models``, ``review_rounds`` and ``chair`` shape the panel; see the README's
+    section on the council."""
+
     idea: str = Field(description="the rough idea (MAX_IDEA_LENGTH characters at most)")
     extra_context: str | dict[str, Any] | None = Field(
         default=None,
@@ -96,6 +100,27 @@ class SubmitRunRequest(ModelOverrides):
         default=Priority.NORMAL, description="high goes to the high-priority queue"
     )
     personas: PersonaSelection = None
+    persona_models: dict[PersonaId, ModelName] | None = Field(
+        default=None,
+        max_length=50,
+        description="persona id -> the model that writes its review (catalogued models "
+        "only); the others keep their own model, else review_model",
+    )
+    review_rounds: int | None = Field(
+        default=None,
+        ge=1,
+        le=2,
+        description="2: after the first reviews each persona reads the others' (anonymised) "
+        "and writes its final review; default: REVIEW_ROUNDS",
+    )
+    chair: bool | None = Field(
+        default=None,
+        description="a chair model writes a synthesis under the decision; default: on when "
+        "CHAIR_MODEL is set",
+    )
+    chair_model: ModelName | None = Field(
+        default=None, description="the chair's model (turns the chair on); default: CHAIR_MODEL"
+    )
 
 
 class RevisionRequest(ModelOverrides):
@@ -217,8 +242,11 @@ class RunList(BaseModel):
 class RunModels(BaseModel):
     expand_model: str
     expand_temperature: float | None
-    review_model: str
+    review_model: str = Field(description="the model of every persona that names none")
     review_temperature: float | None
+    review_rounds: int = Field(description="2: the personas read each other's reviews once")
+    chair_model: str | None = Field(description="the chair's model; none: no chair")
+    chair_fallback_model: str | None = Field(description="the chair's model when its own fails")
 
 
 class PersonaOut(BaseModel):
@@ -228,6 +256,9 @@ class PersonaOut(BaseModel):
     name: str
     weight: float
     focus: str
+    model: str | None = Field(
+        default=None, description="the model that writes its review; none: the review model"
+    )
 
 
 class ProposalOut(BaseModel):
@@ -249,9 +280,26 @@ class ReviewOut(PersonaReview):
     reused: bool = Field(description="copied from an earlier run instead of written afresh")
     source_run_id: uuid.UUID | None = Field(description="the run whose LLM call wrote it")
     model: str
+    provider: str = Field(description="the LLM provider that served the model")
     temperature: float | None
     prompt_set_version: str
+    first_round_review: PersonaReview | None = Field(
+        description="with two rounds: the persona's first review, before it read the "
+        "others'; this review replaced it, and the decision uses this one"
+    )
     created_at: datetime
+
+
+class ChairOut(BaseModel):
+    """The chair's synthesis: written by a model, shown apart, never the decision."""
+
+    status: StepStatus = Field(description="the chair step's status")
+    model: str = Field(description="the model that wrote it (or is asked to)")
+    provider: str | None
+    fallback: bool = Field(description="the fallback model wrote it, the chair's own failed")
+    model_written: bool = Field(description="always true: this text is an LLM's, not a rule's")
+    report: ChairReport | None
+    error: str | None = Field(description="why the chair failed; retry the run to try again")
 
 
 class StepOut(BaseModel):
@@ -326,6 +374,7 @@ class RunDetail(BaseModel):
     usage: RunUsage
     error: RunErrorOut | None = Field(description="why the run failed or was cancelled")
     revision: RevisionOut | None = Field(description="for a revision run")
+    chair: ChairOut | None = Field(description="for a run with a chair")
     links: RunLinks
 
 

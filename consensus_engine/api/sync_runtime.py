@@ -41,12 +41,11 @@ from consensus_engine.llm import (
     LLMError,
     LLMTimeoutError,
 )
-from consensus_engine.llm.catalogue import CatalogueError
 from consensus_engine.pipeline.budget_gate import CallOverBudget
 from consensus_engine.pipeline.call_gate import call_gate
 from consensus_engine.pipeline.refusals import BudgetExceeded
 from consensus_engine.pipeline.service import check_budget
-from consensus_engine.settings import Settings
+from consensus_engine.settings import Settings, SettingsError
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -95,7 +94,7 @@ class SyncRuntime:
                     self._llm = LLMClient.from_settings(
                         self._settings, within_seconds=within, gate=gate
                     )
-                except (LLMConfigurationError, CatalogueError) as error:
+                except (LLMConfigurationError, SettingsError) as error:
                     logger.error(
                         "cannot build the LLM client for the synchronous endpoints: %s", error
                     )

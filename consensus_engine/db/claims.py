@@ -11,7 +11,7 @@ work runs, its holder's heartbeat touches the claim (:func:`touch`); a claim sil
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -222,6 +222,20 @@ def reclaim(session: Session, run_id: uuid.UUID, step_name: str, *, holder: str)
     return Held(run, step_name, step[0] or {})
 
 
+def skip_steps(session: Session, run_id: uuid.UUID, step_names: Sequence[str]) -> None:
+    """Mark pending steps that can never run skipped (one statement)."""
+    now = utcnow()
+    session.execute(
+        sa.update(_STEPS)
+        .where(
+            _STEPS.c.run_id == run_id,
+            _STEPS.c.step_name.in_(step_names),
+            _STEPS.c.status == StepStatus.PENDING,
+        )
+        .values(status=StepStatus.SKIPPED, updated_at=now, completed_at=now)
+    )
+
+
 def settle_step(
     session: Session,
     held: Held,
@@ -313,10 +327,15 @@ def end_run(
             step.claimed_by = None
 
 
-def reopen(run: Run, *, deadline_at: datetime, now: datetime) -> None:
-    """Queue a failed run again: its failed and skipped steps become pending, the rest are
-    kept. Its enqueue counts as unconfirmed until the caller's publish is."""
+def reopen(
+    run: Run, *, deadline_at: datetime, now: datetime, only: Collection[str] | None = None
+) -> None:
+    """Queue a run again: its failed and skipped steps (of ``only``, when given) become
+    pending, the rest are kept. Its enqueue counts as unconfirmed until the caller's
+    publish is."""
     for step in run.steps:
+        if only is not None and step.step_name not in only:
+            continue
         if step.status in (StepStatus.FAILED, StepStatus.SKIPPED):
             step.status = StepStatus.PENDING
             step.claimed_by = None

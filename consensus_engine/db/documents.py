@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from consensus_engine.db import prepared
 from consensus_engine.db.models import (
+    ChairReport,
     DecisionRecord,
     LlmCall,
     ProposalVersion,
@@ -29,11 +30,12 @@ from consensus_engine.db.models import (
     StepProgress,
 )
 from consensus_engine.db.models import PersonaReview as ReviewRow
-from consensus_engine.domain.runs import EXPAND_STEP, RunStatus, RunType
+from consensus_engine.domain.runs import CHAIR_STEP, EXPAND_STEP, RunStatus, RunType, Stage
 from consensus_engine.domain.schemas import Decision, ExpandedProposal, PersonaReview
 
 Json = sa.ColumnElement[Any]
-_REVIEW_PREFIX = "review_"
+_PERSONA_STEP = "^(?:" + "|".join(s.value for s in Stage if s.per_persona) + ")_(.+)$"
+"""A per-persona step's name; its group is the persona (``domain.runs.parse_step``)."""
 IDEA_PREVIEW_CHARS = 120
 
 
@@ -99,7 +101,7 @@ def _persona_elements() -> Any:
 def _personas() -> Json:
     """Each persona's public fields, in the run's order (never its instructions)."""
     persona = _persona_elements()
-    element = _fields(persona.c.value, ("id", "name", "weight", "focus"))
+    element = _fields(persona.c.value, ("id", "name", "weight", "focus", "model"))
     return sa.select(_list(element, persona.c.ordinality)).select_from(persona).scalar_subquery()
 
 
@@ -134,8 +136,10 @@ def _reviews() -> Json:
         ("reused", r.reused),
         ("source_run_id", r.source_run_id),
         ("model", r.model),
+        ("provider", r.provider),
         ("temperature", number(r.temperature)),
         ("prompt_set_version", r.prompt_set_version),
+        ("first_round_review", r.first_round_review),
         ("created_at", moment(r.created_at)),
     )
     order = sa.func.coalesce(place, unlisted)
@@ -153,12 +157,7 @@ def _decision() -> Json:
 
 def _steps() -> Json:
     s = StepProgress
-    persona = sa.case(
-        (
-            sa.func.left(s.step_name, len(_REVIEW_PREFIX)) == _REVIEW_PREFIX,
-            sa.func.substr(s.step_name, len(_REVIEW_PREFIX) + 1),
-        )
-    )
+    persona = sa.func.substring(s.step_name, sa.literal_column(f"'{_PERSONA_STEP}'"))
     # The worker marks a reused review with ``true``; anything else reads as not reused.
     reused = sa.func.coalesce(
         s.step_metadata["reused"] == sa.literal_column("'true'::jsonb"), False
@@ -213,6 +212,32 @@ def _usage() -> Json:
     return sa.select(usage).select_from(by_step).scalar_subquery()
 
 
+def _chair() -> Json:
+    """The chair's status and synthesis, for a run with a chair."""
+    s, c = StepProgress, ChairReport
+    chair = Run.parameters["chair"]
+    step = (
+        sa.select(s.status, s.error)
+        .where(s.run_id == Run.id, s.step_name == CHAIR_STEP)
+        .correlate(Run)
+        .subquery()
+    )
+    report = sa.select(c).where(c.run_id == Run.id).correlate(Run).subquery()
+    document = _obj(
+        ("status", step.c.status),
+        ("model", sa.func.coalesce(report.c.model, chair["model"].as_string())),
+        ("provider", report.c.provider),
+        ("fallback", sa.func.coalesce(report.c.fallback, False)),
+        ("model_written", sa.true()),
+        ("report", report.c.report),
+        ("error", step.c.error),
+    )
+    found = sa.select(document).select_from(step.outerjoin(report, sa.true()))
+    return sa.case(
+        (sa.func.jsonb_typeof(chair) == "object", found.scalar_subquery()),
+    )
+
+
 def _error() -> Json:
     failed = Run.status.in_([RunStatus.FAILED, RunStatus.CANCELLED])
     return sa.case((failed, _obj(("code", Run.error_code), ("message", Run.error))))
@@ -265,6 +290,12 @@ def _detail() -> prepared.Statement:
                 ("expand_temperature", number(Run.expand_temperature)),
                 ("review_model", Run.review_model),
                 ("review_temperature", number(Run.review_temperature)),
+                (
+                    "review_rounds",
+                    sa.func.coalesce(Run.parameters["review_rounds"].as_integer(), 1),
+                ),
+                ("chair_model", Run.parameters["chair"]["model"].as_string()),
+                ("chair_fallback_model", Run.parameters["chair"]["fallback_model"].as_string()),
             ),
         ),
         ("personas", _personas()),
@@ -277,6 +308,7 @@ def _detail() -> prepared.Statement:
         ("usage", _usage()),
         ("error", _error()),
         ("revision", _revision()),
+        ("chair", _chair()),
         ("links", _links(Run.id)),
     )
     statement = sa.select(sa.cast(document, sa.Text))

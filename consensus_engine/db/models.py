@@ -167,6 +167,9 @@ class Run(Base):
     decision_record: Mapped[DecisionRecord | None] = relationship(
         back_populates="run", cascade="all, delete-orphan", passive_deletes=True
     )
+    chair_report: Mapped[ChairReport | None] = relationship(
+        back_populates="run", cascade="all, delete-orphan", passive_deletes=True
+    )
     llm_calls: Mapped[list[LlmCall]] = relationship(
         back_populates="run",
         cascade="all, delete-orphan",
@@ -244,8 +247,12 @@ class PersonaReview(Base):
         sa.ForeignKey("runs.id", ondelete="SET NULL"), index=True
     )
     model: Mapped[str] = mapped_column(sa.String(200))
+    provider: Mapped[str] = mapped_column(sa.String(100), server_default="default")
     temperature: Mapped[float | None]
     prompt_set_version: Mapped[str] = mapped_column(sa.String(40))
+    first_round_review: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    """With two review rounds: the persona's first review, which ``review`` replaced after
+    it read the others' (``None``: one round, or a reused review)."""
     created_at: Mapped[datetime] = _created_at()
 
     run: Mapped[Run] = relationship(back_populates="reviews", foreign_keys=[run_id])
@@ -268,6 +275,24 @@ class DecisionRecord(Base):
     run: Mapped[Run] = relationship(back_populates="decision_record")
 
 
+class ChairReport(Base):
+    """The chair's synthesis of a completed run's reviews: model-written, kept apart from
+    the decision, which it never changes."""
+
+    __tablename__ = "chair_reports"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    run_id: Mapped[uuid.UUID] = _owner_fk(unique=True)
+    model: Mapped[str] = mapped_column(sa.String(200))
+    provider: Mapped[str] = mapped_column(sa.String(100))
+    fallback: Mapped[bool]
+    """The fallback model wrote it, the chair's own model having failed."""
+    report: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = _created_at()
+
+    run: Mapped[Run] = relationship(back_populates="chair_report")
+
+
 class LlmCall(Base):
     """One request to an LLM: tokens, cost, latency and outcome, for budgets and metrics.
 
@@ -288,6 +313,7 @@ class LlmCall(Base):
     tenant: Mapped[str] = mapped_column(sa.String(200), default="default", server_default="default")
     step: Mapped[str] = mapped_column(sa.String(120))
     model: Mapped[str] = mapped_column(sa.String(200))
+    provider: Mapped[str] = mapped_column(sa.String(100), server_default="default")
     attempt: Mapped[int] = mapped_column(default=1, server_default="1")
     input_tokens: Mapped[int] = mapped_column(default=0, server_default="0")
     output_tokens: Mapped[int] = mapped_column(default=0, server_default="0")

@@ -21,11 +21,17 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload
 
 from consensus_engine.db import documents
-from consensus_engine.db.models import LlmCall, ProposalVersion, Run, StepProgress
+from consensus_engine.db.models import (
+    DecisionRecord,
+    LlmCall,
+    ProposalVersion,
+    Run,
+    StepProgress,
+)
 from consensus_engine.db.models import PersonaReview as ReviewRow
 from consensus_engine.domain.budgets import Spend, day_start, month_start
 from consensus_engine.domain.runs import IN_FLIGHT, RunStatus, RunType, StepStatus
-from consensus_engine.domain.schemas import DecisionLabel, ExpandedProposal
+from consensus_engine.domain.schemas import Decision, DecisionLabel, ExpandedProposal
 
 
 class InvalidCursor(ValueError):
@@ -191,6 +197,7 @@ def get_run(
             selectinload(Run.reviews),
             selectinload(Run.proposal),
             selectinload(Run.decision_record),
+            selectinload(Run.chair_report),
         )
     return session.scalar(query)
 
@@ -198,6 +205,11 @@ def get_run(
 def load_proposal(session: Session, run_id: uuid.UUID) -> ExpandedProposal | None:
     row = session.scalar(sa.select(ProposalVersion).where(ProposalVersion.run_id == run_id))
     return None if row is None else ExpandedProposal.model_validate(row.proposal)
+
+
+def load_decision(session: Session, run_id: uuid.UUID) -> Decision | None:
+    row = session.scalar(sa.select(DecisionRecord).where(DecisionRecord.run_id == run_id))
+    return None if row is None else Decision.model_validate(row.decision_json)
 
 
 def load_reviews(session: Session, run_id: uuid.UUID) -> dict[str, ReviewRow]:

@@ -18,6 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, make_transient_to_detached
 
 from consensus_engine.db import budget_holds, claims
+from consensus_engine.db.models import ChairReport as ChairRow
 from consensus_engine.db.models import (
     DecisionRecord,
     LlmCall,
@@ -30,13 +31,19 @@ from consensus_engine.db.models import PersonaReview as ReviewRow
 from consensus_engine.db.types import utcnow
 from consensus_engine.domain.revisions import ProposalDiff, ProposalSource
 from consensus_engine.domain.runs import Priority, RunStatus, RunType, StepStatus
-from consensus_engine.domain.schemas import Decision, ExpandedProposal, PersonaReview
+from consensus_engine.domain.schemas import (
+    ChairReport,
+    Decision,
+    ExpandedProposal,
+    PersonaReview,
+)
 from consensus_engine.llm.records import CallRecord
 
 _LLM_CALLS = metadata.tables[LlmCall.__tablename__]
 _REVIEWS = metadata.tables[ReviewRow.__tablename__]
 _PROPOSALS = metadata.tables[ProposalVersion.__tablename__]
 _DECISIONS = metadata.tables[DecisionRecord.__tablename__]
+_CHAIR_REPORTS = metadata.tables[ChairRow.__tablename__]
 """Tables written with Core statements, where building ORM objects would cost more."""
 
 
@@ -168,6 +175,7 @@ def record_llm_calls(
                 "tenant": owner,
                 "step": call.step,
                 "model": call.model,
+                "provider": call.provider,
                 "attempt": call.attempt,
                 "input_tokens": call.input_tokens,
                 "output_tokens": call.output_tokens,
@@ -187,6 +195,7 @@ def upsert_review(
     *,
     weight: float,
     model: str,
+    provider: str,
     temperature: float | None,
     prompt_set_version: str,
     source_run_id: uuid.UUID | None = None,
@@ -199,18 +208,70 @@ def upsert_review(
     values = {
         "persona_name": review.persona_name,
         "weight": weight,
+        **_review_columns(review),
+        "reused": source_run_id is not None,
+        "source_run_id": source_run_id,
+        "model": model,
+        "provider": provider,
+        "temperature": temperature,
+        "prompt_set_version": prompt_set_version,
+        "first_round_review": sa.null(),  # SQL NULL, not JSON null: the second round coalesces
+    }
+    row = {"id": uuid.uuid4(), "run_id": run_id, "persona_id": review.persona_id, **values}
+    _upsert(session, _REVIEWS, row, ["run_id", "persona_id"], values)
+
+
+def store_final_review(
+    session: Session,
+    run_id: uuid.UUID,
+    review: PersonaReview,
+    *,
+    model: str,
+    provider: str,
+    temperature: float | None,
+) -> None:
+    """A persona's second-round review replaces its first, which is kept beside it."""
+    session.execute(
+        sa.update(_REVIEWS)
+        .where(_REVIEWS.c.run_id == run_id, _REVIEWS.c.persona_id == review.persona_id)
+        .values(
+            first_round_review=sa.func.coalesce(_REVIEWS.c.first_round_review, _REVIEWS.c.review),
+            **_review_columns(review),
+            model=model,
+            provider=provider,
+            temperature=temperature,
+        )
+    )
+
+
+def _review_columns(review: PersonaReview) -> dict[str, Any]:
+    """The columns a review's own content fills."""
+    return {
         "review": review.model_dump(mode="json"),
         "confidence_score": review.confidence_score,
         "blocking_issues_present": review.has_blocking_issues,
         "security_concerns_present": review.has_security_critical_issue,
-        "reused": source_run_id is not None,
-        "source_run_id": source_run_id,
-        "model": model,
-        "temperature": temperature,
-        "prompt_set_version": prompt_set_version,
     }
-    row = {"id": uuid.uuid4(), "run_id": run_id, "persona_id": review.persona_id, **values}
-    _upsert(session, _REVIEWS, row, ["run_id", "persona_id"], values)
+
+
+def store_chair_report(
+    session: Session,
+    run_id: uuid.UUID,
+    report: ChairReport,
+    *,
+    model: str,
+    provider: str,
+    fallback: bool,
+) -> None:
+    """The chair's synthesis, replacing one an earlier attempt stored (one statement)."""
+    values = {
+        "model": model,
+        "provider": provider,
+        "fallback": fallback,
+        "report": report.model_dump(mode="json"),
+    }
+    row = {"id": uuid.uuid4(), "run_id": run_id, **values}
+    _upsert(session, _CHAIR_REPORTS, row, ["run_id"], values)
 
 
 def store_proposal(

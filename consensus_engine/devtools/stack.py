@@ -25,10 +25,17 @@ from consensus_engine.db.engine import create_engine_from_url, session_factory
 from consensus_engine.db.models import Run
 from consensus_engine.devtools.process import environ_without_settings, free_port
 from consensus_engine.devtools.service import WorkerProcess, launch_worker
+from consensus_engine.domain.council import Council
+from consensus_engine.domain.personas import PersonaSet
 from consensus_engine.domain.runs import Job, Priority, RunStatus
 from consensus_engine.jobs import job_sender
 from consensus_engine.messaging import build_broker
-from consensus_engine.pipeline.config import expand_choice, personas_from_settings, review_choice
+from consensus_engine.pipeline.config import (
+    council_from_settings,
+    expand_choice,
+    personas_from_settings,
+    review_choice,
+)
 from consensus_engine.pipeline.service import NewRun, RunService
 from consensus_engine.settings import load_settings
 
@@ -124,15 +131,19 @@ class Stack:
         publish: bool = True,
         job_timeout_seconds: float | None = None,
         tenant: str = "default",
+        personas: PersonaSet | None = None,
+        council: Council | None = None,
     ) -> uuid.UUID:
-        """Store a run as the API does and, unless ``publish`` is off, send its first message."""
+        """Store a run as the API does and, unless ``publish`` is off, send its first message;
+        the personas and council are the settings' unless given."""
         settings = self.settings
         new = NewRun(
             idea=idea,
-            personas=personas_from_settings(settings),
+            personas=personas or personas_from_settings(settings),
             expand=expand_choice(settings),
             review=review_choice(settings),
             priority=priority,
+            council=council or council_from_settings(settings),
         )
         service = self.service(publish=publish, job_timeout_seconds=job_timeout_seconds)
         return service.submit(new, tenant=tenant).run.id

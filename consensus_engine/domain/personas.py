@@ -26,7 +26,8 @@ DEFAULT_MIN_COUNT = 1
 DEFAULT_MAX_COUNT = 50
 
 _REQUIRED_KEYS = frozenset({"id", "name", "weight", "focus", "instructions"})
-_OPTIONAL_KEYS = frozenset({"cares_about", "security_veto"})
+_OPTIONAL_KEYS = frozenset({"cares_about", "security_veto", "model"})
+MAX_MODEL_LENGTH = 200
 
 
 class PersonaConfigError(ValueError):
@@ -44,6 +45,8 @@ class Persona:
     instructions: str
     cares_about: tuple[str, ...] = PROPOSAL_SECTIONS
     security_veto: bool = False
+    model: str | None = None
+    """The model that writes this persona's review (``None``: the run's review model)."""
 
     def __post_init__(self) -> None:
         label = f"persona {self.id!r}"
@@ -61,6 +64,8 @@ class Persona:
             raise PersonaConfigError(f"{label}: weight must be in (0, 1], got {weight!r}")
         if not isinstance(self.security_veto, bool):
             raise PersonaConfigError(f"{label}: security_veto must be true or false")
+        if self.model is not None:
+            _check_text(label, "model", self.model, MAX_MODEL_LENGTH)
         if isinstance(self.cares_about, str) or not isinstance(self.cares_about, Iterable):
             raise PersonaConfigError(f"{label}: cares_about must be a list of section names")
         cares = tuple(self.cares_about)
@@ -79,7 +84,7 @@ class Persona:
         return replace(self, weight=weight)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "id": self.id,
             "name": self.name,
             "weight": self.weight,
@@ -88,6 +93,9 @@ class Persona:
             "cares_about": list(self.cares_about),
             "security_veto": self.security_veto,
         }
+        if self.model is not None:
+            data["model"] = self.model
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Persona:
@@ -115,6 +123,7 @@ class Persona:
             instructions=data["instructions"],
             cares_about=tuple(cares),
             security_veto=data.get("security_veto", False),
+            model=data.get("model"),
         )
 
 
@@ -249,6 +258,24 @@ class PersonaSet:
             min_count=min_count,
             max_count=max_count,
         )
+
+    def with_models(self, models: Mapping[str, str]) -> PersonaSet:
+        """This set with the named personas' models replaced (their ids must be in it)."""
+        unknown = sorted(set(models) - set(self._by_id))
+        if unknown:
+            raise PersonaConfigError(
+                f"models given for persona(s) not in the run: {', '.join(unknown)}"
+            )
+        return PersonaSet(
+            (replace(p, model=models.get(p.id, p.model)) for p in self._personas),
+            min_count=len(self._personas),
+            max_count=len(self._personas),
+        )
+
+    @property
+    def models(self) -> frozenset[str]:
+        """The models the personas name for themselves."""
+        return frozenset(p.model for p in self._personas if p.model is not None)
 
     def to_dict(self) -> dict[str, Any]:
         return {"personas": [p.to_dict() for p in self._personas]}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -47,23 +48,31 @@ class StepStatus(StrEnum):
 
 class Stage(StrEnum):
     """The stages of a run, in order. Everything else is named after them: the steps
-    (``expand``, ``review_<persona>``, ``aggregate``), the worker's actors and the
-    messages the sweeper sends."""
+    (``expand``, ``review_<persona>``, ``debate_<persona>``, ``aggregate``, ``chair``),
+    the worker's actors and the messages the sweeper sends. A run has the debate steps
+    only with two review rounds, and the chair step only when a chair is asked for."""
 
     EXPAND = "expand"
     REVIEW = "review"
+    DEBATE = "debate"
     AGGREGATE = "aggregate"
+    CHAIR = "chair"
+
+    @property
+    def per_persona(self) -> bool:
+        """Its steps are one per persona."""
+        return self in (Stage.REVIEW, Stage.DEBATE)
 
     def step(self, persona_id: str | None = None) -> str:
-        """The step name of this stage (for a review, of one persona's review)."""
-        if (self is Stage.REVIEW) != (persona_id is not None):
-            raise ValueError("a review step names its persona; no other step does")
-        return f"{_REVIEW_PREFIX}{persona_id}" if persona_id is not None else self.value
+        """The step name of this stage (for a per-persona stage, of one persona's step)."""
+        if self.per_persona != (persona_id is not None):
+            raise ValueError("a review or debate step names its persona; no other step does")
+        return f"{self.value}_{persona_id}" if persona_id is not None else self.value
 
 
-_REVIEW_PREFIX = "review_"
 EXPAND_STEP = Stage.EXPAND.step()
 AGGREGATE_STEP = Stage.AGGREGATE.step()
+CHAIR_STEP = Stage.CHAIR.step()
 
 
 def review_step(persona_id: str) -> str:
@@ -71,16 +80,72 @@ def review_step(persona_id: str) -> str:
     return Stage.REVIEW.step(persona_id)
 
 
+def debate_step(persona_id: str) -> str:
+    """The step name of one persona's second-round review, e.g. ``debate_architect``."""
+    return Stage.DEBATE.step(persona_id)
+
+
+def parse_step(step_name: str) -> tuple[Stage, str | None]:
+    """The stage and persona a step name stands for (``ValueError`` for no step)."""
+    persona_id = persona_of_step(step_name)
+    if persona_id is not None:
+        return Stage(step_name[: -len(persona_id) - 1]), persona_id
+    return Stage(step_name), None
+
+
 def persona_of_step(step_name: str) -> str | None:
-    """The persona a review step belongs to, or ``None`` for expand and aggregate."""
-    if step_name.startswith(_REVIEW_PREFIX):
-        return step_name[len(_REVIEW_PREFIX) :]
+    """The persona a review or debate step belongs to; ``None`` for any other name."""
+    for stage in (Stage.REVIEW, Stage.DEBATE):
+        prefix = f"{stage.value}_"
+        if step_name.startswith(prefix):
+            return step_name[len(prefix) :]
     return None
 
 
-def step_names(persona_ids: list[str]) -> list[str]:
+def step_names(persona_ids: list[str], *, rounds: int = 1, chair: bool = False) -> list[str]:
     """Every step of a run, in display order."""
-    return [EXPAND_STEP, *(review_step(p) for p in persona_ids), AGGREGATE_STEP]
+    debates = [debate_step(p) for p in persona_ids] if rounds == 2 else []
+    return [
+        EXPAND_STEP,
+        *(review_step(p) for p in persona_ids),
+        *debates,
+        AGGREGATE_STEP,
+        *([CHAIR_STEP] if chair else []),
+    ]
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a run's steps stand, and so what may run next: the one rule for the order of
+    stages, which the worker's barrier and the sweeper both follow."""
+
+    stage: Stage | None
+    """The earliest stage with a step still to end; ``None``: every step ended."""
+    open_steps: tuple[str, ...]
+    """That stage's steps still to end."""
+    never: tuple[str, ...]
+    """Debate steps that cannot run, their persona's first-round review having failed:
+    to be marked skipped."""
+
+
+def progress(statuses: Mapping[str, StepStatus]) -> Progress:
+    """Where a run with these step statuses stands."""
+    never = tuple(
+        name
+        for name, status in statuses.items()
+        if status is StepStatus.PENDING
+        and (parsed := parse_step(name))[0] is Stage.DEBATE
+        and statuses.get(review_step(parsed[1] or "")) in (StepStatus.FAILED, StepStatus.SKIPPED)
+    )
+    for stage in Stage:
+        open_steps = tuple(
+            name
+            for name, status in statuses.items()
+            if parse_step(name)[0] is stage and not status.is_terminal and name not in never
+        )
+        if open_steps:
+            return Progress(stage, open_steps, never)
+    return Progress(None, (), never)
 
 
 @dataclass(frozen=True)
@@ -97,3 +162,9 @@ class Job:
     @property
     def step_name(self) -> str:
         return self.stage.step(self.persona_id)
+
+    @classmethod
+    def of_step(cls, step_name: str, run_id: uuid.UUID, priority: Priority) -> Job:
+        """The job that runs the step ``step_name``."""
+        stage, persona_id = parse_step(step_name)
+        return cls(stage, run_id, priority, persona_id)

@@ -142,3 +142,21 @@ class Decision(_Strict):
     approve_threshold: Score
     revise_threshold: Score
     rationale: str
+
+
+class SplitPoint(_Draft):
+    """One question the panel divided over."""
+
+    topic: Item
+    positions: Item
+    """Who held what, by persona name, and why."""
+
+
+class ChairReport(_Draft):
+    """The chair's synthesis of a panel's reviews: model-written, never the decision."""
+
+    summary: Text
+    agreed: list[Item] = Field(max_length=10)
+    split: list[SplitPoint] = Field(max_length=10)
+    would_change_outcome: list[Item] = Field(max_length=10)
+    """What evidence or change to the proposal would move the decision."""

@@ -3,7 +3,9 @@
 One settings source: ``MODEL_CATALOGUE_FILE`` and ``MODEL_CATALOGUE_JSON`` hold the same
 JSON object, ``{"model": {"provider", "input", "cached_input", "output", "rpm", "tpm",
 "free"}}`` (every key optional, prices in USD per million tokens); the variable's entries
-replace the file's. Without either, the catalogue is ``EXPAND_MODEL`` and ``REVIEW_MODEL``.
+replace the file's. Without either, the catalogue is the model settings' models.
+``provider`` names where the model's calls go when ``LLM_PROVIDERS_JSON`` configures a
+provider of that name (``llm/providers.py``); otherwise they go to the default one.
 A price an entry leaves out comes from the first source that knows the model:
 ``LLM_PRICES_JSON``, then the price library (genai-prices), then the built-in table. A
 model no source prices costs 0, which a worker refuses unless the entry says ``free``.
@@ -87,12 +89,13 @@ class ModelCatalogue:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ModelCatalogue:
-        """Raises :class:`CatalogueError` for malformed entries, an unreadable file, or
-        ``EXPAND_MODEL`` or ``REVIEW_MODEL`` missing from the catalogue."""
+        """Raises :class:`CatalogueError` for malformed entries, an unreadable file, or a
+        model setting (``EXPAND_MODEL``, ``REVIEW_MODEL``, ``CHAIR_MODEL``…) missing from
+        the catalogue."""
+        configured = settings.configured_models
         entries = _configured(settings)
         if entries is None:
-            entries = {model: _Entry() for model in (settings.expand_model, settings.review_model)}
-        configured = {"EXPAND_MODEL": settings.expand_model, "REVIEW_MODEL": settings.review_model}
+            entries = {model: _Entry() for model in configured.values()}
         for name, model in configured.items():
             if model not in entries:
                 raise CatalogueError(

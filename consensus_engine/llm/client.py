@@ -19,6 +19,7 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, TypeVar
@@ -46,6 +47,7 @@ from consensus_engine.llm.errors import (
 from consensus_engine.llm.gate import Admission, CallGate, CallIntent, OpenGate, estimate_tokens
 from consensus_engine.llm.pricing import Prices, PriceTable
 from consensus_engine.llm.provider_limits import read_limits, retry_after
+from consensus_engine.llm.providers import DEFAULT_PROVIDER, Provider, providers, routes
 from consensus_engine.llm.records import ApiMode, CallRecord, Generation, LlmCallOutcome, WireMode
 from consensus_engine.observability.tracing import tracer
 
@@ -64,7 +66,11 @@ logger = logging.getLogger(__name__)
 
 
 class LLMClient:
-    """Thread-safe: one instance (one connection pool) serves every worker thread."""
+    """Thread-safe: one instance (one connection pool) serves every worker thread.
+
+    One instance talks to one provider; ``routes`` hands the models other providers serve
+    to their own instances, so callers hold one client whatever the model.
+    """
 
     def __init__(
         self,
@@ -80,11 +86,15 @@ class LLMClient:
         http_client: httpx2.Client | None = None,
         gate: CallGate | None = None,
         capacity_wait_seconds: float = 0.0,
+        provider: str = DEFAULT_PROVIDER,
+        routes: Mapping[str, LLMClient] | None = None,
     ) -> None:
         if not api_key and base_url is None:
             raise LLMConfigurationError(
                 "OPENAI_API_KEY is required unless OPENAI_BASE_URL names a compatible server"
             )
+        self.provider = provider
+        self._routes = dict(routes or {})
         self._mode: ApiMode = mode
         self._official = base_url is None
         self._api_key = api_key or _KEYLESS_PLACEHOLDER
@@ -122,26 +132,41 @@ class LLMClient:
         call's timeout is ``LLM_TIMEOUT_SECONDS`` or shorter, so that every call it may
         make fits in the rest.
         """
-        key = settings.openai_api_key
-        timeout = settings.llm_timeout_seconds
+        catalogue = ModelCatalogue.from_settings(settings)
+        configured = providers(settings)
         capacity_wait = settings.llm_capacity_wait_seconds
         if within_seconds is not None:
             capacity_wait = min(capacity_wait, within_seconds / 2)
-            calls = calls_per_generation(settings)
-            timeout = min(timeout, (within_seconds - capacity_wait) / calls)
-        return cls(
-            api_key=key.get_secret_value() if key else None,
-            base_url=settings.openai_base_url,
-            mode=settings.llm_api_mode,
-            timeout_seconds=timeout,
-            sdk_max_retries=settings.llm_sdk_max_retries,
-            repair_attempts=settings.llm_repair_attempts,
-            max_output_tokens=settings.llm_max_output_tokens,
-            prices=ModelCatalogue.from_settings(settings),
-            http_client=http_client,
-            gate=gate,
-            capacity_wait_seconds=capacity_wait,
-        )
+
+        def client(provider: Provider, served: Mapping[str, LLMClient] | None) -> LLMClient:
+            timeout = provider.timeout_seconds
+            if within_seconds is not None:
+                calls = calls_per_generation(settings, provider)
+                timeout = min(timeout, (within_seconds - capacity_wait) / calls)
+            return cls(
+                api_key=provider.api_key,
+                base_url=provider.base_url,
+                mode=provider.api_mode,
+                timeout_seconds=timeout,
+                sdk_max_retries=settings.llm_sdk_max_retries,
+                repair_attempts=settings.llm_repair_attempts,
+                max_output_tokens=settings.llm_max_output_tokens,
+                prices=catalogue,
+                http_client=http_client,
+                gate=gate,
+                capacity_wait_seconds=capacity_wait,
+                provider=provider.name,
+                routes=served,
+            )
+
+        served_by = routes(catalogue, configured)
+        others = {
+            name: client(provider, None)
+            for name, provider in configured.items()
+            if name != DEFAULT_PROVIDER and name in served_by.values()
+        }
+        served = {model: others[name] for model, name in served_by.items() if name in others}
+        return client(configured[DEFAULT_PROVIDER], served)
 
     @property
     def timeout_seconds(self) -> float:
@@ -168,6 +193,11 @@ class LLMClient:
         with self._fallback_lock:
             return "chat_json_object" if self._json_object_fallback else "chat"
 
+    def provider_of(self, model: str) -> str:
+        """The provider ``model``'s calls go to."""
+        routed = self._routes.get(model)
+        return self.provider if routed is None else routed.provider
+
     def generate(
         self,
         schema: type[T],
@@ -185,7 +215,18 @@ class LLMClient:
         ``LLMCapacityWait`` when it has no room in the time left to wait; that request was
         not sent) and is settled with it afterwards.
         """
-        log = _CallLog(step, model, self._prices)
+        routed = self._routes.get(model)
+        if routed is not None:
+            return routed.generate(
+                schema,
+                system=system,
+                user=user,
+                model=model,
+                temperature=temperature,
+                step=step,
+                tenant=tenant,
+            )
+        log = _CallLog(step, model, self.provider, self._prices)
         turns: list[wire.Turn] = [("user", user)]
         repairs_left = self._repair_attempts
         patience = self._capacity_wait_seconds
@@ -238,6 +279,8 @@ class LLMClient:
             turns = [("user", user), *_repair_turns(reply, problem)]
 
     def close(self) -> None:
+        for routed in set(self._routes.values()):
+            routed.close()
         self._openai.close()
 
     def __enter__(self) -> LLMClient:
@@ -316,36 +359,40 @@ class LLMClient:
         return True
 
     def _to_error(self, exc: openai.OpenAIError, mode: WireMode) -> LLMError:
-        """Map an SDK exception to our taxonomy with a message safe to show users."""
+        """Map an SDK exception to our taxonomy with a message safe to show users, naming
+        the provider: with several, the message says which one failed."""
+        who = f"LLM provider {self.provider}"
         if isinstance(exc, openai.APITimeoutError):
-            return LLMTimeoutError(f"The LLM call timed out after {self._timeout_seconds:g}s.")
+            return LLMTimeoutError(f"The call to {who} timed out after {self._timeout_seconds:g}s.")
         if isinstance(exc, openai.APIConnectionError):
-            return LLMConnectionError("Could not connect to the LLM provider.")
+            cause = exc.__cause__
+            why = f" ({self._redact(str(cause))})" if cause is not None and str(cause) else ""
+            return LLMConnectionError(f"Could not connect to {who}{why}.")
         if not isinstance(exc, openai.APIStatusError):
-            return LLMPermanentError("The LLM provider's answer could not be read.")
+            return LLMPermanentError(f"The answer of {who} could not be read.")
         status = exc.status_code
         if isinstance(exc, openai.RateLimitError):
             if exc.code == "insufficient_quota":
-                return LLMQuotaError("The LLM account has run out of quota (HTTP 429).")
+                return LLMQuotaError(f"The account at {who} has run out of quota (HTTP 429).")
             return LLMRateLimitedError(
-                "The LLM provider is rate-limiting requests (HTTP 429).",
+                f"{who} is rate-limiting requests (HTTP 429).",
                 retry_after=retry_after(exc.response.headers),
             )
         if status in (401, 403):
-            return LLMAuthError(f"The LLM provider rejected the credentials (HTTP {status}).")
+            return LLMAuthError(f"{who} rejected the credentials (HTTP {status}).")
         if status == 408:
-            return LLMTimeoutError("The LLM provider timed out the request (HTTP 408).")
+            return LLMTimeoutError(f"{who} timed out the request (HTTP 408).")
         if status >= 500 and mode != "chat_json_object" and _rejects_json_schema(exc):
             return LLMBadRequestError(
-                f"The LLM server does not support json_schema output (HTTP {status}); "
+                f"{who} does not support json_schema output (HTTP {status}); "
                 "set LLM_API_MODE to chat_json_object or auto."
             )
         if status == 409 or status >= 500:
-            return LLMServerError(f"The LLM provider failed (HTTP {status}); try again later.")
+            return LLMServerError(f"{who} failed (HTTP {status}); try again later.")
         body = exc.body if isinstance(exc.body, dict) else {}
         detail = body.get("message")
         reason = f": {self._redact(detail)}" if isinstance(detail, str) and detail else "."
-        return LLMBadRequestError(f"The LLM provider rejected the request (HTTP {status}){reason}")
+        return LLMBadRequestError(f"{who} rejected the request (HTTP {status}){reason}")
 
     def _redact(self, text: str) -> str:
         if len(self._api_key) >= 8:  # shorter "keys" are test values; replacing them mangles text
@@ -353,10 +400,13 @@ class LLMClient:
         return _clip(_KEY_PATTERN.sub("sk-***", text), 300)
 
 
-def calls_per_generation(settings: Settings) -> int:
+def calls_per_generation(settings: Settings, provider: Provider | None = None) -> int:
     """The most calls one ``generate`` makes: the first and each repair, each tried again
-    by the SDK, plus the one call that finds a server cannot do ``json_schema``."""
-    fallback = 1 if settings.llm_api_mode == "auto" and settings.openai_base_url else 0
+    by the SDK, plus the one call that finds a server cannot do ``json_schema``
+    (``provider``: the one asked; by default, the one the ``OPENAI_*`` settings describe)."""
+    mode = settings.llm_api_mode if provider is None else provider.api_mode
+    base_url = settings.openai_base_url if provider is None else provider.base_url
+    fallback = 1 if mode == "auto" and base_url else 0
     return (1 + settings.llm_repair_attempts) * (1 + settings.llm_sdk_max_retries) + fallback
 
 
@@ -366,6 +416,7 @@ class _CallLog:
 
     step: str
     model: str
+    provider: str
     prices: Prices
     calls: list[CallRecord] = field(default_factory=list)
     call_id: uuid.UUID | None = None
@@ -394,6 +445,7 @@ class _CallLog:
             CallRecord(
                 step=self.step,
                 model=self.model,
+                provider=self.provider,
                 mode=mode,
                 attempt=len(self.calls) + 1,
                 outcome=outcome,

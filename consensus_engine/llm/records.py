@@ -51,12 +51,15 @@ class CallRecord:
     error_code: str | None = None
     call_id: uuid.UUID | None = None
     """The id the call had at its gate (:class:`~consensus_engine.llm.gate.CallIntent`)."""
+    provider: str = "default"
+    """The provider the call went to (``llm/providers.py``)."""
 
     def as_dict(self) -> dict[str, object]:
         """JSON-ready form (cost as a float) for logs and JSONB columns."""
         return {
             "step": self.step,
             "model": self.model,
+            "provider": self.provider,
             "mode": self.mode,
             "attempt": self.attempt,
             "outcome": self.outcome,

@@ -69,12 +69,13 @@ def bounded(value: str | None, allowed: Container[str]) -> str:
 
 
 def step_labels(step: str) -> tuple[str, str]:
-    """``(step kind, persona)`` of a step name: ``review_architect`` -> ``("review", "architect")``.
+    """``(step kind, persona)`` of a step name: ``review_architect`` -> ``("review", "architect")``,
+    ``debate_architect`` -> ``("debate", "architect")``.
 
     Labels carry the kind, not the name, so each persona does not become a new step.
     """
     persona = persona_of_step(step)
-    return ("review", persona) if persona is not None else (step, "")
+    return (step[: -len(persona) - 1], persona) if persona is not None else (step, "")
 
 
 class PipelineMetrics:
@@ -107,13 +108,13 @@ class PipelineMetrics:
         self._llm_requests = Counter(
             LLM_REQUESTS,
             "LLM HTTP attempts, failed ones included.",
-            ["model", "step", "outcome"],
+            ["model", "provider", "step", "outcome"],
             registry=reg,
         )
         self._llm_request_duration = Histogram(
             LLM_REQUEST_DURATION,
             "Time one LLM HTTP attempt took, failed ones included.",
-            ["model", "step"],
+            ["model", "provider", "step"],
             buckets=_LLM_BUCKETS,
             registry=reg,
         )
@@ -194,7 +195,8 @@ class PipelineMetrics:
         how long each took.
 
         A model outside ``models`` (the configured ones) is counted as ``other``, and so is
-        a tenant outside ``tenants`` (those the budgets name).
+        a tenant outside ``tenants`` (those the budgets name). Requests and their durations
+        also name the provider, one the operator configured: which of several is failing.
         """
         records = list(records)
         if not records:
@@ -203,10 +205,9 @@ class PipelineMetrics:
         for record in records:
             kind, _ = step_labels(record.step)
             model = bounded(record.model, models)
-            self._llm_requests.labels(model=model, step=kind, outcome=record.outcome).inc()
-            self._llm_request_duration.labels(model=model, step=kind).observe(
-                max(record.latency_ms, 0.0) / 1000
-            )
+            where = {"model": model, "provider": record.provider, "step": kind}
+            self._llm_requests.labels(**where, outcome=record.outcome).inc()
+            self._llm_request_duration.labels(**where).observe(max(record.latency_ms, 0.0) / 1000)
             tokens = self._llm_tokens
             tokens.labels(model=model, step=kind, kind="input").inc(record.input_tokens)
             tokens.labels(model=model, step=kind, kind="output").inc(record.output_tokens)

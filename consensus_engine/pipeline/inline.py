@@ -13,19 +13,28 @@ from typing import TypeVar
 
 from consensus_engine.domain.aggregation import aggregate
 from consensus_engine.domain.choices import ModelChoice
+from consensus_engine.domain.council import persona_choice
 from consensus_engine.domain.personas import Persona, PersonaSet
 from consensus_engine.domain.prompts import (
     ExtraContext,
     Prompt,
+    chair_prompt,
+    debate_prompt,
     expand_prompt,
     review_prompt,
     revision_prompt,
 )
-from consensus_engine.domain.runs import EXPAND_STEP, review_step
-from consensus_engine.domain.schemas import Decision, ExpandedProposal, PersonaReview, ReviewDraft
+from consensus_engine.domain.runs import CHAIR_STEP, EXPAND_STEP, debate_step, review_step
+from consensus_engine.domain.schemas import (
+    ChairReport,
+    Decision,
+    ExpandedProposal,
+    PersonaReview,
+    ReviewDraft,
+)
 from consensus_engine.llm import CallRecord, Generation, LLMClient
 
-Draft = TypeVar("Draft", ExpandedProposal, ReviewDraft)
+Draft = TypeVar("Draft", ExpandedProposal, ReviewDraft, ChairReport)
 
 
 @dataclass(frozen=True)
@@ -98,11 +107,52 @@ def review_proposal(
     prompt = review_prompt(
         persona, proposal, previous_review=previous_review, edit_notes=edit_notes
     )
-    generation = _generate(llm, ReviewDraft, prompt, choice, review_step(persona.id), tenant)
+    return _review(llm, persona, prompt, choice, review_step(persona.id), tenant)
+
+
+def debate_review(
+    llm: LLMClient,
+    persona: Persona,
+    proposal: ExpandedProposal,
+    own: PersonaReview,
+    others: Sequence[PersonaReview],
+    choice: ModelChoice,
+    *,
+    tenant: str | None = None,
+) -> tuple[PersonaReview, list[CallRecord]]:
+    """One persona's final review, written after reading the panel's first round."""
+    prompt = debate_prompt(persona, proposal, own, others)
+    return _review(llm, persona, prompt, choice, debate_step(persona.id), tenant)
+
+
+def _review(
+    llm: LLMClient,
+    persona: Persona,
+    prompt: Prompt,
+    choice: ModelChoice,
+    step: str,
+    tenant: str | None,
+) -> tuple[PersonaReview, list[CallRecord]]:
+    generation = _generate(llm, ReviewDraft, prompt, choice, step, tenant)
     review = PersonaReview.from_draft(
         generation.value, persona_id=persona.id, persona_name=persona.name
     )
     return review, generation.calls
+
+
+def chair_synthesis(
+    llm: LLMClient,
+    proposal: ExpandedProposal,
+    reviews: Sequence[PersonaReview],
+    decision: Decision,
+    choice: ModelChoice,
+    *,
+    tenant: str | None = None,
+) -> tuple[ChairReport, list[CallRecord]]:
+    """The chair's account of a decided run."""
+    prompt = chair_prompt(proposal, reviews, decision)
+    generation = _generate(llm, ChairReport, prompt, choice, CHAIR_STEP, tenant)
+    return generation.value, generation.calls
 
 
 def review_idea(
@@ -121,7 +171,8 @@ def review_idea(
     proposal, calls = expand_idea(llm, idea, extra_context, expand, tenant=tenant)
 
     def run(persona: Persona) -> tuple[PersonaReview, list[CallRecord]]:
-        return review_proposal(llm, persona, proposal, review, tenant=tenant)
+        choice = persona_choice(persona, review)
+        return review_proposal(llm, persona, proposal, choice, tenant=tenant)
 
     with ThreadPoolExecutor(max_workers=len(personas), thread_name_prefix="review") as pool:
         results: Sequence[tuple[PersonaReview, list[CallRecord]]] = list(pool.map(run, personas))

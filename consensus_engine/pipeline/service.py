@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -27,13 +27,22 @@ from consensus_engine.db.models import Run
 from consensus_engine.db.types import utcnow
 from consensus_engine.domain.budgets import Budget, Budgets, Standing, first_exhausted, standings
 from consensus_engine.domain.choices import ModelChoice
+from consensus_engine.domain.council import Council, review_models
 from consensus_engine.domain.personas import PersonaSet
 from consensus_engine.domain.prompts import PROMPT_SET_VERSION, ExtraContext
 from consensus_engine.domain.revisions import (
     EditedProposal,
     RerunPlan,
 )
-from consensus_engine.domain.runs import Job, Priority, RunStatus, RunType, Stage, step_names
+from consensus_engine.domain.runs import (
+    CHAIR_STEP,
+    Job,
+    Priority,
+    RunStatus,
+    RunType,
+    Stage,
+    StepStatus,
+)
 from consensus_engine.domain.schemas import SCHEMA_VERSION
 from consensus_engine.pipeline.preview import preview_plan
 from consensus_engine.pipeline.refusals import (
@@ -71,6 +80,7 @@ class NewRun:
     review: ModelChoice
     extra_context: ExtraContext = None
     priority: Priority = Priority.NORMAL
+    council: Council = field(default_factory=Council)
 
 
 @dataclass(frozen=True)
@@ -146,11 +156,11 @@ class RunService:
                     personas=[p.to_dict() for p in new.personas],
                     schema_version=SCHEMA_VERSION,
                     prompt_set_version=PROMPT_SET_VERSION,
-                    step_names=step_names(list(new.personas.ids)),
+                    step_names=new.council.steps(new.personas),
                     tenant=tenant,
                     priority=new.priority,
                     idempotency_key=None if idempotency is None else idempotency.key,
-                    parameters=_fingerprinted({}, idempotency),
+                    parameters=_fingerprinted(new.council.to_parameters(), idempotency),
                     deadline_at=self._deadline(),
                     enqueued_at=utcnow(),
                 ),
@@ -197,21 +207,25 @@ class RunService:
             return preview_plan(session, parent, revision.edited_proposal, revision.rerun_personas)
 
     def retry(self, run_id: uuid.UUID, *, tenant: str = "default") -> Accepted:
-        """Queue a failed run again, re-running only the steps that did not complete.
+        """Queue a failed run again, re-running only the steps that did not complete; or a
+        completed run whose chair failed, for its chair alone.
 
-        Completed steps (the proposal, the reviews that succeeded) are kept; the run gets
-        a fresh time limit.
+        Completed steps (the proposal, the reviews that succeeded, the decision) are kept;
+        the run gets a fresh time limit.
         """
         with self.sessions() as session:
             run = self._locked(session, run_id, tenant)
-            if run.status is not RunStatus.FAILED:
+            if not retryable(run):
                 raise RunStateConflict(
-                    f"only a failed run can be retried; this one is {run.status.value}",
+                    "only a failed run, or a completed one whose chair failed, can be "
+                    f"retried; this one is {run.status.value}",
                     status=run.status.value,
                 )
             self._check_capacity(session, tenant)
             now = utcnow()
-            claims.reopen(run, deadline_at=self._deadline(), now=now)
+            # A decided run runs its chair again, nothing else: the decision stands.
+            only = (CHAIR_STEP,) if run.status is RunStatus.COMPLETED else None
+            claims.reopen(run, deadline_at=self._deadline(), now=now, only=only)
             run.last_enqueued_at = now  # recorded in advance, as for a new run
             session.flush()
             jobs = resumable_jobs(run, now=now, stale_after=0.0, unstarted_after=0.0).jobs
@@ -284,6 +298,13 @@ class RunService:
         )
         edited: Any = revision.edited_proposal
         forced = revision.rerun_personas
+        council = Council.of(parent.parameters)
+        personas = run_personas(parent)
+        if revision.review_model is not None:
+            personas = review_models(personas, run_wide=revision.review_model, per_persona=None)
+        parameters = council.to_parameters()
+        if forced is not None:
+            parameters["rerun_personas"] = list(forced)
         return writes.create_run(
             session,
             idea=parent.idea,
@@ -291,18 +312,16 @@ class RunService:
             edited_proposal=dict(edited) if isinstance(edited, Mapping) else edited,
             edit_notes=revision.edit_notes,
             **self._models(expand, review),
-            personas=parent.personas,
+            personas=[p.to_dict() for p in personas],
             schema_version=SCHEMA_VERSION,
             prompt_set_version=PROMPT_SET_VERSION,
-            step_names=step_names(list(run_personas(parent).ids)),
+            step_names=council.steps(personas),
             tenant=parent.tenant,
             run_type=RunType.REVISION,
             priority=revision.priority or parent.priority,
             parent_run_id=parent.id,
             idempotency_key=None if idempotency is None else idempotency.key,
-            parameters=_fingerprinted(
-                {} if forced is None else {"rerun_personas": list(forced)}, idempotency
-            ),
+            parameters=_fingerprinted(parameters, idempotency),
             deadline_at=self._deadline(),
             enqueued_at=utcnow(),
         )
@@ -411,6 +430,18 @@ def budget_standings(
     if budget == Budget():
         return []
     return standings(budget, reads.spend(session, tenant, at or utcnow()))
+
+
+def retryable(run: Run) -> bool:
+    """A failed run, or a completed one whose chair step failed: what ``retry`` takes."""
+    if run.status is RunStatus.FAILED:
+        return True
+    chair = next((step for step in run.steps if step.step_name == CHAIR_STEP), None)
+    return (
+        run.status is RunStatus.COMPLETED
+        and chair is not None
+        and chair.status is StepStatus.FAILED
+    )
 
 
 def _require_revisable(parent: Run) -> None:

@@ -22,12 +22,12 @@ from consensus_engine.db.claims import Claim, ClaimOutcome, Held
 from consensus_engine.db.models import Run
 from consensus_engine.db.types import utcnow
 from consensus_engine.domain.runs import (
-    AGGREGATE_STEP,
     Job,
     RunStatus,
     Stage,
     StepStatus,
-    persona_of_step,
+    parse_step,
+    progress,
 )
 from consensus_engine.llm import CallRecord, LLMClient, LLMError
 from consensus_engine.observability.logs import lifecycle
@@ -211,8 +211,7 @@ class Pipeline:
             claims.end_run(run, RunStatus.COMPLETED)
             _finished(run)
             return StageOutcome.done()
-        reviews = tuple(Job(Stage.REVIEW, run.id, run.priority, p) for p in stored.reviews)
-        return StageOutcome.done(*(reviews or _after_reviews(session, run)))
+        return StageOutcome.done(*_advance(session, run, parse_step(held.step_name)[0]))
 
     def _claim_lost(self, session: Session, job: Job, work: Work) -> StageOutcome:
         """Drop the result, but keep the record of the LLM calls: they were made and billed."""
@@ -329,26 +328,33 @@ class Pipeline:
     ) -> tuple[Job, ...]:
         """A failed review may still let the run aggregate, unless it failed because the
         tenant's budget would be crossed: the run stops there, keeping the reviews it has.
-        Any other stage fails the run."""
-        if job.stage is Stage.REVIEW and not isinstance(error, CallOverBudget):
-            return _after_reviews(session, run)
+        A failed second round leaves the persona's first review standing. A failed chair
+        leaves the decided run completed, the chair step failed and retryable. Any other
+        stage fails the run."""
+        if job.stage is Stage.CHAIR:
+            claims.end_run(run, RunStatus.COMPLETED)
+            _finished(run)
+            return ()
+        if job.stage.per_persona and not isinstance(error, CallOverBudget):
+            return _advance(session, run, job.stage)
         claims.end_run(run, RunStatus.FAILED, error_code=code, error=f"{job.step_name}: {text}")
         _finished(run)
         return ()
 
 
-def _after_reviews(session: Session, run: Run) -> tuple[Job, ...]:
-    """The barrier: the aggregate job, once every review step has ended and the aggregate
-    has not started. Called with the run locked, so exactly one transaction sees the last
-    review end. It reads the steps' statuses alone, not the step rows as objects."""
+def _advance(session: Session, run: Run, ended: Stage) -> tuple[Job, ...]:
+    """The barrier, after a step of stage ``ended`` ended: the jobs of the next stage, when
+    this ending closed its own. Called with the run locked, so exactly one transaction
+    sees a stage's last step end. It reads the steps' statuses alone, not the step rows as
+    objects; debate steps whose first round failed are marked skipped on the way."""
     statuses = claims.step_statuses(session, run.id)
-    reviews = [status for name, status in statuses.items() if persona_of_step(name) is not None]
-    if (
-        all(status.is_terminal for status in reviews)
-        and statuses.get(AGGREGATE_STEP) is StepStatus.PENDING
-    ):
-        return (Job(Stage.AGGREGATE, run.id, run.priority),)
-    return ()
+    where = progress(statuses)
+    if where.never:
+        claims.skip_steps(session, run.id, where.never)
+    if where.stage is None or where.stage is ended:
+        return ()
+    pending = (name for name in where.open_steps if statuses[name] is StepStatus.PENDING)
+    return tuple(Job.of_step(name, run.id, run.priority) for name in pending)
 
 
 def _not_started_after(run: Run, job: Job) -> list[Job]:

@@ -20,15 +20,7 @@ from sqlalchemy.orm import Session
 from consensus_engine.db import claims, reads
 from consensus_engine.db.models import Run
 from consensus_engine.db.types import utcnow
-from consensus_engine.domain.runs import (
-    AGGREGATE_STEP,
-    EXPAND_STEP,
-    Job,
-    RunStatus,
-    Stage,
-    StepStatus,
-    persona_of_step,
-)
+from consensus_engine.domain.runs import Job, RunStatus, Stage, StepStatus, progress
 from consensus_engine.settings import Settings
 
 TAKEOVERS = 3
@@ -154,19 +146,9 @@ def resumable_jobs(
     def resumption(jobs: list[Job], names: list[str]) -> Resumption:
         return Resumption(jobs, frozenset(names) & stale)
 
-    if EXPAND_STEP in steps and not steps[EXPAND_STEP].status.is_terminal:
-        if not movable(EXPAND_STEP):
-            return Resumption([])
-        return resumption([Job(Stage.EXPAND, run.id, run.priority)], [EXPAND_STEP])
-    reviews = [name for name in steps if persona_of_step(name) is not None]
-    open_reviews = [name for name in reviews if not steps[name].status.is_terminal]
-    if open_reviews:
-        names = [name for name in open_reviews if movable(name)]
-        jobs = [Job(Stage.REVIEW, run.id, run.priority, persona_of_step(n)) for n in names]
-        return resumption(jobs, names)
-    if movable(AGGREGATE_STEP):
-        return resumption([Job(Stage.AGGREGATE, run.id, run.priority)], [AGGREGATE_STEP])
-    return Resumption([])
+    where = progress({name: step.status for name, step in steps.items()})
+    names = [name for name in where.open_steps if movable(name)]
+    return resumption([Job.of_step(name, run.id, run.priority) for name in names], names)
 
 
 @dataclass

@@ -20,6 +20,7 @@ from consensus_engine.db import reads, writes
 from consensus_engine.db.models import Run
 from consensus_engine.domain.aggregation import aggregate
 from consensus_engine.domain.choices import ModelChoice
+from consensus_engine.domain.council import Council, persona_choice
 from consensus_engine.domain.personas import Persona, PersonaSet
 from consensus_engine.domain.revisions import (
     ProposalSource,
@@ -28,10 +29,24 @@ from consensus_engine.domain.revisions import (
     plan_revision,
     proposal_diff,
 )
-from consensus_engine.domain.runs import RunType, Stage, StepStatus, persona_of_step, review_step
-from consensus_engine.domain.schemas import Decision, ExpandedProposal, PersonaReview
-from consensus_engine.llm import CallRecord, LLMClient
-from consensus_engine.pipeline.inline import expand_idea, review_proposal, revise_proposal
+from consensus_engine.domain.runs import (
+    RunType,
+    Stage,
+    StepStatus,
+    debate_step,
+    parse_step,
+    review_step,
+)
+from consensus_engine.domain.schemas import ChairReport, Decision, ExpandedProposal, PersonaReview
+from consensus_engine.llm import CallRecord, LLMClient, LLMError
+from consensus_engine.pipeline.budget_gate import CallOverBudget
+from consensus_engine.pipeline.inline import (
+    chair_synthesis,
+    debate_review,
+    expand_idea,
+    review_proposal,
+    revise_proposal,
+)
 
 
 class StageInputError(ValueError):
@@ -52,8 +67,6 @@ class Thresholds:
 class Stored:
     """What storing a result means for the run."""
 
-    reviews: tuple[str, ...] = ()
-    """Personas whose review must be sent now."""
     completes_run: bool = False
     failure: tuple[str, str] | None = None
     """(error code, text): the step fails for good, and the run with it."""
@@ -62,6 +75,11 @@ class Stored:
 def run_personas(run: Run) -> PersonaSet:
     """The persona set stored with the run: later changes to settings do not affect it."""
     return PersonaSet.from_dict({"personas": run.personas})
+
+
+def review_choice(run: Run, persona: Persona) -> ModelChoice:
+    """The model that writes ``persona``'s reviews in ``run``."""
+    return persona_choice(persona, ModelChoice(run.review_model, run.review_temperature))
 
 
 @dataclass
@@ -90,8 +108,8 @@ class _Parent:
     reviews: dict[str, PersonaReview]
     sources: dict[str, uuid.UUID]
     """Persona id -> the run whose LLM call wrote that review (reuse keeps the original)."""
-    models: dict[str, tuple[str, float | None]]
-    """Persona id -> the model and temperature that wrote that review."""
+    models: dict[str, tuple[str, str, float | None]]
+    """Persona id -> the model, provider and temperature that wrote that review."""
 
 
 def _load_parent(session: Session, parent_id: uuid.UUID | None) -> _Parent:
@@ -106,7 +124,7 @@ def _load_parent(session: Session, parent_id: uuid.UUID | None) -> _Parent:
         proposal=proposal,
         reviews={pid: PersonaReview.model_validate(row.review) for pid, row in rows.items()},
         sources={pid: row.source_run_id or parent_id for pid, row in rows.items()},
-        models={pid: (row.model, row.temperature) for pid, row in rows.items()},
+        models={pid: (row.model, row.provider, row.temperature) for pid, row in rows.items()},
     )
 
 
@@ -189,23 +207,23 @@ class ExpandWork(Work):
             if self.parent is None
             else proposal_diff(self.parent.proposal, self.proposal),
         )
-        if self.plan is None:
-            return Stored(reviews=self.personas.ids)
-        self._reuse(session, run)
-        return Stored(reviews=self.plan.rerun)
+        if self.plan is not None:
+            self._reuse(session, run)
+        return Stored()
 
     def _reuse(self, session: Session, run: Run) -> None:
         assert self.plan is not None and self.parent is not None
         steps = {s.step_name: s for s in run.steps}
         for persona_id in self.plan.reused:
             persona = self.personas[persona_id]
-            model, temperature = self.parent.models[persona_id]
+            model, provider, temperature = self.parent.models[persona_id]
             writes.upsert_review(
                 session,
                 run.id,
                 self.parent.reviews[persona_id],
                 weight=persona.weight,
                 model=model,
+                provider=provider,
                 temperature=temperature,
                 prompt_set_version=run.prompt_set_version,
                 source_run_id=self.parent.sources[persona_id],
@@ -218,9 +236,27 @@ class ExpandWork(Work):
                 "source_run_id": str(self.parent.sources[persona_id]),
                 "reasons": list(self.plan.reasons.get(persona_id, ())),
             }
+            debate = steps.get(debate_step(persona_id))
+            if debate is not None:  # a reused review is already a final one
+                debate.status = StepStatus.SKIPPED
+                debate.completed_at = debate.updated_at = run.updated_at
+                debate.step_metadata = {"reused": True}
         for persona_id in self.plan.rerun:
             step = steps[review_step(persona_id)]
             step.step_metadata = {"reasons": list(self.plan.reasons.get(persona_id, ()))}
+
+
+def _reviewer(
+    session: Session, run: Run, persona_id: str | None
+) -> tuple[Persona, ExpandedProposal]:
+    """The persona a review step is for, and the proposal it reviews."""
+    persona = run_personas(run).get(persona_id or "")
+    if persona is None:
+        raise StageInputError(f"persona {persona_id!r} is not part of this run")
+    proposal = reads.load_proposal(session, run.id)
+    if proposal is None:
+        raise StageInputError("the run has no proposal to review")
+    return persona, proposal
 
 
 @dataclass
@@ -233,17 +269,13 @@ class ReviewWork(Work):
     previous_review: PersonaReview | None = None
     edit_notes: str | None = None
     review: PersonaReview | None = None
+    provider: str = ""
 
     @classmethod
     def prepare(
         cls, session: Session, run: Run, persona_id: str | None, _thresholds: Thresholds
     ) -> ReviewWork:
-        persona = run_personas(run).get(persona_id or "")
-        if persona is None:
-            raise StageInputError(f"persona {persona_id!r} is not part of this run")
-        proposal = reads.load_proposal(session, run.id)
-        if proposal is None:
-            raise StageInputError("the run has no proposal to review")
+        persona, proposal = _reviewer(session, run, persona_id)
         previous = None
         if run.run_type is RunType.REVISION and run.parent_run_id is not None:
             row = reads.load_reviews(session, run.parent_run_id).get(persona.id)
@@ -252,12 +284,13 @@ class ReviewWork(Work):
             tenant=run.tenant,
             persona=persona,
             proposal=proposal,
-            choice=ModelChoice(run.review_model, run.review_temperature),
+            choice=review_choice(run, persona),
             previous_review=previous,
             edit_notes=run.edit_notes,
         )
 
     def run(self, llm: LLMClient) -> None:
+        self.provider = llm.provider_of(self.choice.model)
         self.review, self.calls = review_proposal(
             llm,
             self.persona,
@@ -277,8 +310,73 @@ class ReviewWork(Work):
             self.review,
             weight=self.persona.weight,
             model=self.choice.model,
+            provider=self.provider,
             temperature=self.choice.temperature,
             prompt_set_version=run.prompt_set_version,
+        )
+        return Stored()
+
+
+@dataclass
+class DebateWork(Work):
+    """The second round: one persona reads the others' first-round reviews and writes its
+    final review, which replaces its first (kept beside it).
+
+    The barrier sends this once every first-round review has ended, so the reviews read
+    while preparing are the whole first round; a first review is read from
+    ``first_round_review`` where a faster persona's final one already replaced it.
+    """
+
+    persona: Persona
+    proposal: ExpandedProposal
+    choice: ModelChoice
+    own: PersonaReview
+    others: list[PersonaReview]
+    review: PersonaReview | None = None
+    provider: str = ""
+
+    @classmethod
+    def prepare(
+        cls, session: Session, run: Run, persona_id: str | None, _thresholds: Thresholds
+    ) -> DebateWork:
+        persona, proposal = _reviewer(session, run, persona_id)
+        rows = reads.load_reviews(session, run.id)
+        first = {
+            pid: PersonaReview.model_validate(row.first_round_review or row.review)
+            for pid, row in rows.items()
+        }
+        if persona.id not in first:
+            raise StageInputError(f"persona {persona.id!r} has no first-round review")
+        return cls(
+            tenant=run.tenant,
+            persona=persona,
+            proposal=proposal,
+            choice=review_choice(run, persona),
+            own=first[persona.id],
+            others=[
+                first[pid] for pid in run_personas(run).ids if pid in first and pid != persona.id
+            ],
+        )
+
+    def run(self, llm: LLMClient) -> None:
+        self.provider = llm.provider_of(self.choice.model)
+        self.review, self.calls = debate_review(
+            llm, self.persona, self.proposal, self.own, self.others, self.choice, tenant=self.tenant
+        )
+        self.metadata = {
+            "confidence_score": self.review.confidence_score,
+            "first_round_score": self.own.confidence_score,
+        }
+
+    def store(self, session: Session, run: Run) -> Stored:
+        assert self.review is not None
+        writes.store_final_review(
+            session,
+            run.id,
+            self.review,
+            model=self.choice.model,
+            provider=self.provider,
+            temperature=self.choice.temperature,
         )
         return Stored()
 
@@ -296,6 +394,8 @@ class AggregateWork(Work):
     failures: dict[str, str]
     """Persona id -> why it has no review."""
     thresholds: Thresholds
+    chaired: bool = False
+    """A chair step follows: the run completes when it ends."""
     decision: Decision | None = None
     shortfall: str | None = None
 
@@ -310,10 +410,12 @@ class AggregateWork(Work):
             failures={
                 persona_id: step.error or step.status.value
                 for step in run.steps
-                if (persona_id := persona_of_step(step.step_name)) is not None
+                if (parsed := parse_step(step.step_name))[0] is Stage.REVIEW
+                and (persona_id := parsed[1]) is not None
                 and persona_id not in rows
             },
             thresholds=thresholds,
+            chaired=Council.of(run.parameters).chair is not None,
         )
 
     def run(self, llm: LLMClient) -> None:
@@ -343,12 +445,92 @@ class AggregateWork(Work):
             assert self.shortfall is not None
             return Stored(failure=("quorum_not_met", self.shortfall))
         writes.store_decision(session, run, self.decision)
+        return Stored(completes_run=not self.chaired)
+
+
+@dataclass
+class ChairWork(Work):
+    """The chair's synthesis of the decided run, from its model or else its fallback.
+
+    The decision is stored already and this never touches it; whatever happens here, the
+    run completes (a failed chair step can be retried).
+    """
+
+    proposal: ExpandedProposal
+    reviews: list[PersonaReview]
+    decision: Decision
+    choice: ModelChoice
+    fallback: str | None
+    report: ChairReport | None = None
+    used: ModelChoice | None = None
+    provider: str = ""
+
+    @classmethod
+    def prepare(
+        cls, session: Session, run: Run, _persona: str | None, _thresholds: Thresholds
+    ) -> ChairWork:
+        council = Council.of(run.parameters)
+        if council.chair is None:
+            raise StageInputError("the run has no chair")
+        proposal = reads.load_proposal(session, run.id)
+        decision = reads.load_decision(session, run.id)
+        if proposal is None or decision is None:
+            raise StageInputError("the run has no decision for the chair to explain")
+        rows = reads.load_reviews(session, run.id)
+        order = {pid: place for place, pid in enumerate(run_personas(run).ids)}
+        return cls(
+            tenant=run.tenant,
+            proposal=proposal,
+            reviews=[
+                PersonaReview.model_validate(rows[pid].review)
+                for pid in sorted(rows, key=lambda pid: order.get(pid, len(order)))
+            ],
+            decision=decision,
+            choice=council.chair,
+            fallback=council.chair_fallback,
+        )
+
+    def run(self, llm: LLMClient) -> None:
+        try:
+            self._write(llm, self.choice)
+        except LLMError as error:
+            if self.fallback is None or isinstance(error, CallOverBudget):
+                raise
+            self.calls = list(error.calls)
+            self._write(llm, ModelChoice(self.fallback, self.choice.temperature))
+        assert self.used is not None
+        self.metadata = {"model": self.used.model, "fallback": self.used != self.choice}
+
+    def _write(self, llm: LLMClient, choice: ModelChoice) -> None:
+        spent = self.calls
+        try:
+            self.report, calls = chair_synthesis(
+                llm, self.proposal, self.reviews, self.decision, choice, tenant=self.tenant
+            )
+        except LLMError as error:
+            error.calls = [*spent, *error.calls]
+            raise
+        self.calls = [*spent, *calls]
+        self.used, self.provider = choice, llm.provider_of(choice.model)
+
+    def store(self, session: Session, run: Run) -> Stored:
+        assert self.report is not None and self.used is not None
+        writes.store_chair_report(
+            session,
+            run.id,
+            self.report,
+            model=self.used.model,
+            provider=self.provider,
+            fallback=self.used != self.choice,
+        )
         return Stored(completes_run=True)
 
 
 PREPARE: dict[Stage, Prepare] = {
     Stage.EXPAND: ExpandWork.prepare,
     Stage.REVIEW: ReviewWork.prepare,
+    Stage.DEBATE: DebateWork.prepare,
     Stage.AGGREGATE: AggregateWork.prepare,
+    Stage.CHAIR: ChairWork.prepare,
 }
 """How each stage prepares its work."""

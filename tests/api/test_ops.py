@@ -35,7 +35,8 @@ def test_me_and_options_say_who_calls_and_what_a_run_may_use(api: ApiHarness) ->
     options = api.acme.get("/v1/options").json()
     settings = api.settings
     assert [p["id"] for p in options["personas"]] == [p.id for p in DEFAULT_PERSONAS]
-    assert set(options["personas"][0]) == {"id", "name", "weight", "focus"}  # no instructions
+    # No instructions: they are the review's system prompt.
+    assert set(options["personas"][0]) == {"id", "name", "weight", "focus", "model"}
     assert options["models"]["expand"] == settings.expand_model
     assert settings.review_model in options["models"]["allowed"]
     assert options["limits"] == {

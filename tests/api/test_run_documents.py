@@ -18,6 +18,7 @@ from consensus_engine.api import presenters
 from consensus_engine.api.schemas import RunList
 from consensus_engine.db import documents, reads
 from consensus_engine.db.models import (
+    ChairReport,
     DecisionRecord,
     LlmCall,
     PersonaReview,
@@ -25,6 +26,8 @@ from consensus_engine.db.models import (
     Run,
 )
 from consensus_engine.db.writes import create_run
+from consensus_engine.domain.choices import ModelChoice
+from consensus_engine.domain.council import Council
 from consensus_engine.domain.revisions import ProposalSource
 from consensus_engine.domain.runs import RunStatus, RunType, StepStatus, step_names
 from consensus_engine.domain.schemas import (
@@ -187,8 +190,53 @@ def runs(db_session: Session) -> Iterator[dict[str, Run]]:
     )
     revision.steps[0].step_metadata = {"plan": {"rerun": ["security"], "reused": ["architect"]}}
     queued = new_run(db_session, personas=[])
+    chaired, chair_failed = council_run(db_session), council_run(db_session)
+    db_session.add(
+        ChairReport(
+            run_id=chaired.id,
+            model="chair-model",
+            provider="local",
+            fallback=True,
+            report={
+                "summary": "Approved, narrowly.",
+                "agreed": ["clear scope"],
+                "split": [{"topic": "load", "positions": "Security doubts it; Architect not."}],
+                "would_change_outcome": ["a load test"],
+            },
+        )
+    )
+    chair_failed.steps[-1].status, chair_failed.steps[-1].error = StepStatus.FAILED, "down"
     db_session.commit()
-    yield {"completed": completed, "failed": failed, "revision": revision, "queued": queued}
+    yield {
+        "completed": completed,
+        "failed": failed,
+        "revision": revision,
+        "queued": queued,
+        "chaired": chaired,
+        "chair_failed": chair_failed,
+    }
+
+
+def council_run(session: Session) -> Run:
+    """A completed run of two rounds with a chair, one persona on its own model and
+    provider; its chair step completed."""
+    personas = [PERSONAS[0] | {"model": "local-model"}, PERSONAS[1]]
+    council = Council(rounds=2, chair=ModelChoice("chair-model", 0.3), chair_fallback="gpt-test")
+    run = new_run(
+        session,
+        personas=personas,
+        step_names=step_names([p["id"] for p in personas], rounds=2, chair=True),
+        parameters=council.to_parameters(),
+    )
+    complete(session, run)
+    session.flush()
+    for review in run.reviews:
+        review.first_round_review = review_document(PERSONAS[0], 0.5) | {
+            "persona_id": review.persona_id,
+            "persona_name": review.persona_name,
+        }
+        review.provider = "local"
+    return run
 
 
 def presented(session: Session, run_id: uuid.UUID) -> Any:
@@ -200,7 +248,9 @@ def presented(session: Session, run_id: uuid.UUID) -> Any:
     return json.loads(presenters.run_detail(session, run).model_dump_json())
 
 
-@pytest.mark.parametrize("name", ["completed", "failed", "revision", "queued"])
+@pytest.mark.parametrize(
+    "name", ["completed", "failed", "revision", "queued", "chaired", "chair_failed"]
+)
 def test_the_rendered_detail_equals_the_presented_one(
     db_session: Session, runs: dict[str, Run], name: str
 ) -> None:
@@ -266,3 +316,40 @@ def test_the_rendered_list_equals_the_presented_one_in_one_statement(
     )
     assert typed(rendered) == typed(json.loads(expected.model_dump_json()))
     assert len(rendered["runs"]) == min(limit, len(runs))
+
+
+def test_a_council_run_shows_its_models_rounds_and_chair(
+    db_session: Session, runs: dict[str, Run]
+) -> None:
+    chaired = json.loads(documents.run_detail(db_session, runs["chaired"].id, tenant=TENANT) or "")
+    assert (
+        chaired["models"].items()
+        >= {
+            "review_rounds": 2,
+            "chair_model": "chair-model",
+            "chair_fallback_model": "gpt-test",
+        }.items()
+    )
+    assert [p["model"] for p in chaired["personas"]] == ["local-model", None]
+    assert {r["provider"] for r in chaired["reviews"]} == {"local"}
+    assert {r["first_round_review"]["confidence_score"] for r in chaired["reviews"]} == {0.5}
+    assert chaired["chair"] == {
+        "status": "completed",
+        "model": "chair-model",
+        "provider": "local",
+        "fallback": True,
+        "model_written": True,
+        "report": {
+            "summary": "Approved, narrowly.",
+            "agreed": ["clear scope"],
+            "split": [{"topic": "load", "positions": "Security doubts it; Architect not."}],
+            "would_change_outcome": ["a load test"],
+        },
+        "error": None,
+    }
+    failed = json.loads(
+        documents.run_detail(db_session, runs["chair_failed"].id, tenant=TENANT) or ""
+    )
+    assert failed["chair"].items() >= {"status": "failed", "report": None, "error": "down"}.items()
+    plain = json.loads(documents.run_detail(db_session, runs["completed"].id, tenant=TENANT) or "")
+    assert plain["chair"] is None and plain["models"]["review_rounds"] == 1

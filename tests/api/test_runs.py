@@ -281,6 +281,9 @@ def test_submit_stores_the_run_and_enqueues_it(make_api: ApiFactory) -> None:
         "expand_temperature": 0.3,
         "review_model": api.settings.review_model,
         "review_temperature": 0.0,
+        "review_rounds": 1,
+        "chair_model": None,
+        "chair_fallback_model": None,
     }
     # The chosen personas, in the configured order, weights rescaled to sum to 1.
     assert [p["id"] for p in detail["personas"]] == ["architect", "security_guardian"]

@@ -19,7 +19,7 @@ def test_run_details_show_personas_without_their_instructions(make_api: ApiFacto
 
     personas = response.json()["personas"]
     assert [p["id"] for p in personas] == list(DEFAULT_PERSONAS.ids)
-    assert all(set(p) == {"id", "name", "weight", "focus"} for p in personas), personas
+    assert all(set(p) == {"id", "name", "weight", "focus", "model"} for p in personas), personas
     text = response.body.decode()
     for persona in DEFAULT_PERSONAS:
         assert persona.instructions not in text

@@ -136,9 +136,10 @@ def test_llm_calls(metrics: PipelineMetrics, registry: CollectorRegistry) -> Non
     value = registry.get_sample_value
     model = {"model": "gpt-4.1-mini"}
     requests = "consensus_llm_requests_total"
-    assert value(requests, {**model, "step": "expand", "outcome": "success"}) == 1
-    assert value(requests, {**model, "step": "expand", "outcome": "rate_limited"}) == 1
-    assert value(requests, {**model, "step": "review", "outcome": "success"}) == 1
+    sent = {**model, "provider": "default"}
+    assert value(requests, {**sent, "step": "expand", "outcome": "success"}) == 1
+    assert value(requests, {**sent, "step": "expand", "outcome": "rate_limited"}) == 1
+    assert value(requests, {**sent, "step": "review", "outcome": "success"}) == 1
     tokens = "consensus_llm_tokens_total"
     assert value(tokens, {**model, "step": "expand", "kind": "input"}) == 2000
     assert value(tokens, {**model, "step": "expand", "kind": "output"}) == 500
@@ -304,7 +305,7 @@ def test_a_model_outside_the_configured_ones_is_counted_as_other(
     metrics: PipelineMetrics, registry: CollectorRegistry
 ) -> None:
     metrics.llm_calls([call("expand")], models={"another-model"})
-    labels = {"model": "other", "step": "expand", "outcome": "success"}
+    labels = {"model": "other", "provider": "default", "step": "expand", "outcome": "success"}
     assert registry.get_sample_value("consensus_llm_requests_total", labels) == 1
     mine = {**labels, "model": "gpt-4.1-mini"}
     assert registry.get_sample_value("consensus_llm_requests_total", mine) is None
@@ -340,7 +341,7 @@ def test_llm_request_duration_observes_every_attempt_of_a_real_server(
     metrics.llm_calls(calls, models={"gpt-4.1-mini"})
 
     value = registry.get_sample_value
-    labels = {"model": "gpt-4.1-mini", "step": "review"}
+    labels = {"model": "gpt-4.1-mini", "provider": "default", "step": "review"}
     duration = "consensus_llm_request_duration_seconds"
     assert value(f"{duration}_count", labels) == 2
     assert value(f"{duration}_bucket", {**labels, "le": "0.25"}) == 0

@@ -24,7 +24,7 @@ from consensus_engine.api.inputs import (
     catalogued_models,
     idea_and_context,
     model_choices,
-    selected_personas,
+    panel,
     storable,
 )
 from consensus_engine.api.openapi import RUN_LINKS, errors
@@ -75,13 +75,15 @@ async def submit(
     idea, context = idea_and_context(body.idea, body.extra_context, settings)
     catalogued_models(state, body)
     expand, review = model_choices(body, expand_choice(settings), review_choice(settings))
+    personas, council = panel(state, body)
     new = NewRun(
         idea=idea,
-        personas=selected_personas(state, body.personas),
+        personas=personas,
         expand=expand,
         review=review,
         extra_context=context,
         priority=body.priority,
+        council=council,
     )
     key = idempotency(idempotency_key, "run", body)
     try:

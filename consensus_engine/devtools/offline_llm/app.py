@@ -101,6 +101,8 @@ class _OfflineApp:
         self._fault_rng = random.Random(options.seed)  # noqa: S311 - reproducible, not secret
         self._faults: deque[Fault] = deque()
         self._counts: dict[str, Counter[str]] = {}
+        self._models: Counter[str] = Counter()
+        """Requests by the model they named, answered or not."""
         self._grammar: Counter[str] = Counter()
         self._recent: deque[dict[str, object]] = deque(maxlen=_RECENT)
         self._in_flight = 0
@@ -137,6 +139,7 @@ class _OfflineApp:
     async def reset(self, request: Request) -> Response:
         self._faults.clear()
         self._counts.clear()
+        self._models.clear()
         self._grammar.clear()
         self._recent.clear()
         self._limits.reset()
@@ -154,6 +157,7 @@ class _OfflineApp:
                 "recent": list(self._recent),
                 "rate": self._limits.stats(),
                 "grammar": {key: self._grammar[key] for key in ("honoured", "refused")},
+                "models": dict(self._models),
             }
         )
 
@@ -288,6 +292,8 @@ class _OfflineApp:
 
     def _note(self, path: str, ask: Ask | None, outcome: str) -> None:
         self._counts.setdefault(path, Counter())[outcome] += 1
+        if ask is not None:
+            self._models[ask.model] += 1
         entry: dict[str, object] = {"path": path, "outcome": outcome}
         if ask is not None:
             entry |= ask.summary()
