@@ -74,6 +74,62 @@ def _client_options(*, suppress: bool) -> _CommandParser:
     return options
 
 
+class _PersonaModels(argparse.Action):
+    """``--persona-model ID=MODEL``, repeatable, gathered into one ``{id: model}`` mapping.
+
+    Naming one persona twice is refused rather than letting the last one win silently."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        persona_id, sep, model = str(values).partition("=")
+        persona_id, model = persona_id.strip(), model.strip()
+        if not sep or not persona_id or not model:
+            parser.error(f"{option_string}: expected ID=MODEL, got {values!r}")
+        chosen: dict[str, str] = dict(getattr(namespace, self.dest, None) or {})
+        if persona_id in chosen:
+            parser.error(f"{option_string}: persona {persona_id!r} is named twice")
+        chosen[persona_id] = model
+        setattr(namespace, self.dest, chosen)
+
+
+def _add_council_arguments(submit: argparse.ArgumentParser) -> None:
+    """How the run's panel deliberates; each is sent only when given, so the deployment's
+    defaults (``REVIEW_ROUNDS``, ``CHAIR_MODEL``) apply otherwise."""
+    submit.add_argument(
+        "--persona-model",
+        dest="persona_models",
+        action=_PersonaModels,
+        metavar="ID=MODEL",
+        default=None,
+        help="the model that writes one persona's review (repeatable; catalogued models only)",
+    )
+    submit.add_argument(
+        "--rounds",
+        dest="review_rounds",
+        type=int,
+        choices=[1, 2],
+        default=None,
+        help="2: each persona reads the others' first reviews, then writes its final one",
+    )
+    submit.add_argument(
+        "--chair",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="a chair model writes a synthesis under the decision (default: on with CHAIR_MODEL)",
+    )
+    submit.add_argument(
+        "--chair-model",
+        metavar="MODEL",
+        default=None,
+        help="the chair's model (turns the chair on)",
+    )
+
+
 def _add_client_commands(
     commands: argparse._SubParsersAction[_CommandParser],
 ) -> None:
@@ -95,6 +151,7 @@ def _add_client_commands(
         help="background for the idea: text, or a JSON object in a .json file",
     )
     submit.add_argument("--priority", choices=["normal", "high"], default=None)
+    _add_council_arguments(submit)
     submit.set_defaults(handler=run_commands.submit)
 
     runs = commands.add_parser("runs", help="list runs or show one")
@@ -126,6 +183,14 @@ def _add_client_commands(
         help="comma-separated persona ids that review again (e.g. critic,architect)",
     )
     revise.set_defaults(handler=run_commands.revise)
+
+    retry = commands.add_parser(
+        "retry",
+        parents=[shared, output, waiting],
+        help="re-run what did not complete: a failed run's steps, or a completed run's chair",
+    )
+    retry.add_argument("run_id", metavar="ID")
+    retry.set_defaults(handler=run_commands.retry)
 
     diff = commands.add_parser("diff", parents=[shared, output], help="compare two runs")
     diff.add_argument("run_id", metavar="A")

@@ -1,4 +1,4 @@
-"""The HTTP client behind ``consensus-engine submit|runs|revise|diff``.
+"""The HTTP client behind ``consensus-engine submit|runs|revise|retry|diff``.
 
 Standard library only (urllib), so the command needs nothing beyond the package. Every
 failure becomes a :class:`ClientError` whose text is one line for a terminal: the API's
@@ -194,13 +194,29 @@ class ConsensusClient:
         *,
         extra_context: str | Mapping[str, Any] | None = None,
         priority: str | None = None,
+        persona_models: Mapping[str, str] | None = None,
+        review_rounds: int | None = None,
+        chair: bool | None = None,
+        chair_model: str | None = None,
     ) -> dict[str, Any]:
+        """Only the options given go into the body, so the API's defaults decide the rest."""
+        given: dict[str, Any] = {
+            "extra_context": extra_context,
+            "priority": priority,
+            "persona_models": None if persona_models is None else dict(persona_models),
+            "review_rounds": review_rounds,
+            "chair": chair,
+            "chair_model": chair_model,
+        }
         body: dict[str, Any] = {"idea": idea}
-        if extra_context is not None:
-            body["extra_context"] = extra_context
-        if priority is not None:
-            body["priority"] = priority
+        body.update((key, value) for key, value in given.items() if value is not None)
         result: dict[str, Any] = self.request("POST", "/v1/runs", body)
+        return result
+
+    def retry(self, run_id: str) -> dict[str, Any]:
+        """Re-run a failed run's unfinished steps, or a completed run's failed chair."""
+        path = f"/v1/runs/{_segment(run_id)}/retry"
+        result: dict[str, Any] = self.request("POST", path)
         return result
 
     def list_runs(

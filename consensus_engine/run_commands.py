@@ -1,4 +1,4 @@
-"""The commands that use a running API as its client: submit, revise, runs, diff.
+"""The commands that use a running API as its client: submit, revise, retry, runs, diff.
 
 Each prints text for a terminal (``terminal.py``) or, with ``--json``, the API's own JSON;
 ``--wait`` follows the run until it ends. Failures are the client's one-line errors.
@@ -43,8 +43,14 @@ def _print_json(value: object) -> None:
     print(json.dumps(value, indent=2, sort_keys=False))
 
 
-def _follow_and_report(client: ConsensusClient, accepted: Mapping[str, Any], as_json: bool) -> int:
-    """Print each change of the run (not with ``--json``), then its outcome; 0 if completed."""
+def _follow_and_report(
+    client: ConsensusClient, accepted: Mapping[str, Any], as_json: bool, *, chair_counts: bool
+) -> int:
+    """Print each change of the run (not with ``--json``), then its outcome; 0 if completed.
+
+    A failed chair leaves the decision standing, so it is only a note, unless
+    ``chair_counts`` (a retry, whose point may have been the chair): then it is a failure.
+    """
     run_id = str(accepted["run_id"])
     started = time.monotonic()
     try:
@@ -69,11 +75,24 @@ def _follow_and_report(client: ConsensusClient, accepted: Mapping[str, Any], as_
         reason = error.get("message") or detail.get("status")
         print(f"consensus-engine: run {run_id} did not complete: {reason}", file=sys.stderr)
         return 1
+    chair = detail.get("chair") or {}
+    if chair.get("status") == "failed":
+        reason = str(chair.get("error") or "no reason given").rstrip(". ")
+        print(
+            f"consensus-engine: run {run_id} completed, but its chair failed: {reason}; "
+            f"try again: consensus-engine retry {run_id}",
+            file=sys.stderr,
+        )
+        return 1 if chair_counts else 0
     return 0
 
 
 def _accepted(
-    client: ConsensusClient, accepted: Mapping[str, Any], args: argparse.Namespace
+    client: ConsensusClient,
+    accepted: Mapping[str, Any],
+    args: argparse.Namespace,
+    *,
+    chair_counts: bool = False,
 ) -> int:
     if not args.wait:
         if args.json:
@@ -83,14 +102,27 @@ def _accepted(
         return 0
     if not args.json:
         print(render_accepted(accepted), flush=True)
-    return _follow_and_report(client, accepted, args.json)
+    return _follow_and_report(client, accepted, args.json, chair_counts=chair_counts)
 
 
 def submit(args: argparse.Namespace) -> int:
     client = _client(args)
     context = _read_context_file(args.context_file) if args.context_file else None
-    accepted = client.submit(args.idea, extra_context=context, priority=args.priority)
+    accepted = client.submit(
+        args.idea,
+        extra_context=context,
+        priority=args.priority,
+        persona_models=args.persona_models,
+        review_rounds=args.review_rounds,
+        chair=args.chair,
+        chair_model=args.chair_model,
+    )
     return _accepted(client, accepted, args)
+
+
+def retry(args: argparse.Namespace) -> int:
+    client = _client(args)
+    return _accepted(client, client.retry(args.run_id), args, chair_counts=True)
 
 
 def revise(args: argparse.Namespace) -> int:

@@ -44,13 +44,17 @@ def render_accepted(accepted: Mapping[str, Any]) -> str:
         lines.append(f"  reuses:  {reused}")
         if not plan.get("exact", True):
             lines.append("  (the edit notes may add re-runs once the proposal is rewritten)")
+    steps = accepted.get("steps")
+    if isinstance(steps, list):  # a retry: what runs again
+        lines.append(f"  re-runs: {', '.join(map(str, steps)) or 'none'}")
     if accepted.get("enqueued") is False:
         lines.append(f"  {accepted.get('message')}")
     return "\n".join(lines)
 
 
 def render_run(detail: Mapping[str, Any]) -> str:
-    """A run's outcome for people: decision, scores, blocking points, minority reports, cost."""
+    """A run's outcome for people: decision, scores, blocking points, minority reports, the
+    chair's synthesis (apart from the decision, which it never changes), cost."""
     lines = [
         f"Run {detail.get('run_id')}: {detail.get('status')} "
         f"({detail.get('run_type')}, {detail.get('priority')} priority)",
@@ -67,13 +71,17 @@ def render_run(detail: Mapping[str, Any]) -> str:
         lines.append(f"Error: {error.get('message') or ''} ({error.get('code') or 'unknown'})")
     decision = detail.get("decision")
     if isinstance(decision, dict):
-        lines.extend(_render_decision(decision, detail.get("reviews") or []))
+        rounds = (detail.get("models") or {}).get("review_rounds")
+        lines.extend(_render_decision(decision, detail.get("reviews") or [], rounds))
     elif detail.get("status") not in TERMINAL_STATUSES:
         lines.append("Decision: not yet")
         lines.extend(
             f"  {step.get('step_name', '?'):<28} {step.get('status', '?')}"
             for step in detail.get("steps", [])
         )
+    chair = detail.get("chair")
+    if isinstance(chair, dict) and (isinstance(decision, dict) or chair.get("status") != "pending"):
+        lines.extend(_render_chair(chair, str(detail.get("run_id"))))
     usage = detail.get("usage") or {}
     if usage:
         lines.append(
@@ -85,7 +93,7 @@ def render_run(detail: Mapping[str, Any]) -> str:
 
 
 def _render_decision(
-    decision: Mapping[str, Any], reviews: Sequence[Mapping[str, Any]]
+    decision: Mapping[str, Any], reviews: Sequence[Mapping[str, Any]], rounds: object = None
 ) -> list[str]:
     lines = [
         f"Decision: {str(decision.get('decision', '?')).upper()}  "
@@ -97,7 +105,7 @@ def _render_decision(
     weights = breakdown.get("weights") or {}
     by_id = {review.get("persona_id"): review for review in reviews}
     if reviews:
-        lines.append("Personas:")
+        lines.append("Personas (2 review rounds):" if rounds == 2 else "Personas:")
     blocking: list[str] = []
     for pid, review in by_id.items():
         name = review.get("persona_name") or pid
@@ -115,6 +123,9 @@ def _render_decision(
             f"  {name:<22} score {_short_score(review.get('confidence_score'))}"
             f"  weight {_short_score(weights.get(pid, review.get('weight')))}{flag}"
         )
+        origin = _review_origin(review)
+        if origin:
+            lines.append(f"    {origin}")
     if blocking:
         lines.append("Blocking points:")
         lines.extend(blocking)
@@ -130,6 +141,68 @@ def _render_decision(
     rationale = decision.get("rationale")
     if rationale:
         lines.append(f"Why: {rationale}")
+    return lines
+
+
+def _review_origin(review: Mapping[str, Any]) -> str:
+    """Which model (and provider) wrote a review and, after a debate round, how its score
+    moved from the first round: the line under the persona's score."""
+    parts = []
+    model, provider = review.get("model"), review.get("provider")
+    if model:
+        parts.append(f"{model} via {provider}" if provider else str(model))
+    first = review.get("first_round_review")
+    if isinstance(first, dict):
+        parts.append(f"first round {_score_move(first.get('confidence_score'), review)}")
+    return "; ".join(parts)
+
+
+def _score_move(before: object, review: Mapping[str, Any]) -> str:
+    after = review.get("confidence_score")
+    moved = f"{_short_score(before)} -> {_short_score(after)}"
+    if not (isinstance(before, int | float) and isinstance(after, int | float)):
+        return moved
+    change = after - before
+    return f"{moved} ({'held' if abs(change) < 0.005 else f'{change:+.2f}'})"
+
+
+CHAIR_HEADING = "Chair (model-written, does not change the decision)"
+
+
+def _render_chair(chair: Mapping[str, Any], run_id: str) -> list[str]:
+    """The chair's synthesis, set apart under its own heading: a model wrote it, and the
+    decision above stands whatever it says."""
+    lines = [f"{CHAIR_HEADING}: {chair.get('status', '?')}"]
+    if chair.get("model"):
+        provider = f" via {chair['provider']}" if chair.get("provider") else ""
+        fallback = " (fallback)" if chair.get("fallback") else ""
+        lines.append(f"  model: {chair['model']}{provider}{fallback}")
+    if chair.get("status") == "failed":
+        lines.append(f"  error: {chair.get('error') or 'no reason given'}")
+        lines.append(f"  try again: consensus-engine retry {run_id}")
+    report = chair.get("report")
+    if isinstance(report, dict):
+        lines.extend(_render_chair_report(report))
+    return lines
+
+
+def _render_chair_report(report: Mapping[str, Any]) -> list[str]:
+    lines = [f"  summary: {report.get('summary', '')}"]
+    sections: list[tuple[str, list[str]]] = [
+        ("agreed", [str(point) for point in report.get("agreed") or []]),
+        (
+            "split",
+            [f"{s.get('topic', '')}: {s.get('positions', '')}" for s in report.get("split") or []],
+        ),
+        (
+            "would change the outcome",
+            [str(point) for point in report.get("would_change_outcome") or []],
+        ),
+    ]
+    for title, items in sections:
+        if items:
+            lines.append(f"  {title}:")
+            lines.extend(f"    - {item}" for item in items)
     return lines
 
 

@@ -1,4 +1,4 @@
-"""``consensus-engine submit|runs|revise|diff|api-key`` as a user runs them, against a real API.
+"""``consensus-engine submit|runs|revise|retry|diff|api-key``, as a user runs them, on a real API.
 
 The API is served over HTTP by the ``api`` fixture (a real database, the Pub/Sub emulator and
 the offline LLM); a real worker process finishes the runs. The command runs as a subprocess
@@ -27,6 +27,7 @@ from support.stack import PipelineStack
 
 from consensus_engine.api.auth import KeyRing, digest, new_key
 from consensus_engine.client import ApiRequestError, ConsensusClient
+from consensus_engine.devtools.offline_llm import OfflineLLMServer
 from consensus_engine.devtools.process import free_port
 from consensus_engine.domain.personas import DEFAULT_PERSONAS
 from consensus_engine.run_progress import ServerSentEvent, StatusUpdate, StepUpdate
@@ -143,6 +144,75 @@ def test_submit_follow_list_show_revise_and_diff(api: ApiHarness, tmp_path: Path
     assert out.rstrip().endswith("Budget: no limits.")
     usage = json.loads(_ok(api, tmp_path, "usage", "--days", "1", "--json"))
     assert sum(day["calls"] for day in usage["days"]) >= 6 + 3
+
+
+def test_a_council_run_then_a_retry_of_its_failed_chair(
+    make_api: api_fixtures.ApiFactory, tmp_path: Path
+) -> None:
+    """Per-persona models on two providers, two rounds and a chair whose provider is down
+    at first: the run completes with the chair failed, and ``retry`` re-runs the chair alone
+    once its provider is back."""
+    hosted, local, chair = "offline-hosted", "offline-local", "offline-chair"
+    chair_port = free_port()
+    catalogue = {
+        hosted: {"free": True},
+        local: {"free": True, "provider": "local"},
+        chair: {"free": True, "provider": "chairs"},
+    }
+    with OfflineLLMServer(latency_ms=20) as local_server:
+        providers = {
+            "local": {"base_url": local_server.base_url},
+            "chairs": {"base_url": f"http://127.0.0.1:{chair_port}/v1"},  # down for now
+        }
+        council = make_api(
+            env={
+                "EXPAND_MODEL": hosted,
+                "REVIEW_MODEL": hosted,
+                "MODEL_CATALOGUE_JSON": json.dumps(catalogue),
+                "LLM_PROVIDERS_JSON": json.dumps(providers),
+                "MAX_RETRIES_PER_PERSONA": "0",
+            }
+        )
+        council.stack.start_worker()
+        result = run_cli(
+            "submit",
+            IDEA,
+            "--persona-model",
+            f"critic={local}",
+            "--rounds",
+            "2",
+            "--chair-model",
+            chair,
+            "--wait",
+            env=_env(council),
+            cwd=tmp_path,
+        )
+        assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"  # the decision stands
+        out, run_id = result.stdout, _first_run_id(result.stdout)
+        for step in ("debate_critic", "aggregate", "chair"):
+            assert re.search(rf"\] {step} +(completed|failed)", out), out
+        assert "Personas (2 review rounds):" in out
+        critic = re.search(r"^  Critic +score .*\n    (.*)$", out, re.M)
+        assert critic and re.fullmatch(
+            rf"{local} via local; first round \d\.\d\d -> \d\.\d\d \((held|[+-]\d\.\d\d)\)",
+            critic.group(1),
+        ), out
+        assert re.search(rf"^    {hosted} via default; first round ", out, re.M), out
+        heading = "Chair (model-written, does not change the decision)"
+        assert f"{heading}: failed\n  model: {chair}\n  error: " in out, out
+        assert f"  try again: consensus-engine retry {run_id}" in out
+        assert "but its chair failed" in result.stderr
+        decided = json.loads(_ok(council, tmp_path, "runs", "show", run_id, "--json"))["decision"]
+
+        with OfflineLLMServer(port=chair_port):
+            out = _ok(council, tmp_path, "retry", run_id, "--wait")
+        assert f"Run {run_id} queued" in out and "  re-runs: chair\n" in out
+        assert f"{heading}: completed\n  model: {chair} via chairs\n  summary: " in out, out
+        detail = json.loads(_ok(council, tmp_path, "runs", "show", run_id, "--json"))
+        assert detail["decision"] == decided  # the chair never touches the decision
+
+        again = run_cli("retry", run_id, env=_env(council), cwd=tmp_path)
+        assert again.returncode == 1 and "(CONFLICT, request " in again.stderr
 
 
 def test_api_errors_are_one_line_with_code_and_request_id(api: ApiHarness, tmp_path: Path) -> None:
