@@ -100,12 +100,15 @@ SiteFactory = Callable[..., Site]
 
 @pytest.fixture
 def make_site(make_api: ApiFactory, browser: Browser) -> Iterator[SiteFactory]:  # noqa: F811
-    """``make_site(worker=True)``: the API with the app, and unless told otherwise a worker
-    (the offline LLM answers after 300 ms, so each step is seen running)."""
+    """``make_site(worker=True, env={...}, latency_ms=300)``: the API with the app, deployed
+    with the settings ``env`` adds, and unless told otherwise a worker (the offline LLM
+    answers after ``latency_ms``, so each step is seen running)."""
     sites: list[Site] = []
 
-    def make(*, worker: bool = True) -> Site:
-        api = make_api(latency_ms=300)
+    def make(
+        *, worker: bool = True, env: dict[str, str] | None = None, latency_ms: int = 300
+    ) -> Site:
+        api = make_api(env=env, latency_ms=latency_ms)
         if worker:
             api.stack.start_worker()
         sites.append(Site(api, browser))

@@ -25,6 +25,8 @@ export interface PersonaOption {
   name: string;
   focus: string;
   weight: number;
+  /** The model that writes its reviews; null: the run's review model. */
+  model: string | null;
 }
 
 export interface Limits {
@@ -127,7 +129,8 @@ export interface BlockingIssue {
   security_critical: boolean;
 }
 
-export interface Review {
+/** A review as the persona wrote it (domain/schemas.py PersonaReview). */
+export interface PersonaReview {
   persona_id: string;
   persona_name: string;
   confidence_score: number;
@@ -138,14 +141,22 @@ export interface Review {
   blocking_issues: BlockingIssue[];
   estimated_effort: string;
   dependency_risks: string[];
+}
+
+/** A stored review (api/schemas.py ReviewOut). */
+export interface Review extends PersonaReview {
   weight: number;
   blocking_issues_present: boolean;
   security_concerns_present: boolean;
   reused: boolean;
   source_run_id: string | null;
   model: string;
+  /** The LLM provider that served the model, e.g. "default" or "local". */
+  provider: string;
   temperature: number | null;
   prompt_set_version: string;
+  /** With two rounds: the review before the persona read the others'; this one replaced it. */
+  first_round_review: PersonaReview | null;
   created_at: string;
 }
 
@@ -212,17 +223,51 @@ export interface Usage {
   by_step: StepUsage[];
 }
 
+export interface RunModels {
+  expand_model: string;
+  expand_temperature: number | null;
+  /** The model of every persona that names none. */
+  review_model: string;
+  review_temperature: number | null;
+  /** 2: the personas read each other's first reviews once and wrote final ones. */
+  review_rounds: number;
+  /** The chair's model; null: the run has no chair. */
+  chair_model: string | null;
+  chair_fallback_model: string | null;
+}
+
+export interface SplitPoint {
+  topic: string;
+  /** Who held what, by persona name, and why. */
+  positions: string;
+}
+
+export interface ChairReport {
+  summary: string;
+  agreed: string[];
+  split: SplitPoint[];
+  would_change_outcome: string[];
+}
+
+/** The chair's synthesis: written by a model, shown apart, never the decision. */
+export interface ChairOut {
+  status: StepStatus;
+  /** The model that wrote it (or is asked to). */
+  model: string;
+  provider: string | null;
+  /** The fallback model wrote it because the chair's own failed. */
+  fallback: boolean;
+  model_written: true;
+  report: ChairReport | null;
+  error: string | null;
+}
+
 export interface RunDetail extends RunIdentity {
   updated_at: string;
   deadline_at: string | null;
   idea: string;
   extra_context: string | Record<string, unknown> | null;
-  models: {
-    expand_model: string;
-    expand_temperature: number | null;
-    review_model: string;
-    review_temperature: number | null;
-  };
+  models: RunModels;
   personas: PersonaOption[];
   schema_version: string;
   prompt_set_version: string;
@@ -245,6 +290,8 @@ export interface RunDetail extends RunIdentity {
     rerun_personas: string[] | null;
     plan: Partial<RevisionPlan> | null;
   } | null;
+  /** Null for a run without a chair. */
+  chair: ChairOut | null;
   links: RunLinks;
 }
 
@@ -313,6 +360,14 @@ export interface SubmitRunBody {
   personas?: string[];
   expand_model?: string;
   review_model?: string;
+  /** Persona id → the model that writes its review (one of the allowed models). */
+  persona_models?: Record<string, string>;
+  /** 2: a debate round; left out: the deployment's REVIEW_ROUNDS. */
+  review_rounds?: 1 | 2;
+  /** Left out: on when the deployment sets CHAIR_MODEL. */
+  chair?: boolean;
+  /** The chair's model (turns the chair on). */
+  chair_model?: string;
 }
 
 export interface RevisionBody {

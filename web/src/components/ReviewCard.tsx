@@ -1,5 +1,6 @@
 import type { ReactNode } from "react";
 import type { Review } from "../api/types";
+import { modelLine, scoreMove } from "../lib/council";
 import { formatScore } from "../lib/format";
 import { Link } from "../router/history";
 import { paths } from "../router/routes";
@@ -28,6 +29,8 @@ export function ReviewCard({ review }: { review: Review }) {
           <span className="muted"> · weight {review.weight.toFixed(2)}</span>
         </span>
       </header>
+      <p className="review-model">{modelLine(review)}</p>
+      <ScoreMoveLine review={review} />
       {review.reused && (
         <p className="tag-line">
           Reused from{" "}
@@ -64,10 +67,27 @@ export function ReviewCard({ review }: { review: Review }) {
         <strong>Estimated effort:</strong> {review.estimated_effort}
       </p>
       <p className="muted small">
-        {review.model}
-        {review.temperature !== null ? ` at temperature ${review.temperature}` : ""} · prompts{" "}
+        {review.temperature !== null ? `Temperature ${review.temperature} · ` : ""}prompts{" "}
         {review.prompt_set_version}
       </p>
     </article>
+  );
+}
+
+/** With a debate round: the first-round score, the final one, and the direction in words. */
+function ScoreMoveLine({ review }: { review: Review }) {
+  const move = scoreMove(review);
+  const first = review.first_round_review;
+  if (!move || !first) return null;
+  return (
+    <>
+      <p className="score-move">
+        First round {move.text} <strong className={`move-${move.direction}`}>({move.change})</strong>
+      </p>
+      <details>
+        <summary>First-round review</summary>
+        <p className="prose">{first.summary}</p>
+      </details>
+    </>
   );
 }

@@ -75,6 +75,15 @@ describe("labels", () => {
     expect(decisionText("revise")).toBe("Revise");
   });
 
+  it("names the council's steps: second-round reviews and the chair", () => {
+    const names = { architect: "Architect" };
+    expect(stepLabel("debate_architect", names)).toBe("Second round: Architect");
+    expect(stepLabel("debate_sec", names)).toBe("Second round: sec");
+    expect(stepLabel("chair", names)).toBe("Chair's synthesis");
+    expect(stepLabel("aggregate", names)).toBe("Aggregate decision");
+    expect(stepLabel("something_new")).toBe("something_new");
+  });
+
   it("names a run by title, else by its idea cut to 80 characters", () => {
     const id = "0123456789abcdef";
     expect(runName({ run_id: id, proposal_title: "  A title " })).toBe("A title");

@@ -72,13 +72,23 @@ export function decisionText(label: DecisionLabel): string {
   return label.charAt(0).toUpperCase() + label.slice(1);
 }
 
-/** "review_architect" → "Review: Architect" using the persona's name when known. */
+const PERSONA_STEPS: readonly [prefix: string, label: string][] = [
+  ["review_", "Review"],
+  ["debate_", "Second round"],
+];
+
+/**
+ * "review_architect" → "Review: Architect", "debate_architect" → "Second round: Architect"
+ * (the persona's name when known), "chair" → "Chair's synthesis".
+ */
 export function stepLabel(stepName: string, personaNames: Record<string, string> = {}): string {
   if (stepName === "expand") return "Expand idea";
   if (stepName === "aggregate") return "Aggregate decision";
-  if (stepName.startsWith("review_")) {
-    const id = stepName.slice("review_".length);
-    return `Review: ${personaNames[id] ?? id}`;
+  if (stepName === "chair") return "Chair's synthesis";
+  for (const [prefix, label] of PERSONA_STEPS) {
+    if (!stepName.startsWith(prefix)) continue;
+    const id = stepName.slice(prefix.length);
+    return `${label}: ${personaNames[id] ?? id}`;
   }
   return stepName;
 }

@@ -6,7 +6,15 @@ import { useAsync } from "../app/useAsync";
 import { ErrorNote, Loading } from "../components/Feedback";
 import { TextField } from "../components/TextField";
 import { toggledChoice } from "../lib/choices";
-import { formProblems, initialForm, modelChoices, submitBody, type NewRunForm } from "../lib/newRun";
+import {
+  formProblems,
+  initialForm,
+  modelChoices,
+  personaModelDefault,
+  submitBody,
+  type ChairChoice,
+  type NewRunForm,
+} from "../lib/newRun";
 import { navigate } from "../router/history";
 import { paths } from "../router/routes";
 
@@ -18,7 +26,8 @@ export function NewRun() {
       <h1 tabIndex={-1}>New run</h1>
       <p className="lead">
         Describe a rough idea. It is expanded into a proposal, reviewed by each persona in
-        parallel, and given a decision: approve, revise or reject.
+        parallel, and given a decision: approve, revise or reject. A debate round and a
+        chair's synthesis are optional.
       </p>
       {options.status === "loading" && <Loading what="the options" />}
       {options.status === "error" && <ErrorNote error={options.error} onRetry={retry} />}
@@ -54,6 +63,10 @@ function NewRunFormView({ options }: { options: Options }) {
 
   function togglePersona(id: string, on: boolean) {
     update({ personas: toggledChoice(options.personas, form.personas, id, on) });
+  }
+
+  function setPersonaModel(id: string, model: string) {
+    setForm((current) => ({ ...current, personaModels: { ...current.personaModels, [id]: model } }));
   }
 
   const expandModels = modelChoices(options.models.allowed, options.models.expand);
@@ -97,6 +110,26 @@ function NewRunFormView({ options }: { options: Options }) {
                 <span id={`persona-${persona.id}-about`} className="hint">
                   {persona.focus} · weight {persona.weight.toFixed(2)}
                 </span>
+                <div className="persona-model">
+                  <label htmlFor={`persona-${persona.id}-model`}>
+                    Model<span className="visually-hidden"> for {persona.name}</span>
+                  </label>
+                  <select
+                    id={`persona-${persona.id}-model`}
+                    value={form.personaModels[persona.id] ?? ""}
+                    disabled={!form.personas.includes(persona.id)}
+                    onChange={(event) => setPersonaModel(persona.id, event.target.value)}
+                  >
+                    <option value="">
+                      {personaModelDefault(persona, form.reviewModel, options.models.review)}
+                    </option>
+                    {options.models.allowed.map((model) => (
+                      <option key={model} value={model}>
+                        {model}
+                      </option>
+                    ))}
+                  </select>
+                </div>
               </li>
             ))}
           </ul>
@@ -150,6 +183,8 @@ function NewRunFormView({ options }: { options: Options }) {
         </div>
       </div>
 
+      <CouncilFields form={form} options={options} update={update} />
+
       {problems.length > 0 && form.idea !== "" && (
         <ul className="note" id="new-problems">
           {problems.map((problem) => (
@@ -168,5 +203,85 @@ function NewRunFormView({ options }: { options: Options }) {
         </button>
       </p>
     </form>
+  );
+}
+
+const CHAIR_CHOICES: readonly { value: ChairChoice; label: string }[] = [
+  { value: "default", label: "Deployment default" },
+  { value: "on", label: "On" },
+  { value: "off", label: "Off" },
+];
+
+/** The debate round and the chair: left alone, the deployment's defaults hold. */
+function CouncilFields({
+  form,
+  options,
+  update,
+}: {
+  form: NewRunForm;
+  options: Options;
+  update: (patch: Partial<NewRunForm>) => void;
+}) {
+  return (
+    <fieldset className="council">
+      <legend>Council</legend>
+      <ul className="choices">
+        <li>
+          <input
+            type="checkbox"
+            id="new-debate"
+            checked={form.debate}
+            onChange={(event) => update({ debate: event.target.checked })}
+            aria-describedby="new-debate-about"
+          />
+          <label htmlFor="new-debate">Debate round</label>
+          <span id="new-debate-about" className="hint">
+            Each persona reads the others&apos; first reviews (without their names) and writes a
+            final one; the decision uses the final reviews. About twice the review cost.
+          </span>
+        </li>
+      </ul>
+      <fieldset className="inline-choices">
+        <legend>Chair&apos;s synthesis</legend>
+        <p id="new-chair-about" className="hint">
+          A chair model sums up where the panel agreed and split. Its text is model-written and
+          never changes the decision.
+        </p>
+        {CHAIR_CHOICES.map((choice) => (
+          <span key={choice.value} className="inline-choice">
+            <input
+              type="radio"
+              name="new-chair"
+              id={`new-chair-${choice.value}`}
+              value={choice.value}
+              checked={form.chair === choice.value}
+              onChange={() => update({ chair: choice.value })}
+              aria-describedby="new-chair-about"
+            />
+            <label htmlFor={`new-chair-${choice.value}`}>{choice.label}</label>
+          </span>
+        ))}
+      </fieldset>
+      <div className="field">
+        <label htmlFor="new-chair-model">Chair model</label>
+        <select
+          id="new-chair-model"
+          value={form.chairModel}
+          disabled={form.chair === "off"}
+          onChange={(event) => update({ chairModel: event.target.value })}
+          aria-describedby="new-chair-model-about"
+        >
+          <option value="">The deployment&apos;s chair model</option>
+          {options.models.allowed.map((model) => (
+            <option key={model} value={model}>
+              {model}
+            </option>
+          ))}
+        </select>
+        <p id="new-chair-model-about" className="hint">
+          Choosing a model turns the chair on, unless it is set to off.
+        </p>
+      </div>
+    </fieldset>
   );
 }

@@ -5,11 +5,13 @@ import type { RunDetail } from "../api/types";
 import { useApp } from "../app/context";
 import { useLiveRun, type Connection } from "../app/useLiveRun";
 import { StatusBadge } from "../components/Badges";
+import { ChairView } from "../components/ChairView";
 import { DecisionView, UsageView } from "../components/DecisionView";
 import { ErrorNote, Loading } from "../components/Feedback";
 import { ProposalView } from "../components/ProposalView";
 import { ReviewCard } from "../components/ReviewCard";
 import { StepList } from "../components/StepList";
+import { canRetryChair, chairStatus, modelsSummary } from "../lib/council";
 import { asSentence, formatAge } from "../lib/format";
 import { inFlight } from "../lib/runs";
 import { Link } from "../router/history";
@@ -74,13 +76,15 @@ function RunView({
     return () => window.clearInterval(timer);
   }, [live]);
 
+  const chairRetry = canRetryChair(run);
+
   async function act(action: "cancel" | "retry") {
     setActing(true);
     setActionError(null);
     try {
       if (action === "cancel") await api.cancelRun(client, run.run_id);
       else await api.retryRun(client, run.run_id);
-      announce(action === "cancel" ? "Run cancelled" : "Run retried");
+      announce(action === "cancel" ? "Run cancelled" : chairRetry ? "Chair retried" : "Run retried");
       await refresh();
     } catch (caught) {
       setActionError(caught);
@@ -153,6 +157,18 @@ function RunView({
         )}
       </section>
 
+      {run.chair && (
+        <section aria-labelledby="h-chair">
+          <h2 id="h-chair">Chair&apos;s synthesis</h2>
+          <ChairView
+            chair={run.chair}
+            status={chairStatus(run.chair, run.steps)}
+            chairModel={run.models.chair_model}
+            retry={chairRetry ? { onRetry: () => void act("retry"), busy: acting } : null}
+          />
+        </section>
+      )}
+
       <section aria-labelledby="h-idea">
         <h2 id="h-idea">Idea</h2>
         <p className="prose">{run.idea}</p>
@@ -198,9 +214,7 @@ function RunView({
       <section aria-labelledby="h-usage">
         <h2 id="h-usage">Usage</h2>
         <UsageView usage={run.usage} />
-        <p className="muted small">
-          Models: {run.models.expand_model} (expand), {run.models.review_model} (review)
-        </p>
+        <p className="muted small">Models: {modelsSummary(run.models)}</p>
       </section>
     </>
   );
