@@ -59,7 +59,7 @@ def expand(run_id: str) -> None:
 
 @dramatiq.actor(actor_name=Stage.REVIEW.value, queue_name=_QUEUE, priority=10)
 def review(run_id: str, persona_id: str) -> None:
-    """One persona's review; the last review of a run sends the aggregate."""
+    """One persona's review; the last review of a run sends the next stage."""
     execute(settings, Stage.REVIEW, run_id, persona_id)
 
 

@@ -385,8 +385,8 @@ class DebateWork(Work):
 class AggregateWork(Work):
     """Decide over the reviews that exist, or refuse when fewer than the quorum do.
 
-    Every review step has ended when this runs (the barrier), so the reviews read while
-    preparing are final.
+    Every review and debate step has ended when this runs (the barrier), so the reviews
+    read while preparing are final.
     """
 
     personas: PersonaSet
