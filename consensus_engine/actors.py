@@ -11,6 +11,7 @@ for retries and follow-up messages.
 from __future__ import annotations
 
 import logging
+import uuid
 
 import dramatiq
 
@@ -21,8 +22,11 @@ from consensus_engine.messaging import build_broker, job_queue
 from consensus_engine.observability.logs import configure_logging
 from consensus_engine.observability.tracing import configure_tracing
 from consensus_engine.settings import SettingsError, get_settings
+from consensus_engine.webhooks import messages as webhook_messages
+from consensus_engine.webhooks.delivery import deliver
 from consensus_engine.workers.broker import worker_middleware
 from consensus_engine.workers.dispatch import execute
+from consensus_engine.workers.runtime import runtime
 
 
 class WorkerConfigError(ImportError):
@@ -80,3 +84,10 @@ def aggregate(run_id: str) -> None:
 def chair(run_id: str) -> None:
     """The chair's synthesis of the decided run; the run completes however it ends."""
     execute(settings, Stage.CHAIR, run_id)
+
+
+@dramatiq.actor(actor_name=webhook_messages.ACTOR, queue_name=_QUEUE, priority=30, max_retries=0)
+def webhook(delivery_id: str) -> None:
+    """One attempt at a webhook delivery; its retries are scheduled in the database (for a
+    day), not by Dramatiq."""
+    deliver(settings, runtime(settings).pipeline.sessions, uuid.UUID(delivery_id))

@@ -3,19 +3,37 @@
 The commands themselves live in ``service_commands.py`` (this machine's services) and
 ``run_commands.py`` (a running API's client); each imports what it needs when it runs, so
 ``--help`` stays fast and a missing optional service never breaks an unrelated command.
+
+Exit statuses are :class:`consensus_engine.client.ExitCode`. With ``--json`` every failure,
+a bad argument included, is one JSON object on stderr (``ClientError.as_json``), never a
+traceback; stdout carries only the command's result.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import re
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
-from consensus_engine import run_commands, service_commands
-from consensus_engine.client import ClientError
+from consensus_engine import run_commands, service_commands, webhook_commands
+from consensus_engine.client import (
+    IDEMPOTENCY_KEY_MAX_LENGTH,
+    ClientError,
+    ExitCode,
+    UsageError,
+)
 
 Handler = Callable[[argparse.Namespace], int]
+
+PACKAGE = "consensus-engine"
+DECISIONS = ("approve", "revise", "reject")
+RUN_STATUSES = ("queued", "running", "completed", "failed", "cancelled")
+RUN_TYPES = ("initial", "revision")
+RUN_SORTS = ("created", "score", "decision")
+SORT_DIRECTIONS = ("desc", "asc")
 
 
 class _CommandParser(argparse.ArgumentParser):
@@ -25,6 +43,9 @@ class _CommandParser(argparse.ArgumentParser):
     import the OpenAI SDK or gRPC (most of a second); the API client commands should not
     pay for that on every call.
     """
+
+    json_errors = False
+    """Report a bad argument as ``--json`` reports every failure (see :class:`_JsonParser`)."""
 
     def __init__(
         self,
@@ -47,6 +68,53 @@ class _CommandParser(argparse.ArgumentParser):
     def format_help(self) -> str:
         self._add_lazy_arguments()
         return super().format_help()
+
+    def error(self, message: str) -> NoReturn:
+        if not self.json_errors:
+            super().error(message)
+        failure = UsageError(f"{self.prog}: {message}")
+        print(json.dumps(failure.as_json()), file=sys.stderr)
+        self.exit(ExitCode.USAGE)
+
+
+class _JsonParser(_CommandParser):
+    """The parsers of a command line that asks for ``--json``: its usage errors are JSON."""
+
+    json_errors = True
+
+
+def _asks_for_json(argv: Sequence[str]) -> bool:
+    """Whether ``--json`` is among the options, read before parsing so that a parse error
+    can already answer in JSON (an idea after ``--`` that reads ``--json`` does not count)."""
+    options = argv[: argv.index("--")] if "--" in argv else argv
+    return "--json" in options
+
+
+def package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(PACKAGE)
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+class _Version(argparse.Action):
+    """``--version``: the installed package's version, looked up only when asked for."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        kwargs.setdefault("help", "print the version and exit")
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        print(f"{PACKAGE} {package_version()}")
+        parser.exit()
 
 
 def _offline_arguments() -> Callable[[Any], None]:
@@ -130,6 +198,134 @@ def _add_council_arguments(submit: argparse.ArgumentParser) -> None:
     )
 
 
+def _decision_list(text: str) -> tuple[str, ...]:
+    """``--fail-on reject,revise``: decisions, comma-separated, each one known."""
+    chosen = tuple(dict.fromkeys(part.strip().lower() for part in text.split(",") if part.strip()))
+    unknown = [name for name in chosen if name not in DECISIONS]
+    if not chosen or unknown:
+        raise argparse.ArgumentTypeError(
+            f"expected decisions out of {', '.join(DECISIONS)}, comma-separated; got {text!r}"
+        )
+    return chosen
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not seconds > 0 or seconds == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return seconds
+
+
+_HEADER_TEXT = re.compile(
+    rf"[\x21-\x7e](?:[\x20-\x7e]{{0,{IDEMPOTENCY_KEY_MAX_LENGTH - 2}}}[\x21-\x7e])?"
+)
+
+
+def _idempotency_key(text: str) -> str:
+    """What an HTTP header can carry and the API keeps: printable ASCII, 1-200 characters."""
+    if not _HEADER_TEXT.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"expected 1-{IDEMPOTENCY_KEY_MAX_LENGTH} printable ASCII characters, "
+            "without leading or trailing spaces"
+        )
+    return text
+
+
+def _add_gate_arguments(waiting: argparse.ArgumentParser) -> None:
+    """``--wait``, and what turns waiting into a CI gate: ``--fail-on`` and ``--timeout``."""
+    waiting.add_argument(
+        "--wait", action="store_true", help="show progress until the decision, then a summary"
+    )
+    waiting.add_argument(
+        "--fail-on",
+        type=_decision_list,
+        metavar="DECISIONS",
+        default=None,
+        help="exit 3 when the decision is one of these (e.g. reject,revise); implies --wait "
+        "and prints a short summary for a CI log",
+    )
+    waiting.add_argument(
+        "--timeout",
+        type=_positive_seconds,
+        metavar="SECONDS",
+        default=None,
+        help="stop waiting after this long and exit 4 (the run goes on); default: no limit",
+    )
+
+
+def _add_idempotency_arguments(submit: argparse.ArgumentParser) -> None:
+    keys = submit.add_mutually_exclusive_group()
+    keys.add_argument(
+        "--idempotency-key",
+        type=_idempotency_key,
+        metavar="KEY",
+        default=None,
+        help="send this Idempotency-Key (default: a digest of the request, so the same "
+        "submit finds the same run); in CI, e.g. the CI run's id",
+    )
+    keys.add_argument(
+        "--no-idempotency-key",
+        dest="idempotency",
+        action="store_false",
+        help="send none: every submit makes a new run",
+    )
+
+
+def _add_list_arguments(listing: argparse.ArgumentParser) -> None:
+    """Every filter of ``GET /v1/runs``, named as the API names them."""
+    listing.add_argument("--status", choices=RUN_STATUSES)
+    listing.add_argument("--run-type", choices=RUN_TYPES, default=None)
+    listing.add_argument(
+        "--parent",
+        "--parent-run-id",
+        dest="parent_run_id",
+        metavar="ID",
+        default=None,
+        help="revisions of this run",
+    )
+    listing.add_argument("--decision", choices=DECISIONS, default=None)
+    listing.add_argument(
+        "--min-confidence",
+        type=float,
+        metavar="SCORE",
+        default=None,
+        help="weighted score at least this (0-1); runs without a score are left out",
+    )
+    listing.add_argument(
+        "--created-after",
+        metavar="WHEN",
+        default=None,
+        help="inclusive; ISO 8601 with a time zone, e.g. 2025-06-01T00:00:00Z",
+    )
+    listing.add_argument(
+        "--created-before", metavar="WHEN", default=None, help="inclusive; like --created-after"
+    )
+    listing.add_argument(
+        "--q",
+        "--search",
+        dest="q",
+        metavar="TEXT",
+        default=None,
+        help="text to find in the idea or the proposal",
+    )
+    listing.add_argument(
+        "--sort", choices=RUN_SORTS, default=None, help="what orders the runs (default: created)"
+    )
+    listing.add_argument(
+        "--direction",
+        choices=SORT_DIRECTIONS,
+        default=None,
+        help="desc: newest, highest, approve first (default); asc: the reverse",
+    )
+    listing.add_argument("--limit", type=int, default=None, help="at most this many runs (1-100)")
+    listing.add_argument(
+        "--cursor", default=None, help="the next page, from a previous list with the same sort"
+    )
+
+
 def _add_client_commands(
     commands: argparse._SubParsersAction[_CommandParser],
 ) -> None:
@@ -137,9 +333,7 @@ def _add_client_commands(
     output = _CommandParser(add_help=False)
     output.add_argument("--json", action="store_true", help="print JSON instead of text")
     waiting = _CommandParser(add_help=False)
-    waiting.add_argument(
-        "--wait", action="store_true", help="show progress until the decision, then a summary"
-    )
+    _add_gate_arguments(waiting)
 
     submit = commands.add_parser(
         "submit", parents=[shared, output, waiting], help="submit an idea for a full review"
@@ -152,16 +346,15 @@ def _add_client_commands(
     )
     submit.add_argument("--priority", choices=["normal", "high"], default=None)
     _add_council_arguments(submit)
+    _add_idempotency_arguments(submit)
     submit.set_defaults(handler=run_commands.submit)
 
     runs = commands.add_parser("runs", help="list runs or show one")
     runs_commands = runs.add_subparsers(dest="runs_command", required=True, metavar="COMMAND")
-    listing = runs_commands.add_parser("list", parents=[shared, output], help="recent runs")
-    listing.add_argument(
-        "--status", choices=["queued", "running", "completed", "failed", "cancelled"]
+    listing = runs_commands.add_parser(
+        "list", parents=[shared, output], help="runs, newest first, filtered"
     )
-    listing.add_argument("--limit", type=int, default=None, help="at most this many runs")
-    listing.add_argument("--cursor", default=None, help="the next page, from a previous list")
+    _add_list_arguments(listing)
     listing.set_defaults(handler=run_commands.list_runs)
     show = runs_commands.add_parser("show", parents=[shared, output], help="one run in full")
     show.add_argument("run_id", metavar="ID")
@@ -192,6 +385,12 @@ def _add_client_commands(
     retry.add_argument("run_id", metavar="ID")
     retry.set_defaults(handler=run_commands.retry)
 
+    cancel = commands.add_parser(
+        "cancel", parents=[shared, output], help="cancel a queued or running run"
+    )
+    cancel.add_argument("run_id", metavar="ID")
+    cancel.set_defaults(handler=run_commands.cancel)
+
     diff = commands.add_parser("diff", parents=[shared, output], help="compare two runs")
     diff.add_argument("run_id", metavar="A")
     diff.add_argument("other_id", metavar="B")
@@ -202,6 +401,19 @@ def _add_client_commands(
     )
     usage.add_argument("--days", type=int, default=30, help="UTC days back (1-366, default 30)")
     usage.set_defaults(handler=run_commands.usage)
+
+    mcp = commands.add_parser(
+        "mcp", parents=[shared], help="serve an MCP server (tools for coding agents) over the API"
+    )
+    mcp.add_argument("--transport", choices=["stdio", "http"], default="stdio")
+    mcp.add_argument(
+        "--host", default="127.0.0.1", help="with --transport http (default: %(default)s)"
+    )
+    mcp.add_argument(
+        "--port", type=int, default=8765, help="with --transport http (default: %(default)s)"
+    )
+    mcp.set_defaults(handler=run_commands.mcp)
+    _add_webhook_commands(commands, shared, output)
 
     api = commands.add_parser("api", help="serve the HTTP API (uvicorn)")
     api.add_argument("--host", default=None, help="default: API_HOST")
@@ -219,14 +431,57 @@ def _add_client_commands(
     new.set_defaults(handler=service_commands.new_api_key)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def _add_webhook_commands(
+    commands: Any, shared: argparse.ArgumentParser, output: argparse.ArgumentParser
+) -> None:
+    """``webhooks create|list|update|delete|rotate-secret|deliveries|redeliver``."""
+    webhooks = commands.add_parser("webhooks", help="your webhook endpoints and deliveries")
+    verbs = webhooks.add_subparsers(dest="webhooks_command", required=True, metavar="COMMAND")
+    events_help = "comma-separated: run.completed, run.failed, run.cancelled"
+
+    create = verbs.add_parser("create", parents=[shared, output], help="register an endpoint")
+    create.add_argument("url")
+    create.add_argument("--events", default="run.completed,run.failed", help=events_help)
+    create.add_argument("--description", default=None)
+    create.set_defaults(handler=webhook_commands.create)
+
+    listing = verbs.add_parser("list", parents=[shared, output], help="your endpoints")
+    listing.set_defaults(handler=webhook_commands.list_endpoints)
+
+    update = verbs.add_parser("update", parents=[shared, output], help="change an endpoint")
+    update.add_argument("endpoint_id", metavar="ID")
+    update.add_argument("--url", default=None)
+    update.add_argument("--events", default=None, help=events_help)
+    update.add_argument("--enable", dest="enabled", action="store_const", const=True)
+    update.add_argument("--disable", dest="enabled", action="store_const", const=False)
+    update.set_defaults(handler=webhook_commands.update)
+
+    for name, handler, what in (
+        ("delete", webhook_commands.delete, "delete an endpoint and its deliveries"),
+        ("rotate-secret", webhook_commands.rotate, "replace the signing secret (shown once)"),
+        ("deliveries", webhook_commands.deliveries, "recent deliveries and their attempts"),
+    ):
+        verb = verbs.add_parser(name, parents=[shared, output], help=what)
+        verb.add_argument("endpoint_id", metavar="ID")
+        verb.set_defaults(handler=handler)
+
+    again = verbs.add_parser("redeliver", parents=[shared, output], help="deliver one again")
+    again.add_argument("endpoint_id", metavar="ID")
+    again.add_argument("delivery_id", metavar="DELIVERY")
+    again.set_defaults(handler=webhook_commands.redeliver)
+
+
+def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
+    """The whole command line; with ``json_errors`` a bad argument is reported as JSON."""
+    parser_class = _JsonParser if json_errors else _CommandParser
+    parser = parser_class(
         prog="consensus-engine",
         description="Turn a rough idea into a reviewed decision.",
         parents=[_client_options(suppress=False)],
     )
+    parser.add_argument("--version", action=_Version)
     commands = parser.add_subparsers(
-        dest="command", required=True, metavar="COMMAND", parser_class=_CommandParser
+        dest="command", required=True, metavar="COMMAND", parser_class=parser_class
     )
 
     fake = commands.add_parser(
@@ -271,37 +526,53 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(json_errors=_asks_for_json(arguments)).parse_args(arguments)
     handler: Handler = args.handler
+    as_json = bool(getattr(args, "json", False))
     try:
-        return handler(args)
+        return int(handler(args))
     except ClientError as error:
-        print(f"consensus-engine: {error}", file=sys.stderr)
-        return error.exit_code
+        return _report(error, as_json)
     except KeyboardInterrupt:
-        return 130
+        return ExitCode.INTERRUPTED
     except Exception as error:
         known = _user_error(error)
         if known is None:
-            raise
-        message, status = known
-        print(f"consensus-engine: {message}", file=sys.stderr)
-        return status
+            if not as_json:
+                raise  # a bug: its traceback helps more than a line
+            known = ClientError(
+                f"unexpected {type(error).__name__}: {error}", code="INTERNAL_ERROR"
+            )
+        return _report(known, as_json)
 
 
-def _user_error(error: Exception) -> tuple[str, int] | None:
-    """The one-line message and exit status of a failure the user can act on; ``None`` for
-    anything else (a bug, which keeps its traceback). Imported here, when something failed,
-    so that commands which never touch these modules do not load them."""
+def _report(error: ClientError, as_json: bool) -> int:
+    """One line on stderr, or with ``--json`` one JSON object; the exit status."""
+    if as_json:
+        print(json.dumps(error.as_json()), file=sys.stderr)
+    else:
+        print(f"consensus-engine: {error}", file=sys.stderr)
+    return int(error.exit_code)
+
+
+def _user_error(error: Exception) -> ClientError | None:
+    """A failure the user can act on, as the client's errors are; ``None`` for anything
+    else (a bug). Imported here, when something failed, so that commands which never touch
+    these modules do not load them."""
     from consensus_engine.domain.inputs import InputError
     from consensus_engine.domain.personas import PersonaConfigError
     from consensus_engine.llm.errors import LLMError
     from consensus_engine.settings import SettingsError
 
-    if isinstance(error, SettingsError | InputError | PersonaConfigError):
-        return str(error), 2
+    if isinstance(error, SettingsError):
+        return UsageError(str(error), code="INVALID_CONFIGURATION")
+    if isinstance(error, InputError):
+        return UsageError(str(error), code="INVALID_INPUT")
+    if isinstance(error, PersonaConfigError):
+        return UsageError(str(error), code="INVALID_PERSONAS")
     if isinstance(error, LLMError):
-        return f"LLM call failed: {error}", 1
+        return ClientError(f"LLM call failed: {error}", code="LLM_ERROR")
     return None
 
 

@@ -1,23 +1,36 @@
-"""The commands that use a running API as its client: submit, revise, retry, runs, diff.
+"""The commands that use a running API as its client: submit, revise, retry, cancel, runs,
+diff, usage, and the MCP server in front of it.
 
-Each prints text for a terminal (``terminal.py``) or, with ``--json``, the API's own JSON;
-``--wait`` follows the run until it ends. Failures are the client's one-line errors.
+Each prints text for a terminal (``terminal.py``) or, with ``--json``, the API's own JSON on
+stdout; ``--wait`` follows the run until it ends and ``--fail-on`` turns its decision into
+the exit status (a CI gate). Failures are raised as :class:`ClientError`, which ``cli.main``
+prints as one line, or as one JSON object with ``--json``, on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, cast
 
-from consensus_engine.client import ConsensusClient, UsageError
+from consensus_engine.client import (
+    ClientError,
+    ConsensusClient,
+    ExitCode,
+    UsageError,
+    default_idempotency_key,
+    submit_body,
+)
 from consensus_engine.terminal import (
     render_accepted,
+    render_cancelled,
     render_diff,
+    render_gate,
     render_progress,
     render_run,
     render_run_list,
@@ -25,8 +38,23 @@ from consensus_engine.terminal import (
 )
 
 
-def _client(args: argparse.Namespace) -> ConsensusClient:
-    """The client for ``--api-url`` / ``--api-key``, or ``API_URL`` / ``API_KEY``."""
+class RunUnfinished(ClientError):
+    """The run followed ended without what was asked of it: failed or cancelled (or, for a
+    retry, its chair failed again)."""
+
+    exit_code = ExitCode.UNFINISHED
+    code = "RUN_FAILED"
+
+
+class DecisionBlocked(ClientError):
+    """The gate is closed: the run's decision is one that ``--fail-on`` lists."""
+
+    exit_code = ExitCode.BLOCKED
+    code = "DECISION_BLOCKED"
+
+
+def _connection(args: argparse.Namespace) -> tuple[str, str | None]:
+    """``--api-url`` / ``--api-key``, or else ``API_URL`` / ``API_KEY`` from the settings."""
     url: str | None = args.api_url
     key: str | None = args.api_key
     if url is None or key is None:
@@ -36,17 +64,42 @@ def _client(args: argparse.Namespace) -> ConsensusClient:
         url = url or settings.api_url
         if key is None and settings.api_key is not None:
             key = settings.api_key.get_secret_value()
-    return ConsensusClient(url, key or None)
+    return url, key or None
 
 
-def _print_json(value: object) -> None:
+def client_for(args: argparse.Namespace) -> ConsensusClient:
+    url, key = _connection(args)
+    return ConsensusClient(url, key)
+
+
+def print_json(value: object) -> None:
     print(json.dumps(value, indent=2, sort_keys=False))
 
 
+def _warn(args: argparse.Namespace, code: str, message: str, **details: Any) -> None:
+    """A note on stderr that does not change the exit status (as JSON with ``--json``)."""
+    if getattr(args, "json", False):
+        note = {"warning": {"code": code, "message": message, "details": details or None}}
+        print(json.dumps(note), file=sys.stderr)
+    else:
+        print(f"consensus-engine: {message}", file=sys.stderr)
+
+
+def _waits(args: argparse.Namespace) -> bool:
+    """``--fail-on`` needs the decision, so it waits for it even without ``--wait``."""
+    return bool(args.wait or args.fail_on)
+
+
 def _follow_and_report(
-    client: ConsensusClient, accepted: Mapping[str, Any], as_json: bool, *, chair_counts: bool
+    client: ConsensusClient,
+    accepted: Mapping[str, Any],
+    args: argparse.Namespace,
+    *,
+    chair_counts: bool,
 ) -> int:
-    """Print each change of the run (not with ``--json``), then its outcome; 0 if completed.
+    """Print each change of the run (not with ``--json``), then its outcome: the run in
+    full, or with ``--fail-on`` the gate's summary. 0 if it completed with a decision the
+    gate lets through; otherwise raises the failure, which ``cli.main`` reports.
 
     A failed chair leaves the decision standing, so it is only a note, unless
     ``chair_counts`` (a retry, whose point may have been the chair): then it is a failure.
@@ -54,37 +107,74 @@ def _follow_and_report(
     run_id = str(accepted["run_id"])
     started = time.monotonic()
     try:
-        for update in client.follow(run_id):
-            if not as_json:
+        for update in client.follow(run_id, timeout=args.timeout):
+            if not args.json:
                 print(render_progress(update, time.monotonic() - started), flush=True)
     except KeyboardInterrupt:
-        print(
-            f"consensus-engine: stopped following; the run goes on: "
-            f"consensus-engine runs show {run_id}",
-            file=sys.stderr,
+        _warn(
+            args,
+            "INTERRUPTED",
+            f"stopped following; the run goes on: consensus-engine runs show {run_id}",
+            run_id=run_id,
         )
-        return 130
+        return ExitCode.INTERRUPTED
     detail = client.get_run(run_id)
-    if as_json:
-        _print_json(detail)
+    if args.json:
+        print_json(detail)
+    elif args.fail_on:
+        print()
+        print(render_gate(detail, args.fail_on, f"{client.base_url}/runs/{run_id}"))
     else:
         print()
         print(render_run(detail))
-    if detail.get("status") != "completed":
+    _check_outcome(detail, args, chair_counts=chair_counts)
+    return ExitCode.OK
+
+
+def _check_outcome(
+    detail: Mapping[str, Any], args: argparse.Namespace, *, chair_counts: bool
+) -> None:
+    run_id, status = str(detail.get("run_id")), str(detail.get("status"))
+    if status != "completed":
         error = detail.get("error") or {}
-        reason = error.get("message") or detail.get("status")
-        print(f"consensus-engine: run {run_id} did not complete: {reason}", file=sys.stderr)
-        return 1
+        reason = str(error.get("message") or status).rstrip(". ")
+        hint = f"; try again: consensus-engine retry {run_id}" if status == "failed" else ""
+        raise RunUnfinished(
+            f"run {run_id} did not complete ({status}): {reason}{hint}",
+            code="RUN_CANCELLED" if status == "cancelled" else "RUN_FAILED",
+            details={"run_id": run_id, "status": status, "run_error": error or None},
+        )
     chair = detail.get("chair") or {}
     if chair.get("status") == "failed":
         reason = str(chair.get("error") or "no reason given").rstrip(". ")
-        print(
-            f"consensus-engine: run {run_id} completed, but its chair failed: {reason}; "
-            f"try again: consensus-engine retry {run_id}",
-            file=sys.stderr,
+        message = (
+            f"run {run_id} completed, but its chair failed: {reason}; "
+            f"try again: consensus-engine retry {run_id}"
         )
-        return 1 if chair_counts else 0
-    return 0
+        if chair_counts:
+            raise RunUnfinished(message, code="CHAIR_FAILED", details={"run_id": run_id})
+        _warn(args, "CHAIR_FAILED", message, run_id=run_id)
+    if args.fail_on:
+        _gate(detail, tuple(args.fail_on))
+
+
+def _gate(detail: Mapping[str, Any], fail_on: tuple[str, ...]) -> None:
+    run_id = str(detail.get("run_id"))
+    decision = detail.get("decision")
+    if not isinstance(decision, dict):  # a completed run always has one; be sure anyway
+        raise RunUnfinished(f"run {run_id} completed without a decision", code="NO_DECISION")
+    label = str(decision.get("decision"))
+    if label in fail_on:
+        raise DecisionBlocked(
+            f"gate failed: run {run_id} decided {label}, which --fail-on lists "
+            f"({', '.join(fail_on)})",
+            details={
+                "run_id": run_id,
+                "decision": label,
+                "score": decision.get("overall_weighted_confidence"),
+                "fail_on": list(fail_on),
+            },
+        )
 
 
 def _accepted(
@@ -93,22 +183,25 @@ def _accepted(
     args: argparse.Namespace,
     *,
     chair_counts: bool = False,
+    replayed: bool = False,
 ) -> int:
-    if not args.wait:
+    if not _waits(args):
         if args.json:
-            _print_json(accepted)
+            print_json(accepted)
         else:
-            print(render_accepted(accepted))
-        return 0
+            print(render_accepted(accepted, replayed=replayed))
+        return ExitCode.OK
     if not args.json:
-        print(render_accepted(accepted), flush=True)
-    return _follow_and_report(client, accepted, args.json, chair_counts=chair_counts)
+        print(render_accepted(accepted, replayed=replayed), flush=True)
+    return _follow_and_report(client, accepted, args, chair_counts=chair_counts)
 
 
 def submit(args: argparse.Namespace) -> int:
-    client = _client(args)
+    """Submit an idea; the same request sends the same ``Idempotency-Key`` unless told
+    otherwise, so running the command again finds the run instead of making another."""
+    client = client_for(args)
     context = _read_context_file(args.context_file) if args.context_file else None
-    accepted = client.submit(
+    body = submit_body(
         args.idea,
         extra_context=context,
         priority=args.priority,
@@ -117,16 +210,25 @@ def submit(args: argparse.Namespace) -> int:
         chair=args.chair,
         chair_model=args.chair_model,
     )
-    return _accepted(client, accepted, args)
+    key = _idempotency_key(args, body)
+    submitted = client.post_run(body, idempotency_key=key)
+    return _accepted(client, submitted.body, args, replayed=submitted.replayed)
+
+
+def _idempotency_key(args: argparse.Namespace, body: Mapping[str, Any]) -> str | None:
+    if not args.idempotency:
+        return None
+    key: str | None = args.idempotency_key
+    return key if key is not None else default_idempotency_key(body)
 
 
 def retry(args: argparse.Namespace) -> int:
-    client = _client(args)
+    client = client_for(args)
     return _accepted(client, client.retry(args.run_id), args, chair_counts=True)
 
 
 def revise(args: argparse.Namespace) -> int:
-    client = _client(args)
+    client = client_for(args)
     edited = _read_text_file(args.edit_file, "edit file") if args.edit_file else None
     rerun = None
     if args.rerun is not None:
@@ -137,40 +239,88 @@ def revise(args: argparse.Namespace) -> int:
     return _accepted(client, accepted, args)
 
 
-def list_runs(args: argparse.Namespace) -> int:
-    listing = _client(args).list_runs(status=args.status, limit=args.limit, cursor=args.cursor)
+def cancel(args: argparse.Namespace) -> int:
+    answer = client_for(args).cancel(args.run_id)
     if args.json:
-        _print_json(listing)
+        print_json(answer)
+    else:
+        print(render_cancelled(answer))
+    return ExitCode.OK
+
+
+LIST_FILTERS = (
+    "status",
+    "run_type",
+    "parent_run_id",
+    "decision",
+    "min_confidence",
+    "created_after",
+    "created_before",
+    "q",
+    "sort",
+    "direction",
+    "limit",
+    "cursor",
+)
+"""The query parameters of ``GET /v1/runs`` that ``runs list`` passes on, by their names."""
+
+
+def list_runs(args: argparse.Namespace) -> int:
+    filters = {name: getattr(args, name) for name in LIST_FILTERS}
+    listing = client_for(args).list_runs(**filters)
+    if args.json:
+        print_json(listing)
     else:
         print(render_run_list(listing))
     return 0
 
 
 def show_run(args: argparse.Namespace) -> int:
-    detail = _client(args).get_run(args.run_id)
+    detail = client_for(args).get_run(args.run_id)
     if args.json:
-        _print_json(detail)
+        print_json(detail)
     else:
         print(render_run(detail))
     return 0
 
 
 def usage(args: argparse.Namespace) -> int:
-    report = _client(args).usage(days=args.days)
+    report = client_for(args).usage(days=args.days)
     if args.json:
-        _print_json(report)
+        print_json(report)
     else:
         print(render_usage(report))
     return 0
 
 
 def diff_runs(args: argparse.Namespace) -> int:
-    diff = _client(args).diff(args.run_id, args.other_id)
+    diff = client_for(args).diff(args.run_id, args.other_id)
     if args.json:
-        _print_json(diff)
+        print_json(diff)
     else:
         print(render_diff(diff))
     return 0
+
+
+class _McpServe(Protocol):
+    def __call__(
+        self, transport: str, host: str, port: int, api_url: str, api_key: str | None
+    ) -> None: ...
+
+
+def mcp(args: argparse.Namespace) -> int:
+    """Serve the MCP server (``consensus_engine.mcp.server``) in front of the API; imported
+    only here, so the other commands never load the MCP SDK."""
+    try:
+        module = importlib.import_module("consensus_engine.mcp.server")
+    except ImportError as error:
+        raise ClientError(
+            f"the MCP server is not available: {error}", code="MCP_UNAVAILABLE"
+        ) from None
+    serve = cast(_McpServe, module.run)
+    url, key = _connection(args)
+    serve(transport=args.transport, host=args.host, port=args.port, api_url=url, api_key=key)
+    return ExitCode.OK
 
 
 def _read_text_file(path: str, what: str) -> str:

@@ -115,6 +115,7 @@ class Settings(BaseSettings):
     sweeper_interval_seconds: float = Field(default=30.0, ge=0.5, le=3600)
     sweeper_requeue_after_seconds: float = Field(default=30.0, ge=1, le=3600)
     sweeper_resend_unstarted_after_seconds: float = Field(default=120.0, ge=1, le=86_400)
+    run_retention_days: int | None = Field(default=None, ge=1, le=36_500)
     pubsub_push_endpoint: str | None = None
     pubsub_push_audience: str | None = None
     pubsub_push_service_account: str | None = None
@@ -138,6 +139,9 @@ class Settings(BaseSettings):
     web_app_enabled: bool = True
     cors_origins: str | None = None
     tenant_budgets_json: str | None = None
+    webhook_allow_private_targets: bool = False
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    webhook_retry_delays_seconds: str = "5,300,1800,7200,18000,36000,36000"
     api_url: str = "http://127.0.0.1:8000"
     api_key: SecretStr | None = None
 
@@ -166,6 +170,17 @@ class Settings(BaseSettings):
         if "your_api_key" in lowered or "placeholder" in lowered:
             raise ValueError("looks like a placeholder, not a real key")
         return SecretStr(raw)
+
+    @field_validator("webhook_retry_delays_seconds")
+    @classmethod
+    def _delays(cls, value: str) -> str:
+        try:
+            delays = [float(part) for part in value.split(",") if part.strip()]
+        except ValueError:
+            raise ValueError("a comma-separated list of seconds, e.g. 5,300,1800") from None
+        if not delays or any(delay <= 0 for delay in delays):
+            raise ValueError("at least one delay, every one above 0 seconds")
+        return value
 
     @field_validator("cors_origins")
     @classmethod
@@ -266,6 +281,11 @@ class Settings(BaseSettings):
         that a JSON setting never holds the secret itself."""
         value = os.environ.get(name, "").strip()
         return SecretStr(value) if value else None
+
+    @property
+    def webhook_retry_delays(self) -> tuple[float, ...]:
+        """``WEBHOOK_RETRY_DELAYS_SECONDS`` as numbers: the wait before each retry."""
+        return tuple(float(p) for p in self.webhook_retry_delays_seconds.split(",") if p.strip())
 
     @property
     def allowed_origins(self) -> tuple[str, ...]:

@@ -32,9 +32,15 @@ def render_progress(update: Progress, elapsed: float) -> str:
     return f"  {stamp} {update.step_name:<28} {update.status}{note}"
 
 
-def render_accepted(accepted: Mapping[str, Any]) -> str:
+def render_accepted(accepted: Mapping[str, Any], *, replayed: bool = False) -> str:
+    """What was stored; a replayed submit says so, since nothing new runs."""
     run_id = accepted.get("run_id")
     lines = [f"Run {run_id} {accepted.get('status')} ({accepted.get('priority')} priority)."]
+    if replayed:
+        lines.append(
+            "  an earlier submit of the same request made this run (Idempotency-Key); "
+            "--no-idempotency-key submits a new one"
+        )
     plan = accepted.get("plan")
     if isinstance(plan, dict):
         lines[0] = f"Revision {run_id} of {accepted.get('parent_run_id')} {accepted.get('status')}."
@@ -112,9 +118,7 @@ def _render_decision(
         flags = []
         if review.get("reused"):
             flags.append("reused")
-        texts = [i.get("text", "") for i in review.get("blocking_issues", [])] + [
-            c.get("text", "") for c in review.get("concerns", []) if c.get("is_blocking")
-        ]
+        texts = _blocking_texts(review)
         if texts:
             flags.append(f"{len(texts)} blocking")
         blocking.extend(f"  - {name}: {text}" for text in texts)
@@ -142,6 +146,13 @@ def _render_decision(
     if rationale:
         lines.append(f"Why: {rationale}")
     return lines
+
+
+def _blocking_texts(review: Mapping[str, Any]) -> list[str]:
+    """A review's blocking issues, then its concerns marked blocking."""
+    return [i.get("text", "") for i in review.get("blocking_issues", [])] + [
+        c.get("text", "") for c in review.get("concerns", []) if c.get("is_blocking")
+    ]
 
 
 def _review_origin(review: Mapping[str, Any]) -> str:
@@ -204,6 +215,63 @@ def _render_chair_report(report: Mapping[str, Any]) -> list[str]:
             lines.append(f"  {title}:")
             lines.extend(f"    - {item}" for item in items)
     return lines
+
+
+GATE_POINTS_SHOWN = 3
+GATE_POINT_LENGTH = 70
+
+
+def _shorten(text: str, length: int) -> str:
+    """One line of at most ``length`` characters, cut between words where there is one."""
+    flat = " ".join(text.split())
+    if len(flat) <= length:
+        return flat
+    cut = flat[: length - 2]
+    return (cut.rsplit(" ", 1)[0] if " " in cut else cut[:-1]).rstrip(" .,;:") + "..."
+
+
+def render_gate(detail: Mapping[str, Any], fail_on: Sequence[str], page: str) -> str:
+    """The few lines a CI log needs: the decision and score, the run and its page, the
+    blocking points in one line, and whether the gate passed; ``runs show`` has the rest."""
+    run_id = detail.get("run_id")
+    decision = detail.get("decision")
+    listed = ", ".join(fail_on)
+    if not isinstance(decision, dict):
+        error = detail.get("error") or {}
+        reason = error.get("message") or "no decision"
+        code = f" ({error['code']})" if error.get("code") else ""
+        return "\n".join(
+            [
+                f"Run {detail.get('status')}: {reason}{code}",
+                f"Run: {run_id}  {page}",
+                "Gate: failed (the run ended without a decision)",
+            ]
+        )
+    label = str(decision.get("decision", "?"))
+    points = [
+        f"{review.get('persona_name') or review.get('persona_id')}: {text}"
+        for review in detail.get("reviews") or []
+        for text in _blocking_texts(review)
+    ]
+    shown = "; ".join(_shorten(point, GATE_POINT_LENGTH) for point in points[:GATE_POINTS_SHOWN])
+    more = f"; +{len(points) - GATE_POINTS_SHOWN} more" if len(points) > GATE_POINTS_SHOWN else ""
+    verdict = "failed" if label in fail_on else "passed"
+    listed_or_not = "is" if label in fail_on else "is not"
+    score = _score(decision.get("overall_weighted_confidence"))
+    return "\n".join(
+        [
+            f"Decision: {label.upper()}  score {score}"
+            f" (approve at {_short_score(decision.get('approve_threshold'))}, revise at "
+            f"{_short_score(decision.get('revise_threshold'))})",
+            f"Run: {run_id}  {page}",
+            f"Blocking ({len(points)}): {shown}{more}" if points else "Blocking: none",
+            f"Gate: {verdict} ({label} {listed_or_not} in --fail-on: {listed})",
+        ]
+    )
+
+
+def render_cancelled(answer: Mapping[str, Any]) -> str:
+    return f"Run {answer.get('run_id')} {answer.get('status')}."
 
 
 def render_run_list(listing: Mapping[str, Any]) -> str:

@@ -13,11 +13,22 @@ from consensus_engine.api.auth import KeyRing
 from consensus_engine.api.limits import RateLimiter
 from consensus_engine.api.metrics import ApiMetrics, serving
 from consensus_engine.api.middleware import ApiMiddleware
-from consensus_engine.api.routes import control, events, me, ops, revisions, runs, sync, usage
+from consensus_engine.api.routes import (
+    control,
+    events,
+    me,
+    ops,
+    revisions,
+    runs,
+    sync,
+    usage,
+    webhooks,
+)
 from consensus_engine.api.run_changes import RunChanges
 from consensus_engine.api.state import ApiState
 from consensus_engine.api.stream_limits import StreamLimits
 from consensus_engine.api.sync_runtime import SyncRuntime
+from consensus_engine.api.web_app import router as root_router
 from consensus_engine.api.web_app import serve_web_app
 from consensus_engine.db.engine import create_engine_from_settings, session_factory
 from consensus_engine.db.rate_limits import DatabaseBuckets
@@ -93,6 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     configure_tracing(settings)
     trace_app(app)
     app.add_middleware(ApiMiddleware, max_body_bytes=settings.api_max_body_bytes, metrics=metrics)
+    app.include_router(root_router)  # ``/``: JSON to who prefers it, else the web app
     app.include_router(ops.router)
     # The order of the paths in the OpenAPI document.
     app.include_router(runs.router)
@@ -102,19 +114,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(sync.router)
     app.include_router(usage.router)
     app.include_router(me.router)
+    app.include_router(webhooks.router)
     if settings.web_app_enabled:
         serve_web_app(app)  # what no route answers: the app's files and pages
     if settings.allowed_origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=list(settings.allowed_origins),
-            allow_methods=["GET", "POST"],
+            allow_methods=["GET", "POST", "DELETE"],
             allow_headers=[
                 "Authorization",
                 "Content-Type",
                 "Idempotency-Key",
                 "Last-Event-ID",
                 "X-Request-ID",
+                "X-Schema-Version",
+                "X-Prompt-Set-Version",
             ],
             expose_headers=["Location", "Retry-After", "Idempotent-Replayed", "X-Request-ID"],
             max_age=600,

@@ -1,5 +1,6 @@
 """Request ids (answered, and bound to the request's log lines), the body cap, the
-last-resort 500 and request metrics, as one ASGI middleware.
+pinned versions of ``/v1`` requests (``api/versions.py``), the last-resort 500 and request
+metrics, as one ASGI middleware.
 
 Plain ASGI rather than Starlette's ``BaseHTTPMiddleware``, so streamed responses
 (Server-Sent Events) pass through untouched. It sits outside the routing and the
@@ -18,7 +19,13 @@ from opentelemetry import trace
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from consensus_engine.api.errors import BodyTooLarge, internal_error_response, too_large_response
+from consensus_engine.api import versions
+from consensus_engine.api.errors import (
+    BodyTooLarge,
+    error_response,
+    internal_error_response,
+    too_large_response,
+)
 from consensus_engine.api.metrics import ApiMetrics
 from consensus_engine.observability.logs import bound
 
@@ -118,6 +125,17 @@ class ApiMiddleware:
             try:
                 if _declared_length(scope) > self.max_body_bytes:
                     raise BodyTooLarge(self.max_body_bytes)
+                refused = versions.unsupported(scope) if versions.checked(scope["path"]) else None
+                if refused is not None:
+                    response = error_response(
+                        Request(scope),
+                        400,
+                        "UNSUPPORTED_VERSION",
+                        refused.message,
+                        refused.details,
+                    )
+                    await response(scope, receive, send_with_id)
+                    return
                 await self.app(scope, counting_receive, send_with_id)
             except Exception as error:
                 if response_started:

@@ -19,9 +19,10 @@ from enum import StrEnum
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 from sqlalchemy.orm.attributes import set_committed_value
 
+from consensus_engine.db import webhooks
 from consensus_engine.db.models import Run, StepProgress, metadata
 from consensus_engine.db.types import UTCDateTime, utcnow
 from consensus_engine.domain.runs import IN_FLIGHT, RunStatus, StepStatus
@@ -312,7 +313,8 @@ def end_run(
     error: str | None = None,
     now: datetime | None = None,
 ) -> None:
-    """Finish the run; its unfinished steps are marked skipped so nothing looks in flight."""
+    """Finish the run; its unfinished steps are marked skipped so nothing looks in flight,
+    and its webhook deliveries are queued in the same transaction."""
     now = now or utcnow()
     run.status = status
     run.completed_at = now
@@ -325,6 +327,9 @@ def end_run(
             step.updated_at = now
             step.completed_at = now
             step.claimed_by = None
+    session = object_session(run)
+    if session is not None:
+        webhooks.queue_for_run(session, run)
 
 
 def reopen(

@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import TSVECTOR
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from consensus_engine.db.types import JSONType, UTCDateTime, str_enum, utcnow
@@ -33,6 +34,9 @@ NAMING_CONVENTION: dict[str, str] = {
 
 MONEY = sa.Numeric(12, 6)
 """US dollars: cents are too coarse for one LLM call."""
+
+SEARCH_VECTOR = sa.Text().with_variant(TSVECTOR(), "postgresql")
+"""A run's searchable text (``Run.search_vector``)."""
 
 
 class Base(DeclarativeBase):
@@ -85,6 +89,7 @@ class Run(Base):
         sa.UniqueConstraint("tenant", "idempotency_key"),
         sa.Index("ix_runs_tenant_created_at_id", "tenant", "created_at", "id"),
         sa.Index("ix_runs_status_last_enqueued_at", "status", "last_enqueued_at"),
+        sa.Index("ix_runs_search_vector", "search_vector", postgresql_using="gin"),
         _temperature("expand_temperature"),
         _temperature("review_temperature"),
         _unit_interval("overall_score"),
@@ -139,9 +144,13 @@ class Run(Base):
     updated_at: Mapped[datetime] = _updated_at()
     queued_at: Mapped[datetime | None]
     started_at: Mapped[datetime | None]
-    completed_at: Mapped[datetime | None]
+    completed_at: Mapped[datetime | None] = mapped_column(index=True)
     last_enqueued_at: Mapped[datetime | None]
     deadline_at: Mapped[datetime | None]
+    search_vector: Mapped[str | None] = mapped_column(SEARCH_VECTOR, deferred=True)
+    """The idea and the proposal's text, for ``GET /v1/runs?q=``: on PostgreSQL a
+    ``tsvector`` its triggers keep up to date (migration 0008); empty on SQLite, which
+    searches the text itself. Never loaded with the run."""
 
     # A child outlives its parent (the FK sets NULL), so no delete cascade here.
     parent: Mapped[Run | None] = relationship(remote_side=[id], back_populates="children")
@@ -170,11 +179,9 @@ class Run(Base):
     chair_report: Mapped[ChairReport | None] = relationship(
         back_populates="run", cascade="all, delete-orphan", passive_deletes=True
     )
+    # Except its LLM calls: they outlive it (the FK sets NULL), so spend stays counted.
     llm_calls: Mapped[list[LlmCall]] = relationship(
-        back_populates="run",
-        cascade="all, delete-orphan",
-        passive_deletes=True,
-        order_by="LlmCall.created_at",
+        back_populates="run", passive_deletes=True, order_by="LlmCall.created_at"
     )
 
 
@@ -309,7 +316,8 @@ class LlmCall(Base):
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    run_id: Mapped[uuid.UUID | None] = _owner_fk(nullable=True)
+    run_id: Mapped[uuid.UUID | None] = mapped_column(sa.ForeignKey("runs.id", ondelete="SET NULL"))
+    """Emptied when the run is deleted: the call was made and billed, so it still counts."""
     tenant: Mapped[str] = mapped_column(sa.String(200), default="default", server_default="default")
     step: Mapped[str] = mapped_column(sa.String(120))
     model: Mapped[str] = mapped_column(sa.String(200))
@@ -362,6 +370,67 @@ class BudgetHold(Base):
     usd: Mapped[Decimal] = mapped_column(MONEY)
     tokens: Mapped[int]
     expires_at: Mapped[datetime]
+
+
+class WebhookEndpoint(Base):
+    """Where a tenant wants to hear about its runs, and the secret deliveries are signed with."""
+
+    __tablename__ = "webhook_endpoints"
+    __table_args__ = (sa.Index("ix_webhook_endpoints_tenant_created_at", "tenant", "created_at"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    tenant: Mapped[str] = mapped_column(sa.String(200))
+    url: Mapped[str] = mapped_column(sa.Text)
+    description: Mapped[str | None] = mapped_column(sa.Text)
+    events: Mapped[list[str]] = mapped_column(JSONType)
+    secret: Mapped[str] = mapped_column(sa.String(100))
+    enabled: Mapped[bool] = mapped_column(default=True, server_default=sa.true())
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = _updated_at()
+
+
+class WebhookDelivery(Base):
+    """One event for one endpoint, delivered at least once; ``id`` is its ``webhook-id``."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        sa.UniqueConstraint("endpoint_id", "run_id", "event"),
+        sa.Index("ix_webhook_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
+        sa.Index("ix_webhook_deliveries_run_id", "run_id"),
+        *_non_negative("attempts"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    endpoint_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("webhook_endpoints.id", ondelete="CASCADE")
+    )
+    tenant: Mapped[str] = mapped_column(sa.String(200))
+    run_id: Mapped[uuid.UUID | None] = _owner_fk(nullable=True)
+    event: Mapped[str] = mapped_column(sa.String(50))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    status: Mapped[str] = mapped_column(sa.String(20), default="pending")
+    """pending (to be sent, at ``next_attempt_at``), delivered, or failed (retries spent)."""
+    attempts: Mapped[int] = mapped_column(default=0, server_default="0")
+    next_attempt_at: Mapped[datetime | None]
+    last_status_code: Mapped[int | None]
+    created_at: Mapped[datetime] = _created_at()
+    delivered_at: Mapped[datetime | None]
+
+
+class WebhookAttempt(Base):
+    """One HTTP attempt at a delivery: what the endpoint answered and how long it took."""
+
+    __tablename__ = "webhook_attempts"
+    __table_args__ = (sa.Index("ix_webhook_attempts_delivery_id", "delivery_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    delivery_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("webhook_deliveries.id", ondelete="CASCADE")
+    )
+    attempted_at: Mapped[datetime] = mapped_column(default=utcnow)
+    status_code: Mapped[int | None]
+    latency_ms: Mapped[int]
+    error: Mapped[str | None] = mapped_column(sa.Text)
 
 
 metadata = Base.metadata

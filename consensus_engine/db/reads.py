@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
@@ -38,29 +39,141 @@ class InvalidCursor(ValueError):
     """A pagination cursor this server did not produce (or produced for another sort)."""
 
 
+SEARCH_CONFIG = "english"
+"""The text search configuration of ``runs.search_vector`` (migration 0008 builds it with
+the same one). English: the prompts are English and so, mostly, are the proposals the
+model writes; its stemming lets ``pump`` find ``pumps`` and ``booking`` find ``book``, and
+its stop words (``the``, ``and``) keep the index small. A word of another language still
+matches itself, stemmed the same way on both sides."""
+
+
+class RunSort(StrEnum):
+    """What a page of runs is ordered by."""
+
+    CREATED = "created"
+    SCORE = "score"
+    """The overall score; runs without one come last."""
+    DECISION = "decision"
+    """Approve, revise, reject (descending; the reverse ascending); undecided runs last."""
+
+
+class Direction(StrEnum):
+    DESC = "desc"
+    ASC = "asc"
+
+
+_UNSCORED = {Direction.DESC: -1.0, Direction.ASC: 2.0}
+"""A score no run has, on the far side of 0..1: unscored runs sort last either way."""
+_DECISION_RANK = {DecisionLabel.APPROVE: 3, DecisionLabel.REVISE: 2, DecisionLabel.REJECT: 1}
+_UNDECIDED = {Direction.DESC: 0, Direction.ASC: 4}
+
+
+@dataclass(frozen=True)
+class Ordering:
+    """A page's order: ``sort`` in ``direction``, then the newest first among equals (for
+    ``created``: the creation time itself in ``direction``), then the id, so that every
+    run has one place and keyset pages neither overlap nor skip."""
+
+    sort: RunSort = RunSort.CREATED
+    direction: Direction = Direction.DESC
+
+    def key(self) -> sa.ColumnElement[Any] | None:
+        """The sort key as a value every run has (``None`` for ``created``)."""
+        if self.sort is RunSort.SCORE:
+            return sa.func.coalesce(Run.overall_score, sa.literal(_UNSCORED[self.direction]))
+        if self.sort is RunSort.DECISION:
+            ranks = [(Run.decision == label, rank) for label, rank in _DECISION_RANK.items()]
+            return sa.case(*ranks, else_=sa.literal(_UNDECIDED[self.direction]))
+        return None
+
+    def order_by(self) -> list[sa.ColumnElement[Any]]:
+        key = self.key()
+        if key is None:
+            if self.direction is Direction.ASC:
+                return [Run.created_at.asc(), Run.id.asc()]
+            return [Run.created_at.desc(), Run.id.desc()]
+        ordered = key.desc() if self.direction is Direction.DESC else key.asc()
+        return [ordered, Run.created_at.desc(), Run.id.desc()]
+
+    def after(self, cursor: Cursor) -> sa.ColumnElement[bool]:
+        """The runs that come after ``cursor``'s run in this order."""
+        key = self.key()
+        if key is None:
+            return _past(cursor, newer=self.direction is Direction.ASC)
+        beyond = key < cursor.key if self.direction is Direction.DESC else key > cursor.key
+        return sa.or_(beyond, sa.and_(key == cursor.key, _past(cursor, newer=False)))
+
+    def read_key(self, value: object) -> float | int | None:
+        """A cursor's sort key, checked: a key of the wrong kind was not ours."""
+        match self.sort, value:
+            case RunSort.CREATED, None:
+                return None
+            case RunSort.SCORE, float() | int() if not isinstance(value, bool):
+                if -1.0 <= value <= 2.0:
+                    return float(value)
+            case RunSort.DECISION, int() if not isinstance(value, bool):
+                if 0 <= value <= 4:
+                    return value
+        raise ValueError("a sort key of the wrong kind")
+
+
+def _past(cursor: Cursor, *, newer: bool) -> sa.ColumnElement[bool]:
+    """Runs created after (``newer``) or before the cursor's, the id breaking a tie."""
+    if newer:
+        return sa.or_(
+            Run.created_at > cursor.created_at,
+            sa.and_(Run.created_at == cursor.created_at, Run.id > cursor.run_id),
+        )
+    return sa.or_(
+        Run.created_at < cursor.created_at,
+        sa.and_(Run.created_at == cursor.created_at, Run.id < cursor.run_id),
+    )
+
+
 @dataclass(frozen=True)
 class Cursor:
-    """Where a page ended: the sort key (``created_at`` DESC, ``id`` DESC) of its last run."""
+    """Where a page ended: the order it was read in and its last run's place in it."""
 
     created_at: datetime
     run_id: uuid.UUID
+    ordering: Ordering = Ordering()
+    key: float | int | None = None
+    """The last run's sort key (``Ordering.key``); ``None`` for ``created``."""
 
     def encode(self) -> str:
         """Opaque to clients: URL-safe base64 of the JSON key, without padding."""
-        raw = json.dumps([self.created_at.isoformat(), str(self.run_id)], separators=(",", ":"))
+        order = self.ordering
+        fields = [order.sort, order.direction, self.key, self.created_at.isoformat()]
+        raw = json.dumps([*fields, str(self.run_id)], separators=(",", ":"))
         return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
     @classmethod
-    def decode(cls, token: str) -> Cursor:
+    def decode(cls, token: str, ordering: Ordering | None = None) -> Cursor:
+        """The cursor ``token`` encodes; refused when it was not read in ``ordering``.
+
+        A cursor of the first version (``[created_at, id]``) is one of the default order.
+        """
         try:
             padded = token + "=" * (-len(token) % 4)
-            created, run_id = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+            fields = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+            if not isinstance(fields, list):
+                raise ValueError("not a list")
+            if len(fields) == 2:
+                fields = [RunSort.CREATED, Direction.DESC, None, *fields]
+            sort, direction, key, created, run_id = fields
+            order = Ordering(RunSort(sort), Direction(direction))
             moment = datetime.fromisoformat(created)
             if moment.tzinfo is None:
                 raise ValueError("naive timestamp")
-            return cls(moment.astimezone(UTC), uuid.UUID(run_id))
+            cursor = cls(moment.astimezone(UTC), uuid.UUID(run_id), order, order.read_key(key))
         except (ValueError, TypeError, OverflowError, binascii.Error) as error:
             raise InvalidCursor("the cursor is not one this server returned") from error
+        if ordering is not None and ordering != order:
+            raise InvalidCursor(
+                f"the cursor continues a list in sort={order.sort}&direction="
+                f"{order.direction}; ask for that order, or start again without a cursor"
+            )
+        return cursor
 
 
 @dataclass(frozen=True)
@@ -75,8 +188,10 @@ class RunFilters:
     created_after: datetime | None = None
     created_before: datetime | None = None
     text: str | None = None
-    """Found in the idea or the proposal's title, ignoring case (taken literally: ``%`` and
-    ``_`` match themselves)."""
+    """Words found in the idea or the proposal (any of its text: title, summary, body).
+    PostgreSQL: full-text search (``websearch_to_tsquery``: every word, stemmed;
+    ``"a phrase"``, ``or``, ``-without``). SQLite: every word as a substring, ignoring
+    case (taken literally: ``%`` and ``_`` match themselves)."""
 
 
 @dataclass(frozen=True)
@@ -95,36 +210,40 @@ def list_runs(
     limit: int,
     after: Cursor | None = None,
     rendered: bool = False,
+    ordering: Ordering = Ordering(),
 ) -> RunPage:
-    """A page of the tenant's runs, newest first, continuing after ``after``.
+    """A page of the tenant's runs in ``ordering`` (newest first by default), continuing
+    after ``after``, which must have been read in the same ordering.
 
-    Keyset pagination on (created_at, id): stable while runs are added, and no
+    Keyset pagination on (sort key, created_at, id): stable while runs are added, and no
     ``count(*)`` or ``OFFSET`` scan, whatever the page number. ``rendered`` (PostgreSQL
     only) gives each row its list item as JSON text, ``document``, instead of columns.
     """
+    if after is not None and after.ordering != ordering:
+        raise InvalidCursor("the cursor continues a list in another order")
     columns = _RENDERED_COLUMNS if rendered else _list_columns()
+    key = ordering.key()
+    if key is not None:
+        columns = (*columns, key.label("sort_key"))
+    dialect = session.get_bind().dialect.name
     query = (
         sa.select(*columns)
         .outerjoin(ProposalVersion, ProposalVersion.run_id == Run.id)
-        .where(Run.tenant == tenant, *_conditions(filters))
-        .order_by(Run.created_at.desc(), Run.id.desc())
+        .where(Run.tenant == tenant, *_conditions(filters, dialect))
+        .order_by(*ordering.order_by())
         .limit(limit + 1)
     )
     if after is not None:
-        query = query.where(
-            sa.or_(
-                Run.created_at < after.created_at,
-                sa.and_(Run.created_at == after.created_at, Run.id < after.run_id),
-            )
-        )
+        query = query.where(ordering.after(after))
     rows = session.execute(query).all()
     if len(rows) <= limit:
         return RunPage(rows, None)
     last = rows[limit - 1]
-    return RunPage(rows[:limit], Cursor(last.created_at, last.run_id))
+    cursor = Cursor(last.created_at, last.run_id, ordering, getattr(last, "sort_key", None))
+    return RunPage(rows[:limit], cursor)
 
 
-_RENDERED_COLUMNS = (
+_RENDERED_COLUMNS: tuple[Any, ...] = (
     documents.list_item().label("document"),
     Run.created_at,
     Run.id.label("run_id"),
@@ -153,7 +272,7 @@ def _list_columns() -> tuple[Any, ...]:
     )
 
 
-def _conditions(filters: RunFilters) -> list[sa.ColumnElement[bool]]:
+def _conditions(filters: RunFilters, dialect: str) -> list[sa.ColumnElement[bool]]:
     conditions: list[sa.ColumnElement[bool]] = []
     if filters.status is not None:
         conditions.append(Run.status == filters.status)
@@ -170,14 +289,29 @@ def _conditions(filters: RunFilters) -> list[sa.ColumnElement[bool]]:
     if filters.created_before is not None:
         conditions.append(Run.created_at <= filters.created_before)
     if filters.text is not None:
-        title = ProposalVersion.proposal["title"].as_string()
-        conditions.append(
-            sa.or_(
-                Run.idea.icontains(filters.text, autoescape=True),
-                title.icontains(filters.text, autoescape=True),
-            )
-        )
+        conditions.append(text_search(filters.text, dialect))
     return conditions
+
+
+def text_search(text: str, dialect: str) -> sa.ColumnElement[bool]:
+    """Runs whose idea and proposal hold ``text`` (see ``RunFilters.text``)."""
+    if dialect == "postgresql":
+        config: sa.ColumnElement[Any] = sa.literal_column(f"'{SEARCH_CONFIG}'::regconfig")
+        query = sa.func.websearch_to_tsquery(config, text)
+        return Run.search_vector.bool_op("@@")(query)
+    return sa.and_(*(_word_found(word) for word in text.split()))
+
+
+def _word_found(word: str) -> sa.ColumnElement[bool]:
+    """``word`` in the idea or in a string of the proposal (not its keys), ignoring case."""
+    strings = sa.func.json_tree(ProposalVersion.proposal).table_valued("value", "type")
+    in_proposal = (
+        sa.select(sa.literal(1))
+        .select_from(strings)
+        .where(strings.c.type == "text", strings.c.value.icontains(word, autoescape=True))
+        .exists()
+    )
+    return sa.or_(Run.idea.icontains(word, autoescape=True), in_proposal)
 
 
 def get_run(

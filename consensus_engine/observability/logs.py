@@ -36,6 +36,8 @@ LifecycleEvent = Literal[
     "job_failed",
     "idempotent_skip",
     "sweeper",
+    "run_deleted",
+    "webhook_attempt",
 ]
 
 LIFECYCLE_LOGGER = "consensus_engine.lifecycle"

@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from consensus_engine.db import claims, reads, writes
+from consensus_engine.db import claims, deletions, reads, writes
 from consensus_engine.db.models import Run
 from consensus_engine.db.types import utcnow
 from consensus_engine.domain.budgets import Budget, Budgets, Standing, first_exhausted, standings
@@ -44,6 +44,7 @@ from consensus_engine.domain.runs import (
     StepStatus,
 )
 from consensus_engine.domain.schemas import SCHEMA_VERSION
+from consensus_engine.observability.logs import lifecycle
 from consensus_engine.pipeline.preview import preview_plan
 from consensus_engine.pipeline.refusals import (
     BudgetExceeded,
@@ -245,6 +246,20 @@ class RunService:
             )
             session.commit()
         return run
+
+    def delete(self, run_id: uuid.UUID, *, tenant: str = "default") -> None:
+        """Delete an ended run and everything of it (``db/deletions.py``): its revisions
+        stay, without the link, and its LLM calls stay counted against the budget. A run
+        under way, or one a revision under way reads, is refused: cancel it first."""
+        with self.sessions() as session:
+            run = self._locked(session, run_id, tenant)
+            kept = deletions.kept_because(session, run)
+            if kept is not None:
+                raise RunStateConflict(kept, status=run.status.value)
+            status = run.status
+            deletions.delete(session, [run.id])
+            session.commit()
+        lifecycle("run_deleted", run_id=run_id, tenant=tenant, status=status, reason="requested")
 
     # -- checks ----------------------------------------------------------------------------------
 

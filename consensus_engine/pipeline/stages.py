@@ -214,10 +214,13 @@ class Pipeline:
         return StageOutcome.done(*_advance(session, run, parse_step(held.step_name)[0]))
 
     def _claim_lost(self, session: Session, job: Job, work: Work) -> StageOutcome:
-        """Drop the result, but keep the record of the LLM calls: they were made and billed."""
+        """Drop the result, but keep the record of the LLM calls: they were made and billed
+        (under the tenant alone when the run was deleted meanwhile)."""
         run = claims.lock_run(session, job.run_id)
         if run is not None:
             writes.record_llm_calls(session, run, work.calls)
+        elif work.calls:
+            writes.record_llm_calls(session, None, work.calls, tenant=work.tenant)
         pipeline_metrics().idempotent_skip(step=job.step_name)
         lifecycle("idempotent_skip", run_id=job.run_id, step=job.step_name, reason="claim lost")
         return StageOutcome.skipped("another worker took the step over")

@@ -6,6 +6,9 @@ message, or when a message was dead-lettered or acked without effect. The sweepe
 such runs from the database alone and says which stage messages to send again;
 duplicates are harmless because every stage claims its step. A run past its time limit,
 or one resumed too often, fails instead.
+
+With a retention period (``RUN_RETENTION_DAYS``) it also deletes runs that ended longer ago,
+a batch per pass, by the rule a client's delete follows (``db/deletions.py``).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from consensus_engine.db import claims, reads
+from consensus_engine.db import claims, deletions, reads
 from consensus_engine.db.models import Run
 from consensus_engine.db.types import utcnow
 from consensus_engine.domain.runs import Job, RunStatus, Stage, StepStatus, progress
@@ -61,6 +64,8 @@ class SweepReport:
     given_up: list[uuid.UUID] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     """Runs in each status, for the ``consensus_runs`` gauge."""
+    deleted: list[deletions.Deleted] = field(default_factory=list)
+    """Runs past the retention period, deleted."""
 
 
 @dataclass(frozen=True)
@@ -122,6 +127,17 @@ def sweep(session: Session, rules: SweepRules, *, now: datetime | None = None) -
     session.flush()
     report.counts = reads.run_counts(session)
     return report
+
+
+def delete_expired(
+    session: Session, *, retention_days: int, now: datetime | None = None, limit: int = _BATCH
+) -> list[deletions.Deleted]:
+    """Delete up to ``limit`` runs that ended more than ``retention_days`` ago, oldest first,
+    skipping those a revision under way still reads; the caller commits."""
+    ended_before = (now or utcnow()) - timedelta(days=retention_days)
+    expired = list(deletions.lock_expired(session, ended_before=ended_before, limit=limit))
+    deletions.delete(session, [run.run_id for run in expired])
+    return expired
 
 
 def resumable_jobs(

@@ -23,6 +23,7 @@ from consensus_engine.pipeline import sweeper
 from consensus_engine.pipeline.outcome import OutcomeKind
 from consensus_engine.pipeline.service import budget_standings
 from consensus_engine.settings import Settings
+from consensus_engine.webhooks import messages as webhook_messages
 from consensus_engine.workers.runtime import runtime
 
 logger = logging.getLogger(__name__)
@@ -51,18 +52,36 @@ def execute(settings: Settings, stage: Stage, run_id: str, persona_id: str | Non
             raise dramatiq.Retry(
                 "the stage asked for a retry", delay=int(outcome.retry_after * 1000)
             )
-        send_jobs(dramatiq.get_broker(), settings, outcome.follow_ups)
+        broker = dramatiq.get_broker()
+        send_jobs(broker, settings, outcome.follow_ups)
+        if not outcome.follow_ups:  # perhaps the run's end: its webhooks are due now
+            webhook_messages.send_due(broker, settings, pipeline.sessions, run_id=job.run_id)
 
 
 def sweep_once(
     settings: Settings, broker: dramatiq.Broker, sessions: sessionmaker[Session]
 ) -> sweeper.SweepReport:
     """One pass of the sweeper: commit its decisions, then send the messages it asks for;
-    then the same for the job queues' dead letters."""
+    then the same for the job queues' dead letters; then, with a retention period, delete a
+    batch of the runs past it (a transaction of its own, one audit line per run)."""
     rules = sweeper.SweepRules.from_settings(settings)
     with sessions.begin() as session:
         report = sweeper.sweep(session, rules)
     send_jobs(broker, settings, report.jobs)
+    if settings.run_retention_days is not None:
+        with sessions.begin() as session:
+            report.deleted = sweeper.delete_expired(
+                session, retention_days=settings.run_retention_days
+            )
+        for run in report.deleted:
+            lifecycle(
+                "run_deleted",
+                run_id=run.run_id,
+                tenant=run.tenant,
+                status=run.status,
+                reason="retention",
+            )
+    webhook_messages.send_due(broker, settings, sessions)
     if isinstance(broker, PubSubBroker):
         for queue_name in job_queues(settings):
             try:
@@ -82,6 +101,7 @@ def sweep_once(
         ("resent", len(report.jobs)),
         ("timed_out", len(report.timed_out)),
         ("given_up", len(report.given_up)),
+        ("deleted", len(report.deleted)),
     ):
         if count:
             metrics.sweeper_action(action, count)

@@ -1,4 +1,5 @@
-"""``consensus-engine submit|runs|revise|retry|diff|api-key``, as a user runs them, on a real API.
+"""``consensus-engine submit|runs|revise|retry|cancel|diff|api-key``, as a user runs them, on a
+real API; and ``submit --fail-on`` as a CI gate.
 
 The API is served over HTTP by the ``api`` fixture (a real database, the Pub/Sub emulator and
 the offline LLM); a real worker process finishes the runs. The command runs as a subprocess
@@ -18,6 +19,7 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from api import conftest as api_fixtures
 from api.conftest import ApiHarness
@@ -37,6 +39,7 @@ api = api_fixtures.api  # the API served over a pipeline stack, shared with test
 make_api = api_fixtures.make_api
 
 IDEA = "Let members of the bike club share a calendar of group rides."
+"""The offline LLM's reviews are a function of the prompt, so its decision is fixed: revise."""
 _RUN_ID = re.compile(r"\b([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\b")
 _ERROR_LINE = re.compile(r"^consensus-engine: .+ \([A-Z_]+, request [0-9a-f]+\)$")
 
@@ -44,7 +47,7 @@ _ERROR_LINE = re.compile(r"^consensus-engine: .+ \([A-Z_]+, request [0-9a-f]+\)$
 class _WithoutEvents(ConsensusClient):
     """The client facing an API (or proxy) without the event stream: it must poll."""
 
-    def events(self, run_id: str) -> Iterator[ServerSentEvent]:
+    def events(self, run_id: str, *, deadline: object = None) -> Iterator[ServerSentEvent]:
         raise ApiRequestError(404, "NOT_FOUND", "not found", "test")
 
 
@@ -215,6 +218,72 @@ def test_a_council_run_then_a_retry_of_its_failed_chair(
         assert again.returncode == 1 and "(CONFLICT, request " in again.stderr
 
 
+def _runs(api: ApiHarness, tmp_path: Path, *filters: str) -> list[dict[str, Any]]:
+    listing = json.loads(_ok(api, tmp_path, "runs", "list", "--json", *filters))
+    runs: list[dict[str, Any]] = listing["runs"]
+    return runs
+
+
+def test_the_ci_gate_exits_on_the_decisions_listed_and_a_retried_step_reuses_its_run(
+    api: ApiHarness, tmp_path: Path
+) -> None:
+    """``--fail-on`` against a real stack: the idea's decision (revise) closes the gate when
+    listed (3) and not otherwise (0); the second submit of the same request finds the
+    first's run through the default Idempotency-Key; a cancelled run exits 4."""
+    # No worker yet: a run stays queued, so it can be cancelled before it starts.
+    other = "Let the bike club lend spare helmets to new riders."
+    cancelled_id = _first_run_id(_ok(api, tmp_path, "submit", other))
+    assert _ok(api, tmp_path, "cancel", cancelled_id) == f"Run {cancelled_id} cancelled.\n"
+    again = run_cli("submit", other, "--fail-on", "reject", env=_env(api), cwd=tmp_path)
+    assert again.returncode == 4, f"{again.stdout}\n{again.stderr}"
+    assert f"Run {cancelled_id} cancelled (normal priority)." in again.stdout  # the same run
+    assert "an earlier submit of the same request made this run" in again.stdout
+    assert "Gate: failed (the run ended without a decision)" in again.stdout
+    assert f"run {cancelled_id} did not complete (cancelled)" in again.stderr
+
+    api.stack.start_worker()
+    gate = ("submit", IDEA, "--wait", "--fail-on")
+    blocked = run_cli(*gate, "reject,revise", env=_env(api), cwd=tmp_path)
+    assert blocked.returncode == 3, f"{blocked.stdout}\n{blocked.stderr}"
+    run_id = _first_run_id(blocked.stdout)
+    summary = blocked.stdout.split("\n\n", 1)[1].splitlines()
+    assert re.fullmatch(
+        r"Decision: REVISE  score 0\.\d{3} \(approve at 0\.80, revise at 0\.60\)", summary[0]
+    )
+    assert summary[1] == f"Run: {run_id}  {api.base_url}/runs/{run_id}"
+    assert re.fullmatch(r"Blocking(: none| \(\d+\): .+)", summary[2]), summary
+    assert summary[3:] == ["Gate: failed (revise is in --fail-on: reject, revise)"]
+    assert blocked.stderr == (
+        f"consensus-engine: gate failed: run {run_id} decided revise, which --fail-on lists "
+        "(reject, revise)\n"
+    )
+
+    passed = run_cli(*gate, "reject", env=_env(api), cwd=tmp_path)  # a retried CI step
+    assert passed.returncode == 0, f"{passed.stdout}\n{passed.stderr}"
+    assert _first_run_id(passed.stdout) == run_id
+    assert "Gate: passed (revise is not in --fail-on: reject)" in passed.stdout
+    assert passed.stderr == ""
+    assert [run["run_id"] for run in _runs(api, tmp_path, "--run-type", "initial")] == [
+        run_id,
+        cancelled_id,
+    ]  # one run per request, newest first
+
+    fresh = run_cli(*gate, "reject", "--no-idempotency-key", "--json", env=_env(api), cwd=tmp_path)
+    assert fresh.returncode == 0, fresh.stderr
+    detail = json.loads(fresh.stdout)
+    assert detail["run_id"] != run_id and detail["decision"]["decision"] == "revise"
+    assert len(_runs(api, tmp_path)) == 3
+    assert {r["run_id"] for r in _runs(api, tmp_path, "--decision", "revise")} == {
+        run_id,
+        detail["run_id"],
+    }
+    assert [r["run_id"] for r in _runs(api, tmp_path, "--status", "cancelled")] == [cancelled_id]
+    assert [r["run_id"] for r in _runs(api, tmp_path, "--search", "helmets")] == [cancelled_id]
+    for direction in ("desc", "asc"):  # a run without a score comes last either way
+        by_score = _runs(api, tmp_path, "--sort", "score", "--direction", direction)
+        assert by_score[-1]["run_id"] == cancelled_id
+
+
 def test_api_errors_are_one_line_with_code_and_request_id(api: ApiHarness, tmp_path: Path) -> None:
     wrong_key = "ce_" + "w" * 43
     result = run_cli("runs", "list", env=_env(api, key=wrong_key), cwd=tmp_path)
@@ -241,6 +310,15 @@ def test_api_errors_are_one_line_with_code_and_request_id(api: ApiHarness, tmp_p
     assert empty.returncode == 2
     assert _ERROR_LINE.match(empty.stderr.strip()), empty.stderr
     assert "(VALIDATION_ERROR, request " in empty.stderr
+
+    missing = str(uuid.uuid4())
+    as_json = run_cli("runs", "show", missing, "--json", env=_env(api), cwd=tmp_path)
+    assert as_json.returncode == 1 and as_json.stdout == ""
+    failure = json.loads(as_json.stderr)  # one JSON object, and nothing else
+    assert failure["exit_code"] == 1
+    assert failure["error"]["code"] == "NOT_FOUND" and failure["error"]["http_status"] == 404
+    assert missing in failure["error"]["message"]
+    assert re.fullmatch(r"[0-9a-f]+", failure["error"]["request_id"])
 
 
 def test_an_unreachable_api_is_named_in_one_line(tmp_path: Path) -> None:

@@ -204,8 +204,10 @@ def test_deleting_a_run_deletes_what_it_owns(db_session: Session, full_run: Run)
     db_session.delete(full_run)
     db_session.commit()
 
-    for model in (Run, StepProgress, ProposalVersion, PersonaReview, DecisionRecord, LlmCall):
+    for model in (Run, StepProgress, ProposalVersion, PersonaReview, DecisionRecord):
         assert count(db_session, model) == 0, model.__tablename__
+    # Its LLM calls stay, without their run: they were billed (migration 0008).
+    assert db_session.scalars(sa.select(LlmCall.run_id)).all() == [None]
 
 
 def test_deleting_a_parent_keeps_its_revisions_and_reused_reviews(db_session: Session) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -35,15 +36,20 @@ ACCEPTED = {
 class Recorded:
     method: str
     path: str
+    """Without the query string, which is in ``query``."""
     body: Any
+    headers: dict[str, str] = field(default_factory=dict)
+    query: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
 class FakeApi:
-    """What the server answers (by method and path) and what it was asked."""
+    """What the server answers (by method and path, with ``headers`` added to an answer)
+    and what it was asked."""
 
     url: str
     answers: dict[tuple[str, str], tuple[int, Any]] = field(default_factory=dict)
+    headers: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
     requests: list[Recorded] = field(default_factory=list)
 
 
@@ -55,12 +61,24 @@ def fake_api() -> Iterator[FakeApi]:
         def _answer(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
-            api.requests.append(Recorded(self.command, self.path, json.loads(raw) if raw else None))
-            status, body = api.answers.get((self.command, self.path), (404, {"code": "NOT_FOUND"}))
+            url = urllib.parse.urlsplit(self.path)
+            asked = (self.command, url.path)
+            api.requests.append(
+                Recorded(
+                    self.command,
+                    url.path,
+                    json.loads(raw) if raw else None,
+                    dict(self.headers.items()),
+                    dict(urllib.parse.parse_qsl(url.query)),
+                )
+            )
+            status, body = api.answers.get(asked, (404, {"code": "NOT_FOUND"}))
             data = json.dumps(body).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
+            for name, value in api.headers.get(asked, {}).items():
+                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(data)
 
@@ -265,7 +283,7 @@ def _finished_run(chair_status: str) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("command", "chair_status", "code"),
     [
-        ("retry", "failed", 1),  # what it re-ran failed again
+        ("retry", "failed", 4),  # what it re-ran failed again
         ("retry", "completed", 0),
         ("submit", "failed", 0),  # the decision stands; the failed chair is a note
     ],

@@ -1,4 +1,5 @@
-"""How ``consensus-engine runs show`` (and ``--wait``) prints a run: the council's parts.
+"""How ``consensus-engine runs show`` (and ``--wait``) prints a run: the council's parts,
+and the short summary of the CI gate (``--fail-on``).
 
 The shapes follow the API's ``RunDetail``; each test builds the smallest run that shows
 one thing, so a failure names what the text lost.
@@ -10,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from consensus_engine.terminal import CHAIR_HEADING, render_accepted, render_run
+from consensus_engine.terminal import CHAIR_HEADING, render_accepted, render_gate, render_run
 
 RUN_ID = "6f1c2a1e-2b8e-4f7a-9d55-0c3e1f2a4b6d"
 
@@ -195,3 +196,59 @@ def test_a_retry_says_which_steps_run_again() -> None:
         f"Run {RUN_ID} queued (normal priority).",
         "  re-runs: chair",
     ]
+
+
+PAGE = f"http://api.test/runs/{RUN_ID}"
+
+
+def _blocking(review: dict[str, Any], *issues: str, concern: str | None = None) -> dict[str, Any]:
+    review["blocking_issues"] = [{"text": text} for text in issues]
+    if concern is not None:
+        review["concerns"] = [
+            {"text": concern, "is_blocking": True},
+            {"text": "not blocking", "is_blocking": False},
+        ]
+    return review
+
+
+def test_the_gate_summary_is_four_lines_with_the_blocking_points_in_one() -> None:
+    reviews = [
+        _blocking(_review("critic", 0.4), "No rollback plan.", concern="Locations leak."),
+        _blocking(_review("architect", 0.6), "The calendar sync " + "really " * 20 + "slow."),
+        _blocking(_review("security", 0.5), "Secrets in logs.", "No rate limit."),
+    ]
+    assert render_gate(_run(reviews), ["reject", "revise"], PAGE).splitlines() == [
+        "Decision: REVISE  score 0.660 (approve at 0.80, revise at 0.60)",
+        f"Run: {RUN_ID}  {PAGE}",
+        "Blocking (5): Critic: No rollback plan.; Critic: Locations leak.; "
+        "Architect: The calendar sync really really really really really...; +2 more",
+        "Gate: failed (revise is in --fail-on: reject, revise)",
+    ]
+
+
+def test_the_gate_summary_of_a_decision_not_listed_passes() -> None:
+    text = render_gate(_run([_review("critic", 0.7)]), ["reject"], PAGE)
+    assert text.splitlines()[2:] == [
+        "Blocking: none",
+        "Gate: passed (revise is not in --fail-on: reject)",
+    ]
+
+
+def test_the_gate_summary_of_a_run_without_a_decision_says_why() -> None:
+    run = _run([], status="failed", decided=False)
+    run["error"] = {"code": "LLM_UNAVAILABLE", "message": "the model did not answer"}
+    assert render_gate(run, ["reject"], PAGE).splitlines() == [
+        "Run failed: the model did not answer (LLM_UNAVAILABLE)",
+        f"Run: {RUN_ID}  {PAGE}",
+        "Gate: failed (the run ended without a decision)",
+    ]
+
+
+def test_a_replayed_submit_says_how_to_get_a_new_run() -> None:
+    accepted = {"run_id": RUN_ID, "status": "completed", "priority": "normal"}
+    assert render_accepted(accepted, replayed=True).splitlines() == [
+        f"Run {RUN_ID} completed (normal priority).",
+        "  an earlier submit of the same request made this run (Idempotency-Key); "
+        "--no-idempotency-key submits a new one",
+    ]
+    assert len(render_accepted(accepted).splitlines()) == 1

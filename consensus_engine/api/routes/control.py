@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 
 from fastapi import APIRouter, Response
@@ -12,8 +13,10 @@ from consensus_engine.api.schemas import RetryAccepted, RunStatusResponse
 from consensus_engine.api.state import PrincipalDep, StateDep
 from consensus_engine.api.tenancy import refusal
 from consensus_engine.pipeline.refusals import RunRefused
+from consensus_engine.webhooks import messages as webhook_messages
 
 router = APIRouter(prefix="/v1", tags=["runs"])
+logger = logging.getLogger(__name__)
 
 
 @router.post(
@@ -24,11 +27,16 @@ router = APIRouter(prefix="/v1", tags=["runs"])
     responses=errors(404, 409, 413),
 )
 def cancel(run_id: uuid.UUID, state: StateDep, principal: PrincipalDep) -> RunStatusResponse:
-    """No further step starts; a step already running finishes and its result is dropped."""
+    """No further step starts; a step already running finishes and its result is dropped.
+    The tenant's ``run.cancelled`` webhooks are sent now (or by the next sweep)."""
     try:
         run = state.runs.cancel(run_id, tenant=principal.tenant)
     except RunRefused as error:
         raise refusal(error) from None
+    try:
+        webhook_messages.send_due(state.broker, state.settings, state.sessions, run_id=run.id)
+    except Exception:  # the deliveries are stored: the sweeper sends them
+        logger.warning("Could not send the webhooks of cancelled run %s now.", run.id)
     return RunStatusResponse(
         run_id=run.id, status=run.status, completed_at=run.completed_at, error_code=run.error_code
     )

@@ -1,4 +1,4 @@
-"""Runs: submit, list, show.
+"""Runs: submit, list, show, delete.
 
 Submitting goes through the run service (``pipeline/service.py``), which stores the run
 and its pending steps, commits, and only then publishes the first message;
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
@@ -32,7 +32,14 @@ from consensus_engine.api.schemas import RunAccepted, RunDetail, RunList, Submit
 from consensus_engine.api.state import PrincipalDep, SessionDep, StateDep
 from consensus_engine.api.tenancy import not_found, refusal
 from consensus_engine.db import documents, reads
-from consensus_engine.db.reads import Cursor, InvalidCursor, RunFilters
+from consensus_engine.db.reads import (
+    Cursor,
+    Direction,
+    InvalidCursor,
+    Ordering,
+    RunFilters,
+    RunSort,
+)
 from consensus_engine.domain.runs import RunStatus, RunType
 from consensus_engine.domain.schemas import DecisionLabel
 from consensus_engine.pipeline.config import expand_choice, review_choice
@@ -163,11 +170,54 @@ def _utc(name: str, moment: datetime | None) -> datetime | None:
         raise invalid(name, f"{name} is out of the supported range", part="query") from None
 
 
+def _no_offset(offset: str | None) -> None:
+    """The earlier system paged with ``offset``; ignored, a client would get page one
+    forever, so it is refused and pointed at the cursor."""
+    if offset is not None:
+        raise ApiError(
+            400,
+            "OFFSET_NOT_SUPPORTED",
+            "offset paging is not supported: pass the next_cursor of the previous page as "
+            "cursor (the first page has none)",
+            details={"parameter": "offset", "use": "cursor"},
+        )
+
+
+def _legacy_moment(name: str, value: str | None, *, end_of_day: bool) -> datetime | None:
+    """``start_date``/``end_date``, the earlier system's names: a date (that UTC day, whole)
+    or an ISO 8601 date-time with a time zone."""
+    if value is None:
+        return None
+    try:
+        if len(value) == 10:
+            day = date.fromisoformat(value)
+            return datetime.combine(day, time.max if end_of_day else time.min, UTC)
+        moment = datetime.fromisoformat(value) if _ISO_DATE.match(value) else None
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise invalid(
+            name,
+            f"{name} must be a date (YYYY-MM-DD) or an ISO 8601 date-time with a time zone",
+            part="query",
+        )
+    return _utc(name, moment)
+
+
+def _one_of(
+    name: str, alias: str, value: datetime | None, aliased: datetime | None
+) -> datetime | None:
+    """One bound given by either of its names; both at once may disagree, so it is a 422."""
+    if value is not None and aliased is not None:
+        raise invalid(alias, f"{alias} is another name for {name}: give one of them", part="query")
+    return value if value is not None else aliased
+
+
 @router.get(
     "/runs",
     operation_id="list_runs",
     response_model=RunList,
-    summary="List this tenant's runs, newest first",
+    summary="List this tenant's runs, newest first (or by score or decision)",
     responses=errors(400),
 )
 def list_runs(
@@ -189,28 +239,61 @@ def list_runs(
         Query(
             min_length=1,
             max_length=200,
-            description="found in the idea or the proposal's title, ignoring case",
+            description="words found in the idea or the proposal (title, summary, any of "
+            'its text): every word, stemmed (English); "a phrase", `or`, `-word` to '
+            "leave out. On SQLite: every word as a substring, ignoring case",
         ),
     ] = None,
+    sort: Annotated[
+        RunSort,
+        Query(
+            description="created; score (unscored runs last); decision (approve, revise, "
+            "reject; undecided runs last). Ties: newest first"
+        ),
+    ] = RunSort.CREATED,
+    direction: Annotated[
+        Direction, Query(description="desc: newest, highest, approve first; asc: the reverse")
+    ] = Direction.DESC,
     limit: Annotated[int, Query(ge=1, le=100)] = 30,
     cursor: Annotated[
-        str | None, Query(max_length=500, description="next_cursor of the previous page")
+        str | None,
+        Query(max_length=500, description="next_cursor of the previous page, same sort"),
     ] = None,
+    # The earlier system's names: answered (see the README), not advertised.
+    offset: Annotated[str | None, Query(include_in_schema=False)] = None,
+    start_date: Annotated[str | None, Query(include_in_schema=False)] = None,
+    end_date: Annotated[str | None, Query(include_in_schema=False)] = None,
 ) -> RunList | Response:
-    """Sorted by creation time then id, both descending, so pages never overlap or skip
-    when runs are added meanwhile. ``min_confidence`` leaves out runs without a score."""
+    """Pages never overlap or skip when runs are added meanwhile: each is read after the
+    last run of the one before, by (sort key, creation time, id). A cursor continues the
+    sort it was read in; another sort's is a 400 (INVALID_CURSOR). ``min_confidence``
+    leaves out runs without a score."""
+    _no_offset(offset)
+    ordering = Ordering(sort, direction)
     try:
-        after = Cursor.decode(cursor) if cursor is not None else None
+        after = Cursor.decode(cursor, ordering) if cursor is not None else None
     except InvalidCursor as error:
         raise ApiError(400, "INVALID_CURSOR", str(error)) from None
+    since = _one_of(
+        "created_after",
+        "start_date",
+        _utc("created_after", created_after),
+        _legacy_moment("start_date", start_date, end_of_day=False),
+    )
+    until = _one_of(
+        "created_before",
+        "end_date",
+        _utc("created_before", created_before),
+        _legacy_moment("end_date", end_date, end_of_day=True),
+    )
     filters = RunFilters(
         status=status,
         run_type=run_type,
         parent_run_id=parent_run_id,
         decision=decision,
         min_confidence=min_confidence,
-        created_after=_utc("created_after", created_after),
-        created_before=_utc("created_before", created_before),
+        created_after=since,
+        created_before=until,
         text=_search_text(q),
     )
     rendered = documents.supported(session)
@@ -221,6 +304,7 @@ def list_runs(
         limit=limit,
         after=after,
         rendered=rendered,
+        ordering=ordering,
     )
     next_cursor = page.next_cursor.encode() if page.next_cursor else None
     if rendered:
@@ -256,3 +340,26 @@ def get_run(
     if run is None:
         raise not_found(run_id)
     return presenters.run_detail(session, run)
+
+
+# -- delete -------------------------------------------------------------------------------------
+
+
+@router.delete(
+    "/runs/{run_id}",
+    operation_id="delete_run",
+    status_code=204,
+    response_class=Response,
+    summary="Delete an ended run and everything of it",
+    responses=errors(404, 409),
+)
+def delete_run(run_id: uuid.UUID, state: StateDep, principal: PrincipalDep) -> Response:
+    """Its steps, proposal, reviews, decision and chair report go; its revisions stay,
+    without their parent link; its LLM calls stay counted against the tenant's budget. A
+    queued or running run is refused (409: cancel it first), and so is a run a revision
+    under way reads (409). Another tenant's run is a 404, as a missing one."""
+    try:
+        state.runs.delete(run_id, tenant=principal.tenant)
+    except RunRefused as error:
+        raise refusal(error) from None
+    return Response(status_code=204)

@@ -130,7 +130,7 @@ export function RunsList({ search }: { search: string }) {
             id="runs-q"
             type="search"
             value={text}
-            placeholder="Words in the idea or title"
+            placeholder="Words in the idea or proposal"
             onChange={(event) => setText(event.target.value)}
           />
         </div>
