@@ -32,19 +32,21 @@ class StageOutcome:
     reason: str | None = None
     retry_after: float | None = None
     spends_retry: bool = True
+    run_ended: bool = False
+    """This step ended the run (completed, failed or timed out): its webhooks are due."""
 
     @classmethod
-    def done(cls, *follow_ups: Job) -> StageOutcome:
-        return cls(OutcomeKind.DONE, follow_ups)
+    def done(cls, *follow_ups: Job, run_ended: bool = False) -> StageOutcome:
+        return cls(OutcomeKind.DONE, follow_ups, run_ended=run_ended)
 
     @classmethod
     def retry(cls, after: float, reason: str, *, spends_retry: bool = True) -> StageOutcome:
         return cls(OutcomeKind.RETRY, reason=reason, retry_after=after, spends_retry=spends_retry)
 
     @classmethod
-    def failed(cls, reason: str, *follow_ups: Job) -> StageOutcome:
-        return cls(OutcomeKind.FAILED, follow_ups, reason=reason)
+    def failed(cls, reason: str, *follow_ups: Job, run_ended: bool = False) -> StageOutcome:
+        return cls(OutcomeKind.FAILED, follow_ups, reason=reason, run_ended=run_ended)
 
     @classmethod
-    def skipped(cls, reason: str, *follow_ups: Job) -> StageOutcome:
-        return cls(OutcomeKind.SKIPPED, follow_ups, reason=reason)
+    def skipped(cls, reason: str, *follow_ups: Job, run_ended: bool = False) -> StageOutcome:
+        return cls(OutcomeKind.SKIPPED, follow_ups, reason=reason, run_ended=run_ended)

@@ -167,7 +167,7 @@ class Pipeline:
             if claim.job_started:
                 lifecycle("job_started", run_id=job.run_id, step=job.step_name)
             if self._past_deadline(claim.run):
-                return StageOutcome.skipped("the run passed its deadline")
+                return StageOutcome.skipped("the run passed its deadline", run_ended=True)
             # A run missing an input fails its step like any other error, after the
             # claim has committed, instead of undoing the claim.
             try:
@@ -205,12 +205,12 @@ class Pipeline:
             claims.settle_step(session, held, StepStatus.FAILED, error=text)
             claims.end_run(run, RunStatus.FAILED, error_code=code, error=text)
             _finished(run)
-            return StageOutcome.failed(text)
+            return StageOutcome.failed(text, run_ended=True)
         claims.settle_step(session, held, StepStatus.COMPLETED, metadata=work.metadata)
         if stored.completes_run:
             claims.end_run(run, RunStatus.COMPLETED)
             _finished(run)
-            return StageOutcome.done()
+            return StageOutcome.done(run_ended=True)
         return StageOutcome.done(*_advance(session, run, parse_step(held.step_name)[0]))
 
     def _claim_lost(self, session: Session, job: Job, work: Work) -> StageOutcome:
@@ -271,6 +271,7 @@ class Pipeline:
         if work is not None and not calls:
             calls = list(work.calls)
         follow_ups: tuple[Job, ...] = ()
+        ended = False
         spent = spends_retry(error)
         try:
             with self.sessions.begin() as session:
@@ -284,6 +285,7 @@ class Pipeline:
                         follow_ups = self._after_final_failure(
                             session, held.run, job, error, code, text
                         )
+                        ended = held.run.status.is_terminal
         except Exception as unrecorded:
             if not is_outage(unrecorded):
                 raise
@@ -317,7 +319,7 @@ class Pipeline:
             raise error
         if retry_after is not None:
             return StageOutcome.retry(retry_after, text, spends_retry=spent)
-        return StageOutcome.failed(text, *follow_ups)
+        return StageOutcome.failed(text, *follow_ups, run_ended=ended)
 
     def _count_calls(self, calls: list[CallRecord], tenant: str | None) -> None:
         settings = self.settings

@@ -54,7 +54,7 @@ def execute(settings: Settings, stage: Stage, run_id: str, persona_id: str | Non
             )
         broker = dramatiq.get_broker()
         send_jobs(broker, settings, outcome.follow_ups)
-        if not outcome.follow_ups:  # perhaps the run's end: its webhooks are due now
+        if outcome.run_ended:  # its webhooks are due now
             webhook_messages.send_due(broker, settings, pipeline.sessions, run_id=job.run_id)
 
 

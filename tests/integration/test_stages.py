@@ -209,7 +209,7 @@ def test_stages_say_what_to_send_next_and_complete_the_run(
     reviewed = [review(pipeline, run_id, p, holder=f"w-{p}") for p in PERSONAS]
     assert reviewed == [StageOutcome.done()] * 4 + [StageOutcome.done(aggregate_job(run_id))]
 
-    assert aggregate(pipeline, run_id, holder="w2") == StageOutcome.done()
+    assert aggregate(pipeline, run_id, holder="w2") == StageOutcome.done(run_ended=True)
 
     run = load(sessions, run_id)
     assert run.status is RunStatus.COMPLETED and run.error_code is None
@@ -557,13 +557,13 @@ def test_the_quorum_decides_whether_a_failed_review_blocks_the_decision(
 
     run = load(sessions, run_id)
     if quorum == 4:
-        assert outcome == StageOutcome.done()
+        assert outcome == StageOutcome.done(run_ended=True)
         assert run.status is RunStatus.COMPLETED and run.decision is not None
         assert run.decision_record is not None
         assert run.decision_record.decision_json["missing_personas"] == ["critic"]
         assert steps(run)[AGGREGATE_STEP].step_metadata["missing"] == ["critic"]
     else:
-        assert outcome.kind is OutcomeKind.FAILED
+        assert outcome.kind is OutcomeKind.FAILED and outcome.run_ended
         assert outcome.reason is not None and "critic" in outcome.reason
         assert (run.status, run.error_code) == (RunStatus.FAILED, "quorum_not_met")
         assert run.decision is None and run.decision_record is None
@@ -673,7 +673,7 @@ def test_the_stages_complete_a_run_on_sqlite(
         assert review_all(pipeline, run_id, PERSONAS).follow_ups == (aggregate_job(run_id),)
         again = StageOutcome.skipped("done", aggregate_job(run_id))  # not started yet
         assert expand(pipeline, run_id, holder="w") == again
-        assert aggregate(pipeline, run_id, holder="w") == StageOutcome.done()
+        assert aggregate(pipeline, run_id, holder="w") == StageOutcome.done(run_ended=True)
 
         run = load(sessions, run_id)
         assert run.status is RunStatus.COMPLETED and run.decision is not None

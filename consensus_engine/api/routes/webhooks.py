@@ -21,6 +21,7 @@ from consensus_engine.api.state import PrincipalDep, SessionDep, StateDep
 from consensus_engine.db import webhooks
 from consensus_engine.db.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from consensus_engine.webhooks import messages
+from consensus_engine.webhooks.delivery import message_id
 from consensus_engine.webhooks.events import EVENTS
 from consensus_engine.webhooks.signing import new_secret
 from consensus_engine.webhooks.targets import RefusedTarget, check_target
@@ -212,7 +213,7 @@ def rotate(
 def _delivery(delivery: WebhookDelivery, attempts: list[WebhookAttempt]) -> DeliveryOut:
     return DeliveryOut(
         id=delivery.id,
-        webhook_id=f"msg_{delivery.id.hex}",
+        webhook_id=message_id(delivery.id),
         run_id=delivery.run_id,
         event=delivery.event,
         status=delivery.status,
