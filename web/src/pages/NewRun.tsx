@@ -123,11 +123,7 @@ function NewRunFormView({ options }: { options: Options }) {
                     <option value="">
                       {personaModelDefault(persona, form.reviewModel, options.models.review)}
                     </option>
-                    {options.models.allowed.map((model) => (
-                      <option key={model} value={model}>
-                        {model}
-                      </option>
-                    ))}
+                    <ModelOptions models={options.models.allowed} />
                   </select>
                 </div>
               </li>
@@ -158,12 +154,7 @@ function NewRunFormView({ options }: { options: Options }) {
             value={form.expandModel}
             onChange={(event) => update({ expandModel: event.target.value })}
           >
-            {expandModels.map((model) => (
-              <option key={model} value={model}>
-                {model}
-                {model === options.models.expand ? " (default)" : ""}
-              </option>
-            ))}
+            <ModelOptions models={expandModels} marked={options.models.expand} />
           </select>
         </div>
         <div className="field">
@@ -173,12 +164,7 @@ function NewRunFormView({ options }: { options: Options }) {
             value={form.reviewModel}
             onChange={(event) => update({ reviewModel: event.target.value })}
           >
-            {reviewModels.map((model) => (
-              <option key={model} value={model}>
-                {model}
-                {model === options.models.review ? " (default)" : ""}
-              </option>
-            ))}
+            <ModelOptions models={reviewModels} marked={options.models.review} />
           </select>
         </div>
       </div>
@@ -272,16 +258,26 @@ function CouncilFields({
           aria-describedby="new-chair-model-about"
         >
           <option value="">The deployment&apos;s chair model</option>
-          {options.models.allowed.map((model) => (
-            <option key={model} value={model}>
-              {model}
-            </option>
-          ))}
+          <ModelOptions models={options.models.allowed} />
         </select>
         <p id="new-chair-model-about" className="hint">
           Choosing a model turns the chair on, unless it is set to off.
         </p>
       </div>
     </fieldset>
+  );
+}
+
+/** One option per model; the ``marked`` one says it is the default. */
+function ModelOptions({ models, marked }: { models: readonly string[]; marked?: string }) {
+  return (
+    <>
+      {models.map((model) => (
+        <option key={model} value={model}>
+          {model}
+          {model === marked ? " (default)" : ""}
+        </option>
+      ))}
+    </>
   );
 }
