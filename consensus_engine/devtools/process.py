@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -23,6 +24,9 @@ from typing import Self
 from consensus_engine.settings import Settings
 
 log = logging.getLogger(__name__)
+
+EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_handed_out: set[int] = set()
 
 
 class ProcessError(RuntimeError):
@@ -40,11 +44,35 @@ def environ_without_settings() -> dict[str, str]:
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port nobody listens on right now; another process may still take it first."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        port: int = probe.getsockname()[1]
-        return port
+    """A port nobody listens on right now, for a child to bind a moment later.
+
+    Chosen below the kernel's ephemeral range where it has one: outgoing connections
+    draw their source ports from that range, so on a busy machine one of them could
+    take the port before the child binds it. Another process choosing ports the
+    same way may still, which is why the choice is random and never repeated here.
+    """
+    low, high = _listening_range()
+    for _ in range(200):
+        port = random.randint(low, high) if high else 0  # noqa: S311 - not a secret
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind((host, port))
+            except OSError:
+                continue
+            chosen: int = probe.getsockname()[1]
+        if chosen not in _handed_out:
+            _handed_out.add(chosen)
+            return chosen
+    raise OSError(f"no free port on {host} between {low} and {high}")
+
+
+def _listening_range() -> tuple[int, int]:
+    """Ports from 20000 up to the ephemeral range's start; (0, 0) lets the kernel choose."""
+    try:
+        first = int(EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0, 0
+    return (20_000, first - 1) if first > 21_000 else (0, 0)
 
 
 def spawn(
