@@ -28,7 +28,7 @@ from consensus_engine.db.migrations import upgrade_head
 from consensus_engine.db.models import Run
 from consensus_engine.devtools.database import local_database
 from consensus_engine.devtools.local_pubsub import accepts_grpc, local_pubsub
-from consensus_engine.devtools.process import free_port
+from consensus_engine.devtools.process import free_port, sigterm_interrupts
 from consensus_engine.devtools.service import running_worker, start_api
 from consensus_engine.domain.inputs import validate_idea
 from consensus_engine.domain.schemas import Decision, PersonaReview
@@ -157,7 +157,7 @@ def _serve(env: dict[str, str], run_id: uuid.UUID) -> None:
         print(f"API key:  {api.key}  (tenant {DEMO_TENANT!r}; it lasts as long as this demo)")
         print("Press Ctrl-C to stop everything.", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
-            api.popen.wait()  # the API runs in its own session: Ctrl-C reaches only us
+            api.popen.wait()  # the API runs in its own session: Ctrl-C or SIGTERM reach only us
         if api.popen.returncode is not None:
             raise DemoError(f"the API stopped (exit {api.popen.returncode}); see {log_path}")
     finally:
@@ -169,7 +169,7 @@ def run_demo(idea: str | None = None, *, serve: bool = False) -> int:
     personas = personas_from_settings(settings)
     text = validate_idea(SAMPLE_IDEA if idea is None else idea, max_length=settings.max_idea_length)
     print(f"Idea:     {text}\nPersonas: {', '.join(personas.ids)}")
-    with contextlib.ExitStack() as stack:
+    with sigterm_interrupts(), contextlib.ExitStack() as stack:
         overrides: dict[str, str] = {}
         overrides |= stack.enter_context(_llm(settings))
         overrides |= stack.enter_context(_pubsub(settings))

@@ -16,7 +16,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
@@ -73,6 +73,25 @@ def _listening_range() -> tuple[int, int]:
     except (OSError, ValueError, IndexError):
         return 0, 0
     return (20_000, first - 1) if first > 21_000 else (0, 0)
+
+
+@contextlib.contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt in this block, as Ctrl-C does.
+
+    Children started here live in sessions of their own, so a SIGTERM that ended only us
+    (a CI job's timeout, ``kill``) would leave them running and holding their ports; as an
+    interrupt it unwinds the block that stops them. Main thread only.
+    """
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def spawn(
