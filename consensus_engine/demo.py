@@ -7,7 +7,7 @@ where the Cloud SDK's jar and Java are installed, else the embedded one; it says
 a PostgreSQL database (or an SQLite file when no server answers), and a worker process
 (``python -m consensus_engine.workers.pipeline_worker``). With ``--serve`` it then keeps
 all of it running, adds the API with the web app, and prints the run page's address and
-the key to sign in with, until Ctrl-C.
+the key to sign in with, until Ctrl-C or SIGTERM (either stops everything it started).
 """
 
 from __future__ import annotations
