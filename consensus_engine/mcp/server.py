@@ -8,20 +8,18 @@ server's key stands in for a missing one only on loopback.
 
 from __future__ import annotations
 
-import ipaddress
-from importlib.metadata import PackageNotFoundError, version
 from typing import Literal
 
 from mcp.server.mcpserver import MCPServer
 
+from consensus_engine.cli import package_version
 from consensus_engine.client import UsageError
+from consensus_engine.hosts import is_loopback
 from consensus_engine.mcp.gateway import Gateway
 from consensus_engine.mcp.tools import register
 
 TRANSPORTS = ("stdio", "streamable-http")
 """What ``run`` serves; ``http`` is accepted as another name for ``streamable-http``."""
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8765
 HTTP_PATH = "/mcp"
 
 INSTRUCTIONS = (
@@ -31,13 +29,6 @@ INSTRUCTIONS = (
     "run id it returns for get_run (full reviews), revise (edit and review again) and "
     "compare (what changed). list_runs finds earlier runs. Errors carry the API's code."
 )
-
-
-def _version() -> str:
-    try:
-        return version("consensus-engine")
-    except PackageNotFoundError:  # run from a source tree that was never installed
-        return "0"
 
 
 def build_server(
@@ -52,20 +43,11 @@ def build_server(
         "consensus-engine",
         title="Consensus Engine",
         instructions=INSTRUCTIONS,
-        version=_version(),
+        version=package_version(),
         log_level=log_level,
     )
     register(server, Gateway(api_url, api_key))
     return server
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:  # a host name: it may resolve to anything
-        return False
 
 
 def http_fallback_key(host: str, api_key: str | None) -> str | None:

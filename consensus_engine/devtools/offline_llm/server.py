@@ -18,7 +18,6 @@ how many ``json_object`` schemas were honoured or refused, and ``POST
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
 from collections.abc import Sequence
 from typing import Any, Unpack
@@ -33,6 +32,7 @@ from consensus_engine.devtools.offline_llm.app import (
     create_app,
 )
 from consensus_engine.devtools.offline_llm.grammar import LLAMA_CPP_MAX_REPETITION
+from consensus_engine.hosts import is_loopback
 
 DEFAULT_PORT = 8089
 _GRACEFUL_SHUTDOWN_SECONDS = 1
@@ -78,7 +78,7 @@ class OfflineLLMServer(BackgroundServer):
 
 def serve(host: str = LOOPBACK, port: int = DEFAULT_PORT, **options: Unpack[OptionFields]) -> None:
     """Run in the foreground until interrupted (the ``fake-llm`` command)."""
-    if not _is_loopback(host):
+    if not is_loopback(host):
         raise ValueError(f"the offline LLM server only binds to loopback, not {host!r}")
     app = create_app(OfflineOptions(**options))
     uvicorn.run(
@@ -150,12 +150,3 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     add_cli_arguments(parser)
     serve_from_args(parser.parse_args(argv))
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
