@@ -72,9 +72,7 @@ class _CommandParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         if not self.json_errors:
             super().error(message)
-        failure = UsageError(f"{self.prog}: {message}")
-        print(json.dumps(failure.as_json()), file=sys.stderr)
-        self.exit(ExitCode.USAGE)
+        self.exit(_report(UsageError(f"{self.prog}: {message}"), as_json=True))
 
 
 class _JsonParser(_CommandParser):

@@ -76,6 +76,15 @@ def print_json(value: object) -> None:
     print(json.dumps(value, indent=2, sort_keys=False))
 
 
+def show(args: argparse.Namespace, answer: object, text: str) -> int:
+    """The API's ``answer`` as JSON with ``--json``, else ``text``; the exit status."""
+    if args.json:
+        print_json(answer)
+    else:
+        print(text)
+    return ExitCode.OK
+
+
 def _warn(args: argparse.Namespace, code: str, message: str, **details: Any) -> None:
     """A note on stderr that does not change the exit status (as JSON with ``--json``)."""
     if getattr(args, "json", False):
@@ -241,11 +250,7 @@ def revise(args: argparse.Namespace) -> int:
 
 def cancel(args: argparse.Namespace) -> int:
     answer = client_for(args).cancel(args.run_id)
-    if args.json:
-        print_json(answer)
-    else:
-        print(render_cancelled(answer))
-    return ExitCode.OK
+    return show(args, answer, render_cancelled(answer))
 
 
 LIST_FILTERS = (
@@ -268,38 +273,22 @@ LIST_FILTERS = (
 def list_runs(args: argparse.Namespace) -> int:
     filters = {name: getattr(args, name) for name in LIST_FILTERS}
     listing = client_for(args).list_runs(**filters)
-    if args.json:
-        print_json(listing)
-    else:
-        print(render_run_list(listing))
-    return 0
+    return show(args, listing, render_run_list(listing))
 
 
 def show_run(args: argparse.Namespace) -> int:
     detail = client_for(args).get_run(args.run_id)
-    if args.json:
-        print_json(detail)
-    else:
-        print(render_run(detail))
-    return 0
+    return show(args, detail, render_run(detail))
 
 
 def usage(args: argparse.Namespace) -> int:
     report = client_for(args).usage(days=args.days)
-    if args.json:
-        print_json(report)
-    else:
-        print(render_usage(report))
-    return 0
+    return show(args, report, render_usage(report))
 
 
 def diff_runs(args: argparse.Namespace) -> int:
     diff = client_for(args).diff(args.run_id, args.other_id)
-    if args.json:
-        print_json(diff)
-    else:
-        print(render_diff(diff))
-    return 0
+    return show(args, diff, render_diff(diff))
 
 
 class _McpServe(Protocol):

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
-from consensus_engine.client import ExitCode
-from consensus_engine.run_commands import client_for, print_json
+from consensus_engine.run_commands import client_for, show
 
 
 def _events(text: str) -> list[str]:
@@ -20,24 +19,16 @@ def _line(endpoint: Mapping[str, Any]) -> str:
     return f"{endpoint.get('id')}  {state:<8}  {events:<40}  {endpoint.get('url')}"
 
 
-def _show(args: argparse.Namespace, answer: Any, lines: Sequence[str]) -> int:
-    if args.json:
-        print_json(answer)
-    else:
-        print("\n".join(lines))
-    return ExitCode.OK
-
-
 def create(args: argparse.Namespace) -> int:
     fields = {} if args.description is None else {"description": args.description}
     made = client_for(args).create_webhook(args.url, _events(args.events), **fields)
     secret = f"  secret: {made.get('secret')}  (shown once: keep it to verify signatures)"
-    return _show(args, made, [_line(made), secret])
+    return show(args, made, f"{_line(made)}\n{secret}")
 
 
 def list_endpoints(args: argparse.Namespace) -> int:
     found = client_for(args).webhooks()
-    return _show(args, found, [_line(e) for e in found] or ["No webhook endpoints."])
+    return show(args, found, "\n".join(_line(e) for e in found) or "No webhook endpoints.")
 
 
 def update(args: argparse.Namespace) -> int:
@@ -49,17 +40,17 @@ def update(args: argparse.Namespace) -> int:
     if args.enabled is not None:
         changes["enabled"] = args.enabled
     changed = client_for(args).update_webhook(args.endpoint_id, **changes)
-    return _show(args, changed, [_line(changed)])
+    return show(args, changed, _line(changed))
 
 
 def delete(args: argparse.Namespace) -> int:
     client_for(args).delete_webhook(args.endpoint_id)
-    return _show(args, {"deleted": args.endpoint_id}, [f"Deleted {args.endpoint_id}."])
+    return show(args, {"deleted": args.endpoint_id}, f"Deleted {args.endpoint_id}.")
 
 
 def rotate(args: argparse.Namespace) -> int:
     rotated = client_for(args).rotate_webhook_secret(args.endpoint_id)
-    return _show(args, rotated, [f"  secret: {rotated.get('secret')}  (shown once)"])
+    return show(args, rotated, f"  secret: {rotated.get('secret')}  (shown once)")
 
 
 def deliveries(args: argparse.Namespace) -> int:
@@ -71,10 +62,10 @@ def deliveries(args: argparse.Namespace) -> int:
             f"{delivery.get('id')}  {delivery.get('event'):<14}  {delivery.get('status'):<9}"
             f"  run {delivery.get('run_id')}  attempts: {codes or 'none yet'}"
         )
-    return _show(args, found, lines or ["No deliveries yet."])
+    return show(args, found, "\n".join(lines) or "No deliveries yet.")
 
 
 def redeliver(args: argparse.Namespace) -> int:
     client_for(args).redeliver_webhook(args.endpoint_id, args.delivery_id)
     answer = {"redelivering": args.delivery_id}
-    return _show(args, answer, [f"Delivering {args.delivery_id} again."])
+    return show(args, answer, f"Delivering {args.delivery_id} again.")
