@@ -118,7 +118,7 @@ def _render_decision(
         flags = []
         if review.get("reused"):
             flags.append("reused")
-        texts = _blocking_texts(review)
+        texts = blocking_texts(review)
         if texts:
             flags.append(f"{len(texts)} blocking")
         blocking.extend(f"  - {name}: {text}" for text in texts)
@@ -148,10 +148,13 @@ def _render_decision(
     return lines
 
 
-def _blocking_texts(review: Mapping[str, Any]) -> list[str]:
-    """A review's blocking issues, then its concerns marked blocking."""
-    return [i.get("text", "") for i in review.get("blocking_issues", [])] + [
-        c.get("text", "") for c in review.get("concerns", []) if c.get("is_blocking")
+def blocking_texts(review: Mapping[str, Any]) -> list[str]:
+    """A review's blocking issues, then its concerns marked blocking (as the API answers
+    them: ``PersonaReview.blocking_texts`` for the JSON)."""
+    issues = review.get("blocking_issues") or []
+    concerns = review.get("concerns") or []
+    return [i.get("text", "") for i in issues] + [
+        c.get("text", "") for c in concerns if c.get("is_blocking")
     ]
 
 
@@ -251,7 +254,7 @@ def render_gate(detail: Mapping[str, Any], fail_on: Sequence[str], page: str) ->
     points = [
         f"{review.get('persona_name') or review.get('persona_id')}: {text}"
         for review in detail.get("reviews") or []
-        for text in _blocking_texts(review)
+        for text in blocking_texts(review)
     ]
     shown = "; ".join(_shorten(point, GATE_POINT_LENGTH) for point in points[:GATE_POINTS_SHOWN])
     more = f"; +{len(points) - GATE_POINTS_SHOWN} more" if len(points) > GATE_POINTS_SHOWN else ""

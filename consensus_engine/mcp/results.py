@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from consensus_engine.mcp.gateway import ToolFailure
 from consensus_engine.mcp.models import ReviewLine, RunSummary
 from consensus_engine.run_progress import TERMINAL_STATUSES
+from consensus_engine.terminal import blocking_texts
 
 
 def structured(payload: BaseModel | Mapping[str, Any]) -> CallToolResult:
@@ -48,19 +49,13 @@ async def answer(work: Awaitable[BaseModel | Mapping[str, Any]]) -> CallToolResu
         return failed(failure)
 
 
-def _blocking(review: Mapping[str, Any]) -> list[str]:
-    issues = [str(issue.get("text")) for issue in review.get("blocking_issues") or []]
-    concerns = review.get("concerns") or []
-    return issues + [str(c.get("text")) for c in concerns if c.get("is_blocking")]
-
-
 def _review_line(review: Mapping[str, Any]) -> ReviewLine:
     return ReviewLine(
         persona_id=str(review.get("persona_id")),
         persona_name=str(review.get("persona_name")),
         confidence_score=float(review.get("confidence_score") or 0.0),
         summary=str(review.get("summary") or ""),
-        blocking=_blocking(review),
+        blocking=blocking_texts(review),
     )
 
 

@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from consensus_engine.domain.runs import StepStatus
 from consensus_engine.mcp.gateway import Gateway
 from consensus_engine.run_progress import TERMINAL_STATUSES
 
@@ -20,9 +21,12 @@ Progress = Callable[[float, float, str], Awaitable[None]]
 """``(done, total, message)``: how many of the run's steps have ended."""
 
 
+_ENDED_STEPS = frozenset(status.value for status in StepStatus if status.is_terminal)
+
+
 def steps_done(detail: Mapping[str, Any]) -> tuple[int, int]:
     steps = detail.get("steps") or []
-    done = sum(1 for step in steps if step.get("status") in ("completed", "skipped", "failed"))
+    done = sum(1 for step in steps if step.get("status") in _ENDED_STEPS)
     return done, len(steps)
 
 
