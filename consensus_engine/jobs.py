@@ -8,10 +8,11 @@ actors (importing :mod:`consensus_engine.actors` would set up a whole worker).
 from __future__ import annotations
 
 import contextvars
+import functools
 import os
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -77,19 +78,22 @@ def _pool() -> ThreadPoolExecutor:
         )
 
 
-def send_jobs(broker: dramatiq.Broker, settings: Settings, jobs: Sequence[Job]) -> None:
-    """Send several jobs at once: each publish waits for Pub/Sub's confirmation, so one
-    after another would add their round trips up. Raises the first failure."""
-    if len(jobs) == 1:
-        send(broker, settings, jobs[0])
+def publish_all(publishes: Sequence[Callable[[], object]]) -> None:
+    """Run several publishes at once: each waits for Pub/Sub's confirmation, so one after
+    another would add their round trips up. Raises the first failure."""
+    if len(publishes) == 1:
+        publishes[0]()
         return
     # Each publish runs in this thread's context, so it joins the caller's trace and logs
     # with its bound fields.
-    futures = [
-        _pool().submit(contextvars.copy_context().run, send, broker, settings, job) for job in jobs
-    ]
+    futures = [_pool().submit(contextvars.copy_context().run, publish) for publish in publishes]
     for future in futures:
         future.result()
+
+
+def send_jobs(broker: dramatiq.Broker, settings: Settings, jobs: Sequence[Job]) -> None:
+    """Send several jobs at once (see :func:`publish_all`)."""
+    publish_all([functools.partial(send, broker, settings, job) for job in jobs])
 
 
 def job_sender(broker: dramatiq.Broker, settings: Settings) -> JobSender:
