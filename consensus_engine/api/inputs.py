@@ -105,14 +105,7 @@ def selected_personas(state: ApiState, ids: Sequence[str] | None) -> PersonaSet:
 def catalogued_models(state: ApiState, body: ModelOverrides) -> None:
     """A 422 ``UNKNOWN_MODEL`` listing the allowed models when the request names a model
     outside the catalogue, before anything is stored."""
-    named: list[tuple[list[str], str | None]] = [
-        (["expand_model"], body.expand_model),
-        (["review_model"], body.review_model),
-    ]
-    if isinstance(body, SubmitRunRequest):
-        named.append((["chair_model"], body.chair_model))
-        named += [(["persona_models", pid], m) for pid, m in (body.persona_models or {}).items()]
-    for loc, model in named:
+    for loc, model in body.named_models():
         if model is None:
             continue
         try:

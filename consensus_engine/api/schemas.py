@@ -86,6 +86,10 @@ class ModelOverrides(_Request):
         default=None, description="default: REVIEW_TEMPERATURE"
     )
 
+    def named_models(self) -> list[tuple[list[str], str | None]]:
+        """Each model field of the request by its location in the body, set or not."""
+        return [(["expand_model"], self.expand_model), (["review_model"], self.review_model)]
+
 
 class SubmitRunRequest(ModelOverrides):
     """``persona_models``, ``review_rounds`` and ``chair`` shape the panel; see the README's
@@ -121,6 +125,10 @@ class SubmitRunRequest(ModelOverrides):
     chair_model: ModelName | None = Field(
         default=None, description="the chair's model (turns the chair on); default: CHAIR_MODEL"
     )
+
+    def named_models(self) -> list[tuple[list[str], str | None]]:
+        personas = [(["persona_models", pid], m) for pid, m in (self.persona_models or {}).items()]
+        return [*super().named_models(), (["chair_model"], self.chair_model), *personas]
 
 
 class RevisionRequest(ModelOverrides):

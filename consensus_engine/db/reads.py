@@ -66,6 +66,10 @@ _UNSCORED = {Direction.DESC: -1.0, Direction.ASC: 2.0}
 """A score no run has, on the far side of 0..1: unscored runs sort last either way."""
 _DECISION_RANK = {DecisionLabel.APPROVE: 3, DecisionLabel.REVISE: 2, DecisionLabel.REJECT: 1}
 _UNDECIDED = {Direction.DESC: 0, Direction.ASC: 4}
+_SCORE_KEYS = (min(_UNSCORED.values()), max(_UNSCORED.values()))
+"""The range of a score sort key: the scores 0..1 and both stand-ins."""
+_DECISION_KEYS = (min(_UNDECIDED.values()), max(_UNDECIDED.values()))
+"""The range of a decision sort key: the ranks and both stand-ins."""
 
 
 @dataclass(frozen=True)
@@ -109,10 +113,10 @@ class Ordering:
             case RunSort.CREATED, None:
                 return None
             case RunSort.SCORE, float() | int() if not isinstance(value, bool):
-                if -1.0 <= value <= 2.0:
+                if _SCORE_KEYS[0] <= value <= _SCORE_KEYS[1]:
                     return float(value)
             case RunSort.DECISION, int() if not isinstance(value, bool):
-                if 0 <= value <= 4:
+                if _DECISION_KEYS[0] <= value <= _DECISION_KEYS[1]:
                     return value
         raise ValueError("a sort key of the wrong kind")
 
