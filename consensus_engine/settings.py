@@ -171,17 +171,6 @@ class Settings(BaseSettings):
             raise ValueError("looks like a placeholder, not a real key")
         return SecretStr(raw)
 
-    @field_validator("webhook_retry_delays_seconds")
-    @classmethod
-    def _delays(cls, value: str) -> str:
-        try:
-            delays = [float(part) for part in value.split(",") if part.strip()]
-        except ValueError:
-            raise ValueError("a comma-separated list of seconds, e.g. 5,300,1800") from None
-        if not delays or any(delay <= 0 for delay in delays):
-            raise ValueError("at least one delay, every one above 0 seconds")
-        return value
-
     @field_validator("cors_origins")
     @classmethod
     def _exact_origins(cls, value: str | None) -> str | None:
@@ -206,6 +195,10 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_relations(self) -> Settings:
+        try:
+            self.webhook_retry_delays  # noqa: B018 - parsed here so that a bad setting stops start-up
+        except ValueError as error:
+            raise ValueError(f"WEBHOOK_RETRY_DELAYS_SECONDS: {error}") from None
         if self.revise_threshold >= self.approve_threshold:
             raise ValueError(
                 "REVISE_THRESHOLD must be lower than APPROVE_THRESHOLD "
@@ -282,10 +275,18 @@ class Settings(BaseSettings):
         value = os.environ.get(name, "").strip()
         return SecretStr(value) if value else None
 
-    @property
+    @functools.cached_property
     def webhook_retry_delays(self) -> tuple[float, ...]:
-        """``WEBHOOK_RETRY_DELAYS_SECONDS`` as numbers: the wait before each retry."""
-        return tuple(float(p) for p in self.webhook_retry_delays_seconds.split(",") if p.strip())
+        """``WEBHOOK_RETRY_DELAYS_SECONDS`` as numbers, parsed once: the wait before each
+        retry."""
+        value = self.webhook_retry_delays_seconds
+        try:
+            delays = tuple(float(part) for part in value.split(",") if part.strip())
+        except ValueError:
+            raise ValueError("a comma-separated list of seconds, e.g. 5,300,1800") from None
+        if not delays or any(delay <= 0 for delay in delays):
+            raise ValueError("at least one delay, every one above 0 seconds")
+        return delays
 
     @property
     def allowed_origins(self) -> tuple[str, ...]:

@@ -412,7 +412,6 @@ class WebhookDelivery(Base):
     """pending (to be sent, at ``next_attempt_at``), delivered, or failed (retries spent)."""
     attempts: Mapped[int] = mapped_column(default=0, server_default="0")
     next_attempt_at: Mapped[datetime | None]
-    last_status_code: Mapped[int | None]
     created_at: Mapped[datetime] = _created_at()
     delivered_at: Mapped[datetime | None]
 

@@ -127,10 +127,11 @@ def record_attempt(
     status_code: int | None,
     latency_ms: float,
     error: str | None,
+    delivered: bool,
     retry_in: float | None,
 ) -> None:
-    """Log the attempt; the delivery is delivered (a 2xx), due again in ``retry_in``
-    seconds, or failed for good (``retry_in`` is ``None``)."""
+    """Log the attempt; the delivery is delivered (the caller's verdict on the answer), due
+    again in ``retry_in`` seconds, or failed for good (``retry_in`` is ``None``)."""
     now = utcnow()
     session.add(
         WebhookAttempt(
@@ -141,11 +142,7 @@ def record_attempt(
             error=error,
         )
     )
-    delivered = status_code is not None and 200 <= status_code < 300
-    changes: dict[str, Any] = {
-        "attempts": WebhookDelivery.attempts + 1,
-        "last_status_code": status_code,
-    }
+    changes: dict[str, Any] = {"attempts": WebhookDelivery.attempts + 1}
     if delivered:
         changes |= {"status": DELIVERED, "delivered_at": now, "next_attempt_at": None}
     elif retry_in is None:

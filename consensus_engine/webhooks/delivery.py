@@ -48,6 +48,7 @@ def deliver(settings: Settings, sessions: sessionmaker[Session], delivery_id: uu
             status_code=answer.status_code,
             latency_ms=answer.latency_ms,
             error=answer.error,
+            delivered=answer.delivered,
             retry_in=retry_in,
         )
     lifecycle(

@@ -71,6 +71,8 @@ def test_every_guide_variable_is_a_setting() -> None:
         ("REVISE_THRESHOLD", "0.9", "REVISE_THRESHOLD must be lower"),
         ("USE_CLOUD_SQL_CONNECTOR", "true", "DB_INSTANCE_CONNECTION_NAME is required"),
         ("API_METRICS_PORT", "8000", "API_METRICS_PORT must differ from API_PORT"),
+        ("WEBHOOK_RETRY_DELAYS_SECONDS", "5,soon", "WEBHOOK_RETRY_DELAYS_SECONDS"),
+        ("WEBHOOK_RETRY_DELAYS_SECONDS", "5,0", "every one above 0 seconds"),
     ],
 )
 def test_wrong_value_fails_with_one_line_naming_the_variable(

@@ -24,7 +24,7 @@ from consensus_engine.webhooks import messages
 from consensus_engine.webhooks.delivery import message_id
 from consensus_engine.webhooks.events import EVENTS
 from consensus_engine.webhooks.signing import new_secret
-from consensus_engine.webhooks.targets import RefusedTarget, check_target
+from consensus_engine.webhooks.targets import MAX_URL_LENGTH, RefusedTarget, check_target
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 logger = logging.getLogger(__name__)
@@ -38,7 +38,9 @@ class _Request(BaseModel):
 
 
 class EndpointIn(_Request):
-    url: str = Field(max_length=2000, description="where deliveries are POSTed (http or https)")
+    url: str = Field(
+        max_length=MAX_URL_LENGTH, description="where deliveries are POSTed (http or https)"
+    )
     events: list[Event] = Field(min_length=1, max_length=len(EVENTS))
     description: str | None = Field(default=None, max_length=500)
     enabled: bool = True
@@ -47,7 +49,7 @@ class EndpointIn(_Request):
 class EndpointChange(_Request):
     """Only the fields given change."""
 
-    url: str | None = Field(default=None, max_length=2000)
+    url: str | None = Field(default=None, max_length=MAX_URL_LENGTH)
     events: list[Event] | None = Field(default=None, min_length=1, max_length=len(EVENTS))
     description: str | None = Field(default=None, max_length=500)
     enabled: bool | None = None
@@ -97,7 +99,7 @@ def _out(row: WebhookEndpoint) -> EndpointOut:
 
 
 def _with_secret(row: WebhookEndpoint) -> EndpointWithSecret:
-    return EndpointWithSecret(**_out(row).model_dump(), secret=row.secret)
+    return EndpointWithSecret.model_validate(row, from_attributes=True)
 
 
 def _checked(state: StateDep, url: str) -> str:

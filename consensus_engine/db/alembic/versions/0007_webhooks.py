@@ -64,7 +64,6 @@ def upgrade() -> None:
         sa.Column("status", sa.String(20), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
         _moment("next_attempt_at"),
-        sa.Column("last_status_code", sa.Integer(), nullable=True),
         _moment("created_at", now=True),
         _moment("delivered_at"),
         sa.CheckConstraint(
