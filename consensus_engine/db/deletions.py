@@ -24,9 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, aliased
 
 from consensus_engine.db.models import Run
-from consensus_engine.domain.runs import IN_FLIGHT, RunStatus
-
-ENDED = (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED)
+from consensus_engine.domain.runs import ENDED, IN_FLIGHT, RunStatus
 
 
 @dataclass(frozen=True)

@@ -272,11 +272,6 @@ class PersonaSet:
             max_count=len(self._personas),
         )
 
-    @property
-    def models(self) -> frozenset[str]:
-        """The models the personas name for themselves."""
-        return frozenset(p.model for p in self._personas if p.model is not None)
-
     def to_dict(self) -> dict[str, Any]:
         return {"personas": [p.to_dict() for p in self._personas]}
 

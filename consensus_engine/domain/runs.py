@@ -17,11 +17,14 @@ class RunStatus(StrEnum):
 
     @property
     def is_terminal(self) -> bool:
-        return self in (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED)
+        return self in ENDED
 
 
 IN_FLIGHT = (RunStatus.QUEUED, RunStatus.RUNNING)
 """The statuses of a run still under way: counted by the tenant cap, watched by the sweeper."""
+
+ENDED = (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED)
+"""The statuses of a run that ended: it runs no more, and may be deleted."""
 
 
 class RunType(StrEnum):
@@ -85,21 +88,24 @@ def debate_step(persona_id: str) -> str:
     return Stage.DEBATE.step(persona_id)
 
 
+def split_persona_step(step_name: str) -> tuple[Stage, str] | None:
+    """The stage and persona of a review or debate step; ``None`` for any other name."""
+    for stage in Stage:
+        prefix = f"{stage.value}_"
+        if stage.per_persona and step_name.startswith(prefix):
+            return stage, step_name[len(prefix) :]
+    return None
+
+
 def parse_step(step_name: str) -> tuple[Stage, str | None]:
     """The stage and persona a step name stands for (``ValueError`` for no step)."""
-    persona_id = persona_of_step(step_name)
-    if persona_id is not None:
-        return Stage(step_name[: -len(persona_id) - 1]), persona_id
-    return Stage(step_name), None
+    return split_persona_step(step_name) or (Stage(step_name), None)
 
 
 def persona_of_step(step_name: str) -> str | None:
     """The persona a review or debate step belongs to; ``None`` for any other name."""
-    for stage in (Stage.REVIEW, Stage.DEBATE):
-        prefix = f"{stage.value}_"
-        if step_name.startswith(prefix):
-            return step_name[len(prefix) :]
-    return None
+    split = split_persona_step(step_name)
+    return None if split is None else split[1]
 
 
 def step_names(persona_ids: list[str], *, rounds: int = 1, chair: bool = False) -> list[str]:

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Container, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from consensus_engine.domain.runs import RunStatus, persona_of_step
+from consensus_engine.domain.runs import RunStatus, split_persona_step
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -74,8 +74,8 @@ def step_labels(step: str) -> tuple[str, str]:
 
     Labels carry the kind, not the name, so each persona does not become a new step.
     """
-    persona = persona_of_step(step)
-    return (step[: -len(persona) - 1], persona) if persona is not None else (step, "")
+    split = split_persona_step(step)
+    return (step, "") if split is None else (split[0].value, split[1])
 
 
 class PipelineMetrics:
