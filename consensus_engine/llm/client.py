@@ -400,13 +400,11 @@ class LLMClient:
         return _clip(_KEY_PATTERN.sub("sk-***", text), 300)
 
 
-def calls_per_generation(settings: Settings, provider: Provider | None = None) -> int:
-    """The most calls one ``generate`` makes: the first and each repair, each tried again
-    by the SDK, plus the one call that finds a server cannot do ``json_schema``
-    (``provider``: the one asked; by default, the one the ``OPENAI_*`` settings describe)."""
-    mode = settings.llm_api_mode if provider is None else provider.api_mode
-    base_url = settings.openai_base_url if provider is None else provider.base_url
-    fallback = 1 if mode == "auto" and base_url else 0
+def calls_per_generation(settings: Settings, provider: Provider) -> int:
+    """The most calls one ``generate`` asking ``provider`` makes: the first and each repair,
+    each tried again by the SDK, plus the one call that finds a server cannot do
+    ``json_schema``."""
+    fallback = 1 if provider.api_mode == "auto" and provider.base_url else 0
     return (1 + settings.llm_repair_attempts) * (1 + settings.llm_sdk_max_retries) + fallback
 
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
 
@@ -48,6 +48,8 @@ from consensus_engine.pipeline.inline import (
     revise_proposal,
 )
 
+T = TypeVar("T")
+
 
 class StageInputError(ValueError):
     """The run lacks something the stage needs (a proposal, a parent); retrying cannot help."""
@@ -75,6 +77,12 @@ class Stored:
 def run_personas(run: Run) -> PersonaSet:
     """The persona set stored with the run: later changes to settings do not affect it."""
     return PersonaSet.from_dict({"personas": run.personas})
+
+
+def _in_persona_order(personas: PersonaSet, by_persona: Mapping[str, T]) -> list[T]:
+    """The values of ``by_persona`` (keyed by persona id) in the run's persona order, so a
+    prompt lists the reviews the same way every time."""
+    return [by_persona[pid] for pid in personas.ids if pid in by_persona]
 
 
 def review_choice(run: Run, persona: Persona) -> ModelChoice:
@@ -247,10 +255,11 @@ class ExpandWork(Work):
 
 
 def _reviewer(
-    session: Session, run: Run, persona_id: str | None
+    session: Session, run: Run, personas: PersonaSet, persona_id: str | None
 ) -> tuple[Persona, ExpandedProposal]:
-    """The persona a review step is for, and the proposal it reviews."""
-    persona = run_personas(run).get(persona_id or "")
+    """The persona of ``personas`` (the run's) a review step is for, and the proposal it
+    reviews."""
+    persona = personas.get(persona_id or "")
     if persona is None:
         raise StageInputError(f"persona {persona_id!r} is not part of this run")
     proposal = reads.load_proposal(session, run.id)
@@ -275,7 +284,7 @@ class ReviewWork(Work):
     def prepare(
         cls, session: Session, run: Run, persona_id: str | None, _thresholds: Thresholds
     ) -> ReviewWork:
-        persona, proposal = _reviewer(session, run, persona_id)
+        persona, proposal = _reviewer(session, run, run_personas(run), persona_id)
         previous = None
         if run.run_type is RunType.REVISION and run.parent_run_id is not None:
             row = reads.load_reviews(session, run.parent_run_id).get(persona.id)
@@ -339,23 +348,23 @@ class DebateWork(Work):
     def prepare(
         cls, session: Session, run: Run, persona_id: str | None, _thresholds: Thresholds
     ) -> DebateWork:
-        persona, proposal = _reviewer(session, run, persona_id)
+        personas = run_personas(run)
+        persona, proposal = _reviewer(session, run, personas, persona_id)
         rows = reads.load_reviews(session, run.id)
         first = {
             pid: PersonaReview.model_validate(row.first_round_review or row.review)
             for pid, row in rows.items()
         }
-        if persona.id not in first:
+        own = first.pop(persona.id, None)
+        if own is None:
             raise StageInputError(f"persona {persona.id!r} has no first-round review")
         return cls(
             tenant=run.tenant,
             persona=persona,
             proposal=proposal,
             choice=review_choice(run, persona),
-            own=first[persona.id],
-            others=[
-                first[pid] for pid in run_personas(run).ids if pid in first and pid != persona.id
-            ],
+            own=own,
+            others=_in_persona_order(personas, first),
         )
 
     def run(self, llm: LLMClient) -> None:
@@ -477,13 +486,12 @@ class ChairWork(Work):
         if proposal is None or decision is None:
             raise StageInputError("the run has no decision for the chair to explain")
         rows = reads.load_reviews(session, run.id)
-        order = {pid: place for place, pid in enumerate(run_personas(run).ids)}
         return cls(
             tenant=run.tenant,
             proposal=proposal,
             reviews=[
-                PersonaReview.model_validate(rows[pid].review)
-                for pid in sorted(rows, key=lambda pid: order.get(pid, len(order)))
+                PersonaReview.model_validate(row.review)
+                for row in _in_persona_order(run_personas(run), rows)
             ],
             decision=decision,
             choice=council.chair,
