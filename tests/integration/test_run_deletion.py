@@ -29,9 +29,8 @@ from consensus_engine.db.models import (
     StepProgress,
 )
 from consensus_engine.db.types import utcnow
-from consensus_engine.db.writes import create_run
 from consensus_engine.domain.revisions import ProposalSource
-from consensus_engine.domain.runs import RunStatus, RunType, step_names
+from consensus_engine.domain.runs import RunStatus, RunType
 from consensus_engine.domain.schemas import DecisionLabel
 from consensus_engine.llm.records import LlmCallOutcome
 from consensus_engine.messaging import job_queues
@@ -40,6 +39,8 @@ from consensus_engine.observability.metrics import PipelineMetrics
 from consensus_engine.pipeline import sweeper
 from consensus_engine.settings import load_settings
 from consensus_engine.workers import dispatch
+
+from .test_models import new_run
 
 TENANT = "acme"
 NOW = datetime.now().astimezone()
@@ -53,15 +54,9 @@ def add_run(
     ended_days_ago: float | None = 1,
     parent: Run | None = None,
 ) -> Run:
-    run = create_run(
+    run = new_run(
         session,
         idea="Rent out the workshop at night.",
-        expand_model="gpt-test",
-        review_model="gpt-test",
-        personas=[{"id": "critic", "name": "Critic", "weight": 1.0}],
-        schema_version="1.0.0",
-        prompt_set_version="1",
-        step_names=step_names(["critic"]),
         tenant=TENANT,
         run_type=RunType.REVISION if parent is not None else RunType.INITIAL,
         parent_run_id=None if parent is None else parent.id,

@@ -28,10 +28,11 @@ from consensus_engine.db.reads import (
     RunFilters,
     RunSort,
 )
-from consensus_engine.db.writes import create_run
 from consensus_engine.domain.revisions import ProposalSource
-from consensus_engine.domain.runs import RunStatus, step_names
+from consensus_engine.domain.runs import RunStatus
 from consensus_engine.domain.schemas import DecisionLabel
+
+from .test_models import new_run
 
 TENANT = "acme"
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -62,17 +63,7 @@ def add_run(
     score: float | None = None,
     decision: DecisionLabel | None = None,
 ) -> Run:
-    run = create_run(
-        session,
-        idea=idea,
-        expand_model="gpt-test",
-        review_model="gpt-test",
-        personas=[{"id": "critic", "name": "Critic", "weight": 1.0}],
-        schema_version="1.0.0",
-        prompt_set_version="1",
-        step_names=step_names(["critic"]),
-        tenant=tenant,
-    )
+    run = new_run(session, idea=idea, tenant=tenant)
     run.created_at, run.overall_score, run.decision = created_at, score, decision
     if decision is not None:
         run.status = RunStatus.COMPLETED
